@@ -1,0 +1,16 @@
+//! The pure core: records, validation, normalization, the synthetic generator's model.
+//! No actix, rdkafka, tokio, postgres, prometheus or tracing here; everything is
+//! unit-tested without a server.
+
+pub mod batch;
+pub mod cells;
+pub mod generator;
+pub mod msisdn;
+pub mod normalize;
+pub mod record;
+pub mod reject;
+
+pub use msisdn::{Msisdn, NumberPlan, PeerClass};
+pub use normalize::{NormalizedCdr, Normalizer};
+pub use record::{RecordType, Technology, ValidCdr, Validation};
+pub use reject::{RejectReason, Rejection};

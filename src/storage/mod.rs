@@ -1,0 +1,127 @@
+//! PostgreSQL: connection pool, migrations, and the queries cdrflow runs. SQL lives in
+//! `sql/*.sql` and is compiled in with `include_str!`.
+
+pub mod batch;
+pub mod customers;
+pub mod offsets;
+pub mod stats;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+refinery::embed_migrations!("migrations");
+
+/// Storage failures, with whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("invalid database URL: {0}")]
+    Config(String),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+}
+
+/// Whether an error is worth retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The database is unreachable or the connection broke: retry with back-off.
+    External,
+    /// A bug or a bad setting: retrying gives the same answer.
+    Permanent,
+}
+
+impl StorageError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StorageError::Pool(_) => ErrorKind::External,
+            StorageError::Db(e) if e.is_closed() || e.code().is_none() => ErrorKind::External,
+            StorageError::Db(e) => match e.code().map(|c| c.code()) {
+                // connection exceptions, insufficient resources, operator intervention
+                Some(c) if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => ErrorKind::External,
+                // serialization failure, deadlock
+                Some("40001") | Some("40P01") => ErrorKind::External,
+                _ => ErrorKind::Permanent,
+            },
+            StorageError::Config(_) | StorageError::Migration(_) => ErrorKind::Permanent,
+        }
+    }
+}
+
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StorageError> {
+    tokio_postgres::Config::from_str(url).map_err(|e| StorageError::Config(e.to_string()))
+}
+
+/// A pool that fails fast when the server is away, so callers see the error and back off
+/// instead of hanging.
+pub fn pool(url: &str, size: usize) -> Result<Pool, StorageError> {
+    let mut config = parse_url(url)?;
+    config.connect_timeout(Duration::from_secs(5));
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| StorageError::Config(e.to_string()))
+}
+
+/// Connect once, outside any pool.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, StorageError> {
+    let config = parse_url(url)?;
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "Database connection ended.");
+        }
+    });
+    Ok(client)
+}
+
+/// Create the database named in `url` if it does not exist yet (connecting to the
+/// `postgres` database of the same server to do so).
+pub async fn ensure_database(url: &str) -> Result<(), StorageError> {
+    match connect(url).await {
+        Ok(_) => Ok(()),
+        Err(StorageError::Db(e)) if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) => {
+            let config = parse_url(url)?;
+            let name = config.get_dbname().unwrap_or("postgres").to_string();
+            let mut admin = config.clone();
+            admin.dbname("postgres");
+            let (client, connection) = admin.connect(NoTls).await?;
+            tokio::spawn(connection);
+            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            match client.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
+                Ok(()) => Ok(()),
+                // Another process created it between our two calls.
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Bring the schema up to date. Safe to run concurrently and repeatedly.
+pub async fn migrate(url: &str) -> Result<usize, StorageError> {
+    ensure_database(url).await?;
+    let mut client = connect(url).await?;
+    // refinery takes no lock of its own; two instances starting together must not both
+    // apply the same migration.
+    client.batch_execute("SELECT pg_advisory_lock(7243101)").await?;
+    let report = migrations::runner().run_async(&mut client).await;
+    client.batch_execute("SELECT pg_advisory_unlock(7243101)").await?;
+    Ok(report?.applied_migrations().len())
+}

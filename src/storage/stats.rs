@@ -1,0 +1,119 @@
+//! The reconciliation a billing team asks for first: per source partition, records
+//! consumed against their outcomes, and the stored offset.
+
+use super::StorageError;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Outcomes {
+    pub consumed: i64,
+    pub accepted: i64,
+    pub duplicates: i64,
+    pub suspense: i64,
+    pub rejected: BTreeMap<String, i64>,
+}
+
+impl Outcomes {
+    pub fn rejected_total(&self) -> i64 {
+        self.rejected.values().sum()
+    }
+
+    /// consumed = accepted + rejected + duplicates + suspense
+    pub fn balanced(&self) -> bool {
+        self.consumed == self.accepted + self.rejected_total() + self.duplicates + self.suspense
+    }
+
+    fn add(&mut self, other: &Outcomes) {
+        self.consumed += other.consumed;
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+        self.suspense += other.suspense;
+        for (reason, n) in &other.rejected {
+            *self.rejected.entry(reason.clone()).or_default() += n;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionStats {
+    pub topic: String,
+    pub partition: i32,
+    #[serde(flatten)]
+    pub outcomes: Outcomes,
+    pub stored_offset: Option<i64>,
+    pub balanced: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub group: String,
+    pub partitions: Vec<PartitionStats>,
+    pub totals: Outcomes,
+    pub balanced: bool,
+    /// Rows actually present, counted independently of the counters.
+    pub stored_rows: StoredRows,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredRows {
+    pub usage_events: i64,
+    pub rejected_records: i64,
+    pub suspense_records: i64,
+}
+
+pub async fn load(client: &tokio_postgres::Client, group: &str) -> Result<Stats, StorageError> {
+    let mut per: BTreeMap<(String, i32), (Outcomes, Option<i64>)> = BTreeMap::new();
+    for row in client
+        .query("SELECT topic, partition, outcome, reason, records FROM pipeline_counters WHERE group_id = $1", &[&group])
+        .await?
+    {
+        let (o, _) = per.entry((row.get(0), row.get(1))).or_default();
+        let n: i64 = row.get(4);
+        match row.get::<_, &str>(2) {
+            "consumed" => o.consumed += n,
+            "accepted" => o.accepted += n,
+            "duplicate" => o.duplicates += n,
+            "suspense" => o.suspense += n,
+            _ => *o.rejected.entry(row.get(3)).or_default() += n,
+        }
+    }
+    for row in client
+        .query("SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1", &[&group])
+        .await?
+    {
+        per.entry((row.get(0), row.get(1))).or_default().1 = Some(row.get(2));
+    }
+    let mut totals = Outcomes::default();
+    let partitions: Vec<PartitionStats> = per
+        .into_iter()
+        .map(|((topic, partition), (outcomes, stored_offset))| {
+            totals.add(&outcomes);
+            PartitionStats {
+                topic,
+                partition,
+                balanced: outcomes.balanced(),
+                outcomes,
+                stored_offset,
+            }
+        })
+        .collect();
+    let counts = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM usage_events), (SELECT count(*) FROM rejected_records),
+                    (SELECT count(*) FROM suspense_records)",
+            &[],
+        )
+        .await?;
+    Ok(Stats {
+        group: group.to_string(),
+        balanced: totals.balanced(),
+        partitions,
+        totals,
+        stored_rows: StoredRows {
+            usage_events: counts.get(0),
+            rejected_records: counts.get(1),
+            suspense_records: counts.get(2),
+        },
+    })
+}

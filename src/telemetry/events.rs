@@ -1,0 +1,112 @@
+//! One struct per observable event. A call site builds the event and calls `emit`, which
+//! writes both the log line and the metrics, so the two never disagree.
+
+use super::metrics::Metrics;
+use crate::domain::batch::BatchSummary;
+use tracing::{debug, info, warn};
+
+pub struct BatchCommitted<'a> {
+    pub partition: i32,
+    pub from_offset: i64,
+    pub to_offset: i64,
+    pub summary: &'a BatchSummary,
+    pub commit_seconds: f64,
+    /// Seconds from each accepted record's broker timestamp to the commit.
+    pub latencies: &'a [f64],
+}
+
+impl BatchCommitted<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        let s = self.summary;
+        m.records_consumed.inc_by(s.consumed as u64);
+        m.records_accepted.inc_by(s.accepted as u64);
+        m.records_duplicate.inc_by(s.duplicates as u64);
+        m.records_suspense.inc_by(s.suspense as u64);
+        for (reason, n) in &s.rejected {
+            m.records_rejected.with_label_values(&[reason.as_str()]).inc_by(*n as u64);
+        }
+        m.batches_committed.inc();
+        m.batch_records.observe(s.consumed as f64);
+        m.commit_duration.observe(self.commit_seconds);
+        for l in self.latencies {
+            m.end_to_end_latency.observe(*l);
+        }
+        debug!(
+            partition = self.partition,
+            from = self.from_offset,
+            to = self.to_offset,
+            consumed = s.consumed,
+            accepted = s.accepted,
+            rejected = s.rejected_total(),
+            duplicates = s.duplicates,
+            suspense = s.suspense,
+            commit_ms = (self.commit_seconds * 1000.0) as u64,
+            "Committed batch."
+        );
+    }
+}
+
+pub struct BatchFenced {
+    pub partition: i32,
+    pub from_offset: i64,
+    pub stored: Option<i64>,
+}
+
+impl BatchFenced {
+    pub fn emit(&self, m: &Metrics) {
+        m.batches_fenced.inc();
+        info!(partition = self.partition, from = self.from_offset, stored = ?self.stored, "Stored offset moved; batch dropped and partition resumed from it.");
+    }
+}
+
+/// Kinds of batch failure, a bounded label set.
+#[derive(Debug, Clone, Copy)]
+pub enum FailureKind {
+    Database,
+    Publish,
+    Pipeline,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Database => "database",
+            FailureKind::Publish => "publish",
+            FailureKind::Pipeline => "pipeline",
+        }
+    }
+}
+
+pub struct BatchFailed<'a> {
+    pub partition: i32,
+    pub from_offset: i64,
+    pub kind: FailureKind,
+    pub error: &'a dyn std::fmt::Display,
+    pub backoff_secs: u64,
+}
+
+impl BatchFailed<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        m.batch_failures.with_label_values(&[self.kind.as_str()]).inc();
+        m.source_backoff_seconds.set(self.backoff_secs as i64);
+        warn!(
+            partition = self.partition,
+            from = self.from_offset,
+            kind = self.kind.as_str(),
+            error = %self.error,
+            backoff_secs = self.backoff_secs,
+            "Failed to commit batch; it will be read again after back-off."
+        );
+    }
+}
+
+pub struct ActorRestarted {
+    pub actor: &'static str,
+}
+
+impl ActorRestarted {
+    pub fn emit(&self, m: &Metrics) {
+        m.actor_restarts.with_label_values(&[self.actor]).inc();
+        warn!(actor = self.actor, "Actor restarted by its supervisor.");
+    }
+}
