@@ -1,1 +1,32 @@
+//! cdrflow — telecom mediation, rating and billing.
+//!
+//! ```text
+//! producers ──► Kafka cdr.raw
+//!                   │
+//!   cdrflow run     ▼   supervised actix tree (pipeline/)
+//!   KafkaSource ─► Validator ─► Normalizer ─► Committer ──► PostgreSQL
+//!   (pull, bounded   (decode,     (E.164, UTC,  (one transaction: usage, rejects,
+//!    in-flight)       reasons)     units, cell)  suspense, counters, offsets)
+//!                                                  └──► cdr.normalized / cdr.rejected
+//! ```
+//!
+//! Layers, each in its own folder:
+//! - [`domain`]: pure code — records, validation, normalization, the generator model.
+//! - [`pipeline`]: the actors, thin shells that call the domain and forward with `send()`.
+//! - [`kafka`]: client construction, the rebalance context, output publishing.
+//! - [`storage`]: Postgres pool, migrations, the batch write, stats.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`telemetry`]: tracing set-up, the metrics registry, events that feed both.
+//! - [`cli`]: one module per subcommand.
+//!
+//! Exactly-once: Kafka offsets live in Postgres and move in the same transaction as the
+//! batch's rows, by compare-and-set on where the batch started; usage rows are unique by
+//! `record_id`, rejects by source position.
+
+pub mod cli;
 pub mod domain;
+pub mod http;
+pub mod kafka;
+pub mod pipeline;
+pub mod storage;
+pub mod telemetry;

@@ -23,6 +23,8 @@ pub struct SourceMeta {
 /// What mediation decided about a record so far.
 #[derive(Debug, Clone)]
 pub enum Verdict {
+    /// Just read from the source; nothing decided yet.
+    Received,
     /// Read and checked, numbers not yet normalized.
     Valid(ValidCdr),
     Normalized(NormalizedCdr),

@@ -164,6 +164,17 @@ pub struct GeneratorReport {
     pub by_type: BTreeMap<String, u64>,
     pub anomalies: BTreeMap<String, u64>,
     pub expected: ExpectedOutcomes,
+    /// Per Kafka partition, as the broker acknowledged: filled in by whoever sends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partitions: BTreeMap<i32, PartitionDelivery>,
+}
+
+/// What the broker acknowledged for one partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionDelivery {
+    pub records: u64,
+    /// The offset after the last acknowledged record.
+    pub end_offset: i64,
 }
 
 impl GeneratorReport {

@@ -49,7 +49,7 @@ pub async fn write(tx: &Transaction<'_>, group: &str, batch: &PartitionBatch) ->
             Verdict::Normalized(n) if seen.insert(n.record_id.as_str()) => valid.push((i, n)),
             Verdict::Normalized(_) => summary.duplicates += 1,
             Verdict::Rejected(rej) => rejected.push((i, rej)),
-            Verdict::Valid(_) => {
+            Verdict::Received | Verdict::Valid(_) => {
                 // Only normalized records reach storage; a valid-but-unnormalized one is a
                 // wiring bug, and storing it as accepted would hide it.
                 return Err(StorageError::Config(format!("record at offset {} reached storage unnormalized", r.source.offset)));

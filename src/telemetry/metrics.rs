@@ -1,9 +1,9 @@
 //! Every Prometheus metric cdrflow exposes, registered on an injected `Registry` so each
 //! test builds its own and reads exact values. The only importer of `prometheus`.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
 
-pub use prometheus::{Encoder, TextEncoder};
+pub use prometheus::{Encoder, Registry, TextEncoder};
 
 #[derive(Clone)]
 pub struct Metrics {

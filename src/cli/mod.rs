@@ -1,0 +1,48 @@
+//! The command line: one module per subcommand. Flags can also come from `CDRFLOW_*`
+//! environment variables; every value is checked before anything starts, and a wrong one
+//! is named in the error (clap exits with status 2).
+
+pub mod generate;
+pub mod migrate;
+pub mod run;
+pub mod stats;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "cdrflow", version, about = "Telecom mediation, rating and billing engine: CDRs from Kafka, exact money out.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: consume CDRs, mediate them, commit them exactly once.
+    Run(run::RunArgs),
+    /// Produce synthetic CDRs (with anomalies) to Kafka or a JSONL file.
+    Generate(generate::GenerateArgs),
+    /// Create the database if needed and apply the schema migrations.
+    Migrate(migrate::MigrateArgs),
+    /// Reconcile: records consumed against accepted, rejected, duplicates and suspense.
+    Stats(stats::StatsArgs),
+}
+
+/// Shared database flag. The URL may hold a password: its environment value is never
+/// shown in `--help`, and cdrflow never logs it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL.
+    #[arg(long, env = "CDRFLOW_DATABASE_URL", hide_env_values = true, default_value = "postgres://postgres@127.0.0.1:5432/cdrflow")]
+    pub database_url: String,
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(args).await,
+        Command::Generate(args) => generate::run(args).await,
+        Command::Migrate(args) => migrate::run(args).await,
+        Command::Stats(args) => stats::run(args).await,
+    }
+}

@@ -1,0 +1,105 @@
+//! `cdrflow run`: the daemon.
+
+use super::DatabaseArgs;
+use crate::domain::{NumberPlan, Validation};
+use crate::pipeline::{self, RunSettings, SourceSettings};
+use crate::telemetry::Metrics;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "CDRFLOW_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Topic of raw CDRs.
+    #[arg(long, env = "CDRFLOW_TOPIC", default_value = "cdr.raw")]
+    pub topic: String,
+    /// Consumer group; instances in one group share the partitions.
+    #[arg(long, env = "CDRFLOW_GROUP", default_value = "cdrflow")]
+    pub group: String,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Address of the HTTP endpoints (/metrics, /healthz, /readyz).
+    #[arg(long, env = "CDRFLOW_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Stop once no record arrived for SECS and all work is committed (tests, demos, benchmarks).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub exit_when_idle: Option<u64>,
+    /// Records per batch at most (one Postgres transaction each).
+    #[arg(long, env = "CDRFLOW_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// Milliseconds a partial batch waits for more records.
+    #[arg(long, env = "CDRFLOW_BATCH_LINGER_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_linger_ms: u64,
+    /// Batches in flight at most; the source stops fetching beyond it.
+    #[arg(long, env = "CDRFLOW_MAX_INFLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub max_inflight: u32,
+    /// Do not publish to the normalized and rejected topics.
+    #[arg(long)]
+    pub no_publish: bool,
+    #[arg(long, env = "CDRFLOW_NORMALIZED_TOPIC", default_value = "cdr.normalized")]
+    pub normalized_topic: String,
+    #[arg(long, env = "CDRFLOW_REJECTED_TOPIC", default_value = "cdr.rejected")]
+    pub rejected_topic: String,
+    /// Partitions of topics cdrflow has to create.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    pub partitions: i32,
+    /// Region whose national numbers subscribers write (ISO 3166 alpha-2).
+    #[arg(long, env = "CDRFLOW_DEFAULT_REGION", default_value = "MA")]
+    pub default_region: String,
+    /// The operator's IANA time zone; timestamps without offset are read in it.
+    #[arg(long, env = "CDRFLOW_TIMEZONE", default_value = "Africa/Casablanca")]
+    pub timezone: chrono_tz::Tz,
+    /// Payloads larger than this are rejected unread.
+    #[arg(long, env = "CDRFLOW_MAX_PAYLOAD_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(256..))]
+    pub max_payload_bytes: u32,
+    /// How far ahead of now a timestamp may be.
+    #[arg(long, env = "CDRFLOW_MAX_CLOCK_SKEW_HOURS", default_value_t = 24)]
+    pub max_clock_skew_hours: u32,
+    /// Postgres connections in the daemon's pool.
+    #[arg(long, env = "CDRFLOW_DB_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub db_pool_size: u32,
+}
+
+impl RunArgs {
+    pub fn settings(self) -> anyhow::Result<RunSettings> {
+        NumberPlan::new(&self.default_region).map_err(|e| anyhow::anyhow!("--default-region: {e}"))?;
+        crate::storage::parse_url(&self.db.database_url).map_err(|e| anyhow::anyhow!("--database-url: {e}"))?;
+        if self.topic.trim().is_empty() {
+            anyhow::bail!("--topic must not be empty");
+        }
+        Ok(RunSettings {
+            source: SourceSettings {
+                brokers: self.brokers,
+                topic: self.topic,
+                group: self.group,
+                database_url: self.db.database_url,
+                batch_size: self.batch_size as usize,
+                linger: Duration::from_millis(self.batch_linger_ms),
+                max_inflight: self.max_inflight as usize,
+                exit_when_idle: self.exit_when_idle.map(Duration::from_secs),
+            },
+            http: self.http,
+            publish: !self.no_publish,
+            normalized_topic: self.normalized_topic,
+            rejected_topic: self.rejected_topic,
+            topic_partitions: self.partitions,
+            validation: Validation {
+                max_payload_bytes: self.max_payload_bytes as usize,
+                max_clock_skew: chrono::Duration::hours(self.max_clock_skew_hours as i64),
+                timezone: self.timezone,
+            },
+            numbering_region: self.default_region,
+            db_pool_size: self.db_pool_size as usize,
+        })
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.settings()?;
+    let metrics = Metrics::new(crate::telemetry::metrics::Registry::new())?;
+    pipeline::run(settings, metrics).await?;
+    Ok(ExitCode::SUCCESS)
+}

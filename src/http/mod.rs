@@ -1,0 +1,91 @@
+//! The daemon's HTTP face: `/metrics` (Prometheus text), `/healthz` (the process is up),
+//! `/readyz` (Postgres and the broker answer).
+
+use crate::telemetry::Metrics;
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use deadpool_postgres::Pool;
+use rdkafka::producer::{FutureProducer, Producer};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct State {
+    metrics: Metrics,
+    pool: Pool,
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl State {
+    pub fn new(metrics: Metrics, pool: Pool, producer: FutureProducer, topic: String) -> Self {
+        State {
+            metrics,
+            pool,
+            producer,
+            topic,
+        }
+    }
+}
+
+/// Bind and build the server; the caller runs it.
+pub fn serve(addr: SocketAddr, state: State) -> std::io::Result<Server> {
+    let data = web::Data::new(state);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(metrics))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+    })
+    .workers(1)
+    // Signals are the pipeline's to handle: it must drain before the server goes.
+    .disable_signals()
+    .bind(addr)?
+    .run())
+}
+
+async fn metrics(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<State>) -> HttpResponse {
+    let postgres = match tokio::time::timeout(Duration::from_secs(3), async {
+        let client = state.pool.get().await.map_err(|e| e.to_string())?;
+        client.simple_query("SELECT 1").await.map_err(|e| e.to_string())
+    })
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("timed out".to_string()),
+    };
+    let producer = state.producer.clone();
+    let topic = state.topic.clone();
+    let broker = web::block(move || {
+        producer
+            .client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(3))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let show = |r: &Result<(), String>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.clone(),
+    };
+    let body = json!({"postgres": show(&postgres), "broker": show(&broker)});
+    if postgres.is_ok() && broker.is_ok() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

@@ -1,0 +1,259 @@
+//! The source consumer's rebalance handling. On assignment the partitions start at the
+//! offsets stored in Postgres (our own state is the truth); on revocation the batches in
+//! flight are given time to finish, and whatever is still buffered for a lost partition
+//! is dropped. The shared [`Assignment`] tells the source loop which partitions it owns
+//! and from which offset each continues.
+
+use crate::storage;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Where the source stands on one owned partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// Changes whenever the position is reset (assignment, fence, failure); batches of an
+    /// older epoch no longer speak for this partition.
+    pub epoch: u64,
+    /// The offset the next batch continues from.
+    pub next_from: i64,
+}
+
+/// The partitions this instance owns and its position in each.
+#[derive(Debug, Default)]
+pub struct Assignment {
+    cursors: Mutex<HashMap<i32, Cursor>>,
+    epochs: AtomicU64,
+}
+
+impl Assignment {
+    fn lock(&self) -> MutexGuard<'_, HashMap<i32, Cursor>> {
+        // A poisoned lock means a panic elsewhere; the map itself is always consistent.
+        self.cursors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Own `partition` from `offset` on, under a new epoch.
+    pub fn reset(&self, partition: i32, offset: i64) -> Cursor {
+        let cursor = Cursor {
+            epoch: self.epochs.fetch_add(1, Ordering::Relaxed) + 1,
+            next_from: offset,
+        };
+        self.lock().insert(partition, cursor);
+        cursor
+    }
+
+    pub fn revoke(&self, partition: i32) {
+        self.lock().remove(&partition);
+    }
+
+    pub fn get(&self, partition: i32) -> Option<Cursor> {
+        self.lock().get(&partition).copied()
+    }
+
+    /// Move the position of `partition` to `next_from` if it is still at `epoch`.
+    pub fn advance(&self, partition: i32, epoch: u64, next_from: i64) -> bool {
+        match self.lock().get_mut(&partition) {
+            Some(c) if c.epoch == epoch => {
+                c.next_from = next_from;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn owned(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self.lock().keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Counts batches in flight so a revocation can wait for them. The count is dropped by
+/// whichever thread finishes the batch, never by the (blocked) rebalancing thread.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+pub struct InFlightGuard(Arc<InFlight>);
+
+impl std::fmt::Debug for InFlightGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InFlightGuard")
+    }
+}
+
+impl InFlight {
+    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
+        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        InFlightGuard(self.clone())
+    }
+
+    pub fn current(&self) -> usize {
+        *self.count.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wait until nothing is in flight, at most `timeout`; true if it got there.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let guard = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = self
+            .idle
+            .wait_timeout_while(guard, timeout, |n| *n > 0)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard == 0
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut n = self.0.count.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+/// How long a revocation waits for in-flight batches before letting the partitions go.
+/// Past it, a late commit of the old owner is still safe: it is fenced by the offset
+/// compare-and-set.
+const REVOKE_WAIT: Duration = Duration::from_secs(30);
+
+pub struct SourceContext {
+    pub database_url: String,
+    pub group: String,
+    pub assignment: Arc<Assignment>,
+    pub inflight: Arc<InFlight>,
+}
+
+impl ClientContext for SourceContext {}
+
+impl SourceContext {
+    /// Read the stored offsets from a thread of its own: this runs inside librdkafka's
+    /// rebalance callback on the source's runtime thread, which must not block on a
+    /// future that needs that same thread. Retried with back-off until Postgres answers:
+    /// starting without our offsets would break exactly-once.
+    fn stored_offsets(&self, topic: &str, partitions: &[i32]) -> BTreeMap<i32, i64> {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let url = self.database_url.clone();
+            let group = self.group.clone();
+            let topic_owned = topic.to_string();
+            let parts = partitions.to_vec();
+            let result = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+                rt.block_on(async {
+                    let client = storage::connect(&url).await.map_err(|e| e.to_string())?;
+                    storage::offsets::claim(&client, &group, &topic_owned, &parts).await.map_err(|e| e.to_string())
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err("offset reader thread panicked".to_string()));
+            match result {
+                Ok(offsets) => return offsets,
+                Err(error) => {
+                    warn!(%error, retry_in_ms = delay.as_millis() as u64, "Failed to read stored offsets on assignment.");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(&self, base_consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                for e in tpl.elements() {
+                    by_topic.entry(e.topic().to_string()).or_default().push(e.partition());
+                }
+                for (topic, partitions) in by_topic {
+                    let stored = self.stored_offsets(&topic, &partitions);
+                    for p in partitions {
+                        let offset = stored.get(&p).copied().unwrap_or(0);
+                        if let Err(error) = tpl.set_partition_offset(&topic, p, Offset::Offset(offset)) {
+                            warn!(%error, partition = p, "Failed to set the assigned offset.");
+                        }
+                        self.assignment.reset(p, offset);
+                        info!(topic, partition = p, offset, "Partition assigned; resuming from the stored offset.");
+                    }
+                }
+                if let Err(error) = base_consumer.assign(tpl) {
+                    warn!(%error, "Failed to apply the assignment.");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                for e in tpl.elements() {
+                    self.assignment.revoke(e.partition());
+                }
+                let started = Instant::now();
+                let drained = self.inflight.wait_idle(REVOKE_WAIT);
+                info!(
+                    partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(),
+                    drained,
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "Partitions revoked."
+                );
+                if let Err(error) = base_consumer.unassign() {
+                    warn!(%error, "Failed to drop the assignment.");
+                }
+            }
+            other => {
+                warn!(error = ?other, "Rebalance error; dropping the assignment.");
+                for p in self.assignment.owned() {
+                    self.assignment.revoke(p);
+                }
+                let _ = base_consumer.unassign();
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            // Kafka's committed offsets are only a mirror for lag tools.
+            tracing::debug!(%error, "Failed to mirror offsets to Kafka.");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reset_starts_a_new_epoch_and_stale_advances_are_ignored() {
+        let a = Assignment::default();
+        let first = a.reset(0, 10);
+        assert!(a.advance(0, first.epoch, 20));
+        let second = a.reset(0, 15);
+        assert_ne!(first.epoch, second.epoch);
+        assert!(!a.advance(0, first.epoch, 99));
+        assert_eq!(a.get(0).unwrap().next_from, 15);
+        a.revoke(0);
+        assert_eq!(a.get(0), None);
+    }
+
+    #[test]
+    fn waiting_for_in_flight_batches_returns_once_the_last_guard_drops() {
+        let inflight = Arc::new(InFlight::default());
+        let g = inflight.enter();
+        assert!(!inflight.wait_idle(Duration::from_millis(20)));
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(g);
+        });
+        assert!(inflight.wait_idle(Duration::from_secs(5)));
+        t.join().unwrap();
+        assert_eq!(inflight.current(), 0);
+    }
+}

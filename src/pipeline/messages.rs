@@ -1,0 +1,39 @@
+//! What travels between the actors. One `Batch` message goes down the chain
+//! (validator → normalizer → committer); its answer, the `BatchAck`, comes back up only
+//! after the Postgres transaction has committed or failed.
+
+use crate::domain::batch::{BatchSummary, PartitionBatch};
+use crate::kafka::context::InFlightGuard;
+use crate::storage::StorageError;
+use actix::Message;
+
+#[derive(Debug)]
+pub struct Batch {
+    pub data: PartitionBatch,
+    /// The partition's epoch when the batch was cut; an ack for an old epoch is stale.
+    pub epoch: u64,
+    /// Held until the batch is finished, wherever that happens, so that a revocation can
+    /// wait for in-flight work.
+    pub guard: InFlightGuard,
+}
+
+impl Message for Batch {
+    type Result = Result<BatchAck, PipelineError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchAck {
+    Committed(BatchSummary),
+    /// The stored offset was not where the batch started; nothing was written.
+    Fenced { stored: Option<i64> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("failed to publish results: {0}")]
+    Publish(#[from] rdkafka::error::KafkaError),
+    #[error("the {0} stage is not running")]
+    StageDown(&'static str),
+}

@@ -1,0 +1,158 @@
+//! The supervised actor tree of `cdrflow run` and its start-up:
+//!
+//! ```text
+//! KafkaSource ─send─► Validator ─send─► Normalizer ─send─► Committer ─► Postgres (+ output topics)
+//!   (system arbiter)  (mediation arbiter)                  (storage arbiter)
+//! ```
+//! Each actor runs under an actix `Supervisor`. Acknowledgements travel back up as the
+//! answer to each `send()`; only the source pulls.
+
+pub mod committer;
+pub mod messages;
+pub mod source;
+pub mod stages;
+
+use crate::domain::{NumberPlan, Validation};
+use crate::http;
+use crate::kafka::client;
+use crate::kafka::publisher::Publisher;
+use crate::storage;
+use crate::telemetry::Metrics;
+use actix::{Arbiter, Supervisor};
+use anyhow::Context as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use tracing::{info, warn};
+
+pub use source::{SourceExit, SourceSettings};
+
+/// Everything `cdrflow run` needs, validated before it gets here.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub source: SourceSettings,
+    pub http: SocketAddr,
+    pub publish: bool,
+    pub normalized_topic: String,
+    pub rejected_topic: String,
+    /// Partitions for topics cdrflow creates because they are missing.
+    pub topic_partitions: i32,
+    pub validation: Validation,
+    pub numbering_region: String,
+    pub db_pool_size: usize,
+}
+
+/// Retry an external dependency at start-up with back-off, reporting each failure,
+/// until it answers or `give_up_after` has passed.
+pub async fn retry<T, E, F, Fut>(what: &str, give_up_after: Duration, mut attempt: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(error) if started.elapsed() + delay < give_up_after => {
+                warn!(%error, retry_in_ms = delay.as_millis() as u64, "Failed to reach {what}; retrying.");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// How long start-up waits for Postgres and the broker before giving up.
+const STARTUP_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Run the daemon until it is told to stop (SIGTERM/SIGINT) or, with `exit_when_idle`,
+/// until the stream has gone quiet and everything is committed.
+pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<SourceExit> {
+    let s = &settings.source;
+    let applied = retry("PostgreSQL", STARTUP_PATIENCE, || storage::migrate(&s.database_url))
+        .await
+        .context("Failed to migrate the database")?;
+    info!(applied, "Database schema is up to date.");
+    let plan = NumberPlan::new(&settings.numbering_region).map_err(anyhow::Error::msg)?;
+    let mut topics = vec![s.topic.as_str()];
+    if settings.publish {
+        topics.extend([settings.normalized_topic.as_str(), settings.rejected_topic.as_str()]);
+    }
+    retry("the Kafka broker", STARTUP_PATIENCE, || client::ensure_topics(&s.brokers, &topics, settings.topic_partitions))
+        .await
+        .context("Failed to reach the Kafka broker")?;
+
+    let pool = storage::pool(&s.database_url, settings.db_pool_size)?;
+    let producer = client::producer(&s.brokers).context("Failed to create the Kafka producer")?;
+    let publisher = settings.publish.then(|| Publisher {
+        producer: producer.clone(),
+        normalized_topic: settings.normalized_topic.clone(),
+        rejected_topic: settings.rejected_topic.clone(),
+    });
+
+    // CPU-bound mediation and the database round trips each get a thread of their own,
+    // so decoding the next batch overlaps with committing the previous one.
+    let mediation = Arbiter::new();
+    let storage_thread = Arbiter::new();
+    let committer = {
+        let (pool, group, publisher, metrics) = (pool.clone(), s.group.clone(), publisher.clone(), metrics.clone());
+        Supervisor::start_in_arbiter(&storage_thread.handle(), move |_| committer::Committer::new(pool, group, publisher, metrics))
+    };
+    let normalizer = {
+        let metrics = metrics.clone();
+        Supervisor::start_in_arbiter(&mediation.handle(), move |_| stages::Normalizer::new(plan, committer, metrics))
+    };
+    let validator = {
+        let (validation, metrics) = (settings.validation.clone(), metrics.clone());
+        Supervisor::start_in_arbiter(&mediation.handle(), move |_| stages::Validator::new(validation, normalizer, metrics))
+    };
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (done_tx, done_rx) = oneshot::channel();
+    let _source = {
+        let (source_settings, metrics) = (s.clone(), metrics.clone());
+        Supervisor::start(move |_| source::KafkaSource::new(source_settings, validator, metrics, shutdown_rx, done_tx))
+    };
+
+    let server = http::serve(settings.http, http::State::new(metrics.clone(), pool.clone(), producer, s.topic.clone()))
+        .with_context(|| format!("Failed to listen on {}", settings.http))?;
+    let server_handle = server.handle();
+    actix::spawn(server);
+    info!(http = %settings.http, "HTTP endpoints up: /metrics /healthz /readyz.");
+
+    actix::spawn(async move {
+        wait_for_signal().await;
+        info!("Signal received; shutting down gracefully.");
+        let _ = shutdown_tx.send(true);
+    });
+
+    let exit = done_rx.await.unwrap_or(SourceExit::Shutdown);
+    if let Some(p) = &publisher {
+        p.flush(Duration::from_secs(10));
+    }
+    server_handle.stop(true).await;
+    mediation.stop();
+    storage_thread.stop();
+    info!(?exit, "cdrflow stopped.");
+    Ok(exit)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            warn!("Failed to install signal handlers; only Ctrl-C will stop the daemon.");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
