@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, and integration tests against the real PostgreSQL
+# and a real Kafka-protocol broker (tansu), both installed and started here if needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_postgres
+ensure_tansu
+work=$(mktemp -d)
+trap 'stop_broker; rm -rf "$work"' EXIT
+# sqlite storage: the tests check offsets, which tansu's memory engine reports wrongly.
+start_broker sqlite "$work"
+
+export CDRFLOW_TEST_BROKERS=$BROKER
+export CDRFLOW_TEST_DATABASE_URL=${CDRFLOW_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+log "Running the tests (broker $BROKER)"
+# One release build serves the tests, the demo and the benchmark. Integration tests run
+# one at a time: each drives a daemon, a broker and Postgres on a 2-core machine.
+cargo test --release --lib --bins
+cargo test --release --test integration -- --test-threads=1

@@ -1,0 +1,79 @@
+use crate::helpers::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN).args(args).env("CDRFLOW_DATABASE_URL", "postgres://secret-user:hunter2@127.0.0.1:5432/x").output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout))
+}
+
+#[test]
+fn an_unknown_flag_is_named_and_exits_non_zero() {
+    let (code, text) = run(&["run", "--bathc-size", "10"]);
+    assert_eq!(code, Some(2));
+    assert!(text.contains("--bathc-size"), "{text}");
+}
+
+#[test]
+fn an_out_of_range_value_names_the_setting() {
+    let (code, text) = run(&["run", "--max-inflight", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(text.contains("--max-inflight"), "{text}");
+}
+
+#[test]
+fn an_unknown_time_zone_or_region_is_refused_before_starting() {
+    let (code, text) = run(&["run", "--timezone", "Mars/Olympus"]);
+    assert_eq!(code, Some(2));
+    assert!(text.contains("--timezone"), "{text}");
+    let (code, text) = run(&["run", "--default-region", "XX"]);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("--default-region") && text.contains("XX"), "{text}");
+}
+
+#[test]
+fn help_never_shows_the_database_password() {
+    let (code, text) = run(&["run", "--help"]);
+    assert_eq!(code, Some(0));
+    assert!(text.contains("--database-url"));
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+/// SIGTERM: stop fetching, finish and commit what is in flight, exit 0; the stored state
+/// is whole (every consumed record has an outcome, offsets match what was committed).
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_in_flight_work_and_exits_zero() {
+    let db = TestDb::new().await;
+    let topic = topic("cdr.raw.sigterm", 2).await;
+    generate(&topic, &db, 30_000, 3, &[]);
+    let mut daemon = Daemon::start(&DaemonConfig { topic: &topic, group: "term", database_url: &db.url, idle_secs: None, extra: vec!["--batch-size".into(), "500".into()] });
+    let started = Instant::now();
+    while daemon.metric("cdrflow_records_consumed_total").unwrap_or(0.0) < 1000.0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress: {}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    daemon.signal("TERM");
+    let status = daemon.wait(Duration::from_secs(60));
+    assert!(status.success(), "exit {status:?}: {}", daemon.log_text());
+    assert!(daemon.log_text().contains("All in-flight batches finished"), "{}", daemon.log_text());
+
+    let s = stats(&db.url, "term");
+    assert_eq!(s["balanced"], true);
+    let client = db.client().await;
+    // Each partition's stored offset is exactly the end of its last committed batch.
+    let gaps: i64 = client
+        .query_one(
+            "SELECT count(*) FROM consumer_offsets o
+              WHERE o.group_id = 'term' AND o.next_offset <> coalesce((SELECT max(to_offset) FROM committed_batches b
+                    WHERE b.group_id = o.group_id AND b.topic = o.topic AND b.partition = o.partition), 0)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(gaps, 0);
+    // And the next run picks up exactly there and finishes the stream.
+    let mut again = Daemon::start(&DaemonConfig { topic: &topic, group: "term", database_url: &db.url, idle_secs: Some(4), extra: vec![] });
+    assert!(again.wait(Duration::from_secs(120)).success());
+    assert_eq!(stats(&db.url, "term")["totals"]["consumed"], 30_000);
+}

@@ -1,0 +1,255 @@
+//! What every integration test needs: its own database (random name, migrated, dropped
+//! at the end), its own topics on the real broker, and the real `cdrflow` binary driven as
+//! a user drives it.
+
+use cdrflow::domain::generator::GeneratorReport;
+use rand::Rng;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::DefaultProducerContext;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cdrflow");
+
+pub fn brokers() -> String {
+    std::env::var("CDRFLOW_TEST_BROKERS").expect("CDRFLOW_TEST_BROKERS is not set: run the tests through scripts/test.sh, which starts a broker")
+}
+
+fn admin_url() -> String {
+    std::env::var("CDRFLOW_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn suffix() -> String {
+    let n: u64 = rand::rng().random();
+    format!("{n:016x}")
+}
+
+/// A database of its own, migrated; dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let name = format!("cdrflow_test_{}", suffix());
+        let url = with_dbname(&admin_url(), &name);
+        cdrflow::storage::migrate(&url).await.expect("migrate the test database");
+        TestDb { name, url }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        cdrflow::storage::connect(&self.url).await.expect("connect to the test database")
+    }
+
+    /// The same database reached through another host:port (a proxy).
+    pub fn url_via(&self, port: u16) -> String {
+        format!("postgres://postgres@127.0.0.1:{port}/{}", self.name)
+    }
+}
+
+fn with_dbname(url: &str, name: &str) -> String {
+    match url.rfind('/') {
+        Some(i) => format!("{}/{}", &url[..i], name),
+        None => panic!("database URL without a path: {url}"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = admin_url();
+        // Drop runs inside the test's runtime; a thread of its own may block.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(client) = cdrflow::storage::connect(&admin).await {
+                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// A topic of its own with `partitions` partitions.
+pub async fn topic(prefix: &str, partitions: i32) -> String {
+    let name = format!("{prefix}.{}", suffix());
+    cdrflow::kafka::client::ensure_topics(&brokers(), &[&name], partitions).await.expect("create topic");
+    name
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Run `cdrflow generate` to Kafka and read its report.
+pub fn generate(topic: &str, db: &TestDb, count: u64, seed: u64, extra: &[&str]) -> GeneratorReport {
+    let dir = tempdir();
+    let report = dir.join("report.json");
+    let mut args: Vec<String> = vec![
+        "generate".into(), "--brokers".into(), brokers(), "--topic".into(), topic.into(),
+        "--count".into(), count.to_string(), "--seed".into(), seed.to_string(),
+        "--customers".into(), "500".into(), "--database-url".into(), db.url.clone(),
+        "--report".into(), report.display().to_string(), "--start".into(), "2026-09-01".into(), "--days".into(), "30".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = Command::new(BIN).args(&args).output().expect("run cdrflow generate");
+    assert!(out.status.success(), "generate failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap()
+}
+
+pub fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cdrflow-test-{}", suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running `cdrflow run`.
+pub struct Daemon {
+    pub child: Child,
+    pub http_port: u16,
+    pub log: PathBuf,
+}
+
+pub struct DaemonConfig<'a> {
+    pub topic: &'a str,
+    pub group: &'a str,
+    pub database_url: &'a str,
+    pub idle_secs: Option<u64>,
+    pub extra: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start(cfg: &DaemonConfig<'_>) -> Daemon {
+        let http_port = free_port();
+        let log = tempdir().join("daemon.log");
+        let mut args: Vec<String> = vec![
+            "run".into(), "--brokers".into(), brokers(), "--topic".into(), cfg.topic.into(), "--group".into(), cfg.group.into(),
+            "--database-url".into(), cfg.database_url.into(), "--http".into(), format!("127.0.0.1:{http_port}"),
+            "--normalized-topic".into(), format!("{}.normalized", cfg.topic), "--rejected-topic".into(), format!("{}.rejected", cfg.topic),
+        ];
+        if let Some(idle) = cfg.idle_secs {
+            args.extend(["--exit-when-idle".into(), idle.to_string()]);
+        }
+        args.extend(cfg.extra.iter().cloned());
+        let child = Command::new(BIN)
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn cdrflow run");
+        Daemon { child, http_port, log }
+    }
+
+    /// Wait for the daemon to exit by itself.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if started.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!("daemon did not exit within {timeout:?}; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET a path on the daemon's HTTP port: (status, body).
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.http_port, path)
+    }
+
+    /// The value of one metric sample (exact line prefix match on name+labels).
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics")?;
+        metric_value(&body, sample)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn metric_value(body: &str, sample: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(sample) && l[sample.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// Run `cdrflow stats --format json`.
+pub fn stats(database_url: &str, group: &str) -> serde_json::Value {
+    let out: Output = Command::new(BIN)
+        .args(["stats", "--format", "json", "--database-url", database_url, "--group", group])
+        .output()
+        .unwrap();
+    assert!(out.status.code() == Some(0) || out.status.code() == Some(3), "stats failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stats JSON")
+}
+
+/// End offsets of every partition of a topic, as the broker reports them.
+pub fn end_offsets(topic: &str) -> std::collections::BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&brokers()).set("group.id", "cdrflow-test-watermarks").create().unwrap();
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    partitions
+        .into_iter()
+        .map(|p| (p, consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1))
+        .collect()
+}
+
+/// Produce raw payloads to one partition, allowing messages up to 8 MB.
+pub fn produce_raw(topic: &str, partition: i32, payloads: &[(Option<&[u8]>, Vec<u8>)]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = cdrflow::kafka::client::base_config(&brokers())
+        .set("message.max.bytes", "8000000")
+        .create()
+        .unwrap();
+    for (key, payload) in payloads {
+        let mut r = BaseRecord::to(topic).payload(payload).partition(partition);
+        if let Some(k) = key {
+            r = r.key(*k);
+        }
+        producer.send(r).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}

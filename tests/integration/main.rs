@@ -1,0 +1,11 @@
+//! Integration tests against the real PostgreSQL and a real Kafka-protocol broker. Run
+//! them through `scripts/test.sh`, which starts the broker and sets
+//! `CDRFLOW_TEST_BROKERS`.
+
+mod helpers;
+
+mod cli;
+mod crash;
+mod outage;
+mod poison;
+mod reconcile;

@@ -1,0 +1,148 @@
+use crate::helpers::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// A TCP proxy in front of PostgreSQL that can be switched off: while off, its port
+/// refuses connections and every open connection is cut.
+struct PgProxy {
+    port: u16,
+    up: watch::Sender<bool>,
+}
+
+impl PgProxy {
+    async fn start() -> PgProxy {
+        let port = free_port();
+        let (up, up_rx) = watch::channel(true);
+        tokio::spawn(serve(port, up_rx));
+        for _ in 0..50 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        PgProxy { port, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+async fn serve(port: u16, mut up: watch::Receiver<bool>) {
+    loop {
+        if !*up.borrow() {
+            if up.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((mut client, _)) = accepted else { continue };
+                    let mut cut = up.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut server) = TcpStream::connect(("127.0.0.1", 5432)).await else { return };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = cut.wait_for(|up| !*up) => {}
+                        }
+                    });
+                }
+                changed = up.changed() => {
+                    if changed.is_err() { return; }
+                    if !*up.borrow() { break; }
+                }
+            }
+        }
+        // Leaving the loop drops the listener: the port now refuses connections.
+    }
+}
+
+/// Postgres goes away for 12 s in the middle of a stream: the daemon keeps running,
+/// stops fetching (in-flight batches stay bounded), retries with back-off, and finishes
+/// with nothing lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_outage_mid_stream_loses_and_doubles_nothing() {
+    let db = TestDb::new().await;
+    let topic = topic("cdr.raw.outage", 2).await;
+    let proxy = Arc::new(PgProxy::start().await);
+
+    let gen = {
+        let (topic, url) = (topic.clone(), db.url.clone());
+        std::thread::spawn(move || {
+            let dir = tempdir();
+            let report = dir.join("report.json");
+            let out = std::process::Command::new(BIN)
+                .args(["generate", "--brokers", &brokers(), "--topic", &topic, "--count", "40000", "--rate", "2500", "--seed", "9",
+                       "--customers", "500", "--database-url", &url, "--start", "2026-09-01", "--days", "30",
+                       "--report", &report.display().to_string()])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice::<cdrflow::domain::generator::GeneratorReport>(&std::fs::read(report).unwrap()).unwrap()
+        })
+    };
+
+    let max_inflight = 3;
+    let daemon_url = db.url_via(proxy.port);
+    let mut daemon = Daemon::start(&DaemonConfig {
+        topic: &topic,
+        group: "outage",
+        database_url: &daemon_url,
+        idle_secs: Some(5),
+        extra: vec!["--max-inflight".into(), max_inflight.to_string(), "--batch-size".into(), "500".into()],
+    });
+    // Let it consume for a while, then take the database away.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = daemon.metric("cdrflow_records_consumed_total").unwrap_or(0.0);
+    assert!(before > 0.0, "nothing consumed before the outage: {}", daemon.log_text());
+    proxy.set_up(false);
+    let outage = Instant::now();
+    let mut saw_not_ready = false;
+    let mut max_seen_inflight = 0.0f64;
+    while outage.elapsed() < Duration::from_secs(12) {
+        assert!(daemon.alive(), "daemon died during the outage: {}", daemon.log_text());
+        if let Some(v) = daemon.metric("cdrflow_inflight_batches") {
+            max_seen_inflight = max_seen_inflight.max(v);
+        }
+        if let Some((status, _)) = daemon.get("/readyz") {
+            saw_not_ready |= status == 503;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let during = daemon.metric("cdrflow_records_consumed_total").unwrap_or(0.0);
+    proxy.set_up(true);
+
+    let report = gen.join().unwrap();
+    let status = daemon.wait(Duration::from_secs(300));
+    assert!(status.success(), "{}", daemon.log_text());
+    let failures_line = daemon.log_text().lines().filter(|l| l.contains("Failed to commit batch")).count();
+
+    assert!(saw_not_ready, "/readyz never reported the database down");
+    assert!(max_seen_inflight <= max_inflight as f64, "in-flight batches went to {max_seen_inflight}");
+    assert!(failures_line > 0, "the outage was never felt");
+    // Nothing was committed while the database was away (a batch may have been mid-commit
+    // when it went).
+    assert!(during - before <= 500.0 * max_inflight as f64, "committed {} records during the outage", during - before);
+
+    let s = stats(&db.url, "outage");
+    assert_eq!(s["totals"]["consumed"], report.sent);
+    assert_eq!(s["totals"]["accepted"], report.expected.accepted);
+    assert_eq!(s["totals"]["duplicates"], report.expected.duplicates);
+    assert_eq!(s["totals"]["suspense"], report.expected.suspense);
+    assert_eq!(s["stored_rows"]["usage_events"], report.expected.accepted);
+    assert_eq!(s["balanced"], true);
+    let ends = end_offsets(&topic);
+    for p in s["partitions"].as_array().unwrap() {
+        assert_eq!(p["stored_offset"], ends[&(p["partition"].as_i64().unwrap() as i32)]);
+    }
+}

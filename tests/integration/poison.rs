@@ -1,0 +1,55 @@
+use crate::helpers::*;
+use std::time::Duration;
+
+/// Poison records are rejected with a reason and the partition moves on to the valid
+/// record behind them.
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_records_are_rejected_and_the_partition_moves_on() {
+    let db = TestDb::new().await;
+    let topic = topic("cdr.raw.poison", 1).await;
+    let customer = cdrflow::domain::generator::Customer { msisdn: "+212612345678".into(), name: "Test".into() };
+    cdrflow::storage::customers::upsert(&db.client().await, &[customer]).await.unwrap();
+
+    let nested = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
+    let huge = format!("{{\"record_type\":\"voice\",\"pad\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    let valid = br#"{"record_type":"voice","timestamp":"2026-09-10T10:00:00","caller_id":"0612345678","callee_id":"0698765432","duration_sec":30,"cell_id":"RABAT_1","technology":"4G"}"#;
+    produce_raw(
+        &topic,
+        0,
+        &[
+            (Some(b"k"), b"\x00\x9f\x92\x96 not json at all".to_vec()),
+            (None, huge.into_bytes()),
+            (None, nested.into_bytes()),
+            (None, b"".to_vec()),
+            (Some(b"212612345678"), valid.to_vec()),
+        ],
+    );
+
+    let mut daemon = Daemon::start(&DaemonConfig { topic: &topic, group: "poison", database_url: &db.url, idle_secs: Some(3), extra: vec![] });
+    assert!(daemon.wait(Duration::from_secs(120)).success(), "{}", daemon.log_text());
+
+    let client = db.client().await;
+    let rows = client
+        .query("SELECT src_offset, reason, detail, octet_length(raw) FROM rejected_records ORDER BY src_offset", &[])
+        .await
+        .unwrap();
+    let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, "invalid_json".to_string()),
+            (1, "payload_too_large".to_string()),
+            (2, "invalid_json".to_string()),
+            (3, "invalid_json".to_string()),
+        ]
+    );
+    assert!(rows[2].get::<_, String>(2).contains("recursion"), "nested JSON detail: {}", rows[2].get::<_, String>(2));
+    assert_eq!(rows[1].get::<_, i32>(3) as usize, 2 * 1024 * 1024 + 29, "the raw bytes of the big payload are kept whole");
+
+    let usage: i64 = client.query_one("SELECT count(*) FROM usage_events WHERE src_offset = 4", &[]).await.unwrap().get(0);
+    assert_eq!(usage, 1, "the valid record behind the poison was accepted");
+    let s = stats(&db.url, "poison");
+    assert_eq!(s["partitions"][0]["stored_offset"], 5);
+    assert_eq!(s["totals"]["consumed"], 5);
+    assert_eq!(s["balanced"], true);
+}
