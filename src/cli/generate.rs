@@ -1,7 +1,9 @@
 //! `cdrflow generate`: synthetic CDRs to Kafka (keyed by subscriber) or to a JSONL file,
 //! with a report of exactly what was sent, for reconciliation.
 
-use crate::domain::generator::{AnomalyRates, Generator, GeneratorConfig, GeneratorReport, PartitionDelivery};
+use crate::domain::generator::{
+    AnomalyRates, Generator, GeneratorConfig, GeneratorReport, PartitionDelivery,
+};
 use crate::kafka::client;
 use crate::storage;
 use anyhow::{bail, Context as _};
@@ -86,8 +88,13 @@ impl GenerateArgs {
         let start = match &self.start {
             Some(text) => DateTime::parse_from_rfc3339(text)
                 .map(|t| t.with_timezone(&Utc))
-                .or_else(|_| NaiveDate::parse_from_str(text, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()))
-                .map_err(|_| anyhow::anyhow!("--start `{text}` is neither YYYY-MM-DD nor RFC 3339"))?,
+                .or_else(|_| {
+                    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+                })
+                .map_err(|_| {
+                    anyhow::anyhow!("--start `{text}` is neither YYYY-MM-DD nor RFC 3339")
+                })?,
             None => {
                 let last = this_month - Duration::days(1);
                 Utc.with_ymd_and_hms(last.year(), last.month(), 1, 0, 0, 0)
@@ -160,10 +167,15 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     .map_err(anyhow::Error::msg)?;
 
     if let Some(url) = &args.database_url {
-        storage::migrate(url).await.context("Failed to prepare the database for customers")?;
+        storage::migrate(url)
+            .await
+            .context("Failed to prepare the database for customers")?;
         let client = storage::connect(url).await?;
         let added = storage::customers::upsert(&client, generator.customers()).await?;
-        eprintln!("customers: {} in the pool, {added} new in the database", generator.customers().len());
+        eprintln!(
+            "customers: {} in the pool, {added} new in the database",
+            generator.customers().len()
+        );
     }
 
     let started = Instant::now();
@@ -173,7 +185,8 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     };
     match &args.output {
         Some(path) => {
-            let file = std::fs::File::create(path).with_context(|| format!("Failed to create {}", path.display()))?;
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("Failed to create {}", path.display()))?;
             let mut out = std::io::BufWriter::new(file);
             for (i, r) in generator.enumerate() {
                 pace(args.rate, i as u64, started);
@@ -186,7 +199,12 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         None => {
             client::ensure_topics(&args.brokers, &[&args.topic], args.partitions)
                 .await
-                .with_context(|| format!("Failed to reach the broker at {} to create {}", args.brokers, args.topic))?;
+                .with_context(|| {
+                    format!(
+                        "Failed to reach the broker at {} to create {}",
+                        args.brokers, args.topic
+                    )
+                })?;
             let mut config = client::base_config(&args.brokers);
             config
                 .set("linger.ms", "10")
@@ -194,14 +212,22 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
                 .set("queue.buffering.max.messages", "1000000")
                 .set("acks", "all")
                 .set("message.timeout.ms", "120000");
-            let producer: ThreadedProducer<DeliveryCounter> = config.create_with_context(DeliveryCounter::default())?;
+            let producer: ThreadedProducer<DeliveryCounter> =
+                config.create_with_context(DeliveryCounter::default())?;
             for (i, r) in generator.enumerate() {
                 pace(args.rate, i as u64, started);
-                let mut record = BaseRecord::to(&args.topic).key(r.key.as_bytes()).payload(&r.payload);
+                let mut record = BaseRecord::to(&args.topic)
+                    .key(r.key.as_bytes())
+                    .payload(&r.payload);
                 loop {
                     match producer.send(record) {
                         Ok(()) => break,
-                        Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                        Err((
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull,
+                            ),
+                            back,
+                        )) => {
                             record = back;
                             std::thread::sleep(StdDuration::from_millis(1));
                         }
@@ -210,10 +236,16 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
                 }
                 report.record(&r);
             }
-            producer.flush(StdDuration::from_secs(120)).context("Failed to flush the producer")?;
+            producer
+                .flush(StdDuration::from_secs(120))
+                .context("Failed to flush the producer")?;
             let ctx = producer.context();
             let failed = ctx.failed.load(Ordering::Relaxed);
-            report.partitions = ctx.partitions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            report.partitions = ctx
+                .partitions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             if failed > 0 {
                 bail!("{failed} record(s) were not delivered to {}", args.topic);
             }
@@ -230,7 +262,8 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     );
     println!("{}", serde_json::to_string_pretty(&report)?);
     if let Some(path) = &args.report {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("Failed to write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("Failed to write {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "cdrflow", version, about = "Telecom mediation, rating and billing engine: CDRs from Kafka, exact money out.")]
+#[command(
+    name = "cdrflow",
+    version,
+    about = "Telecom mediation, rating and billing engine: CDRs from Kafka, exact money out."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -34,7 +38,12 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL URL.
-    #[arg(long, env = "CDRFLOW_DATABASE_URL", hide_env_values = true, default_value = "postgres://postgres@127.0.0.1:5432/cdrflow")]
+    #[arg(
+        long,
+        env = "CDRFLOW_DATABASE_URL",
+        hide_env_values = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/cdrflow"
+    )]
     pub database_url: String,
 }
 

@@ -39,7 +39,11 @@ pub struct RunArgs {
     /// Do not publish to the normalized and rejected topics.
     #[arg(long)]
     pub no_publish: bool,
-    #[arg(long, env = "CDRFLOW_NORMALIZED_TOPIC", default_value = "cdr.normalized")]
+    #[arg(
+        long,
+        env = "CDRFLOW_NORMALIZED_TOPIC",
+        default_value = "cdr.normalized"
+    )]
     pub normalized_topic: String,
     #[arg(long, env = "CDRFLOW_REJECTED_TOPIC", default_value = "cdr.rejected")]
     pub rejected_topic: String,
@@ -58,6 +62,10 @@ pub struct RunArgs {
     /// How far ahead of now a timestamp may be.
     #[arg(long, env = "CDRFLOW_MAX_CLOCK_SKEW_HOURS", default_value_t = 24)]
     pub max_clock_skew_hours: u32,
+    /// Kafka group session timeout: how long the partitions of a crashed instance wait
+    /// before another member takes them over.
+    #[arg(long, env = "CDRFLOW_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1000..=300_000))]
+    pub kafka_session_timeout_ms: u32,
     /// Postgres connections in the daemon's pool.
     #[arg(long, env = "CDRFLOW_DB_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub db_pool_size: u32,
@@ -65,8 +73,10 @@ pub struct RunArgs {
 
 impl RunArgs {
     pub fn settings(self) -> anyhow::Result<RunSettings> {
-        NumberPlan::new(&self.default_region).map_err(|e| anyhow::anyhow!("--default-region: {e}"))?;
-        crate::storage::parse_url(&self.db.database_url).map_err(|e| anyhow::anyhow!("--database-url: {e}"))?;
+        NumberPlan::new(&self.default_region)
+            .map_err(|e| anyhow::anyhow!("--default-region: {e}"))?;
+        crate::storage::parse_url(&self.db.database_url)
+            .map_err(|e| anyhow::anyhow!("--database-url: {e}"))?;
         if self.topic.trim().is_empty() {
             anyhow::bail!("--topic must not be empty");
         }
@@ -80,6 +90,7 @@ impl RunArgs {
                 linger: Duration::from_millis(self.batch_linger_ms),
                 max_inflight: self.max_inflight as usize,
                 exit_when_idle: self.exit_when_idle.map(Duration::from_secs),
+                session_timeout_ms: self.kafka_session_timeout_ms,
             },
             http: self.http,
             publish: !self.no_publish,

@@ -29,7 +29,11 @@ pub async fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&s)?),
         Format::Table => print!("{}", table(&s)),
     }
-    Ok(if s.balanced { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if s.balanced {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 fn table(s: &stats::Stats) -> String {
@@ -38,7 +42,15 @@ fn table(s: &stats::Stats) -> String {
     let mut out = format!("group {}\n", s.group);
     out += &format!(
         "{:<16} {:>4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}  {}\n",
-        "topic", "part", "consumed", "accepted", "rejected", "duplicate", "suspense", "next_offset", "balanced"
+        "topic",
+        "part",
+        "consumed",
+        "accepted",
+        "rejected",
+        "duplicate",
+        "suspense",
+        "next_offset",
+        "balanced"
     );
     let row = |topic: &str, part: &str, o: &stats::Outcomes, offset: String, ok: bool| {
         format!(
@@ -55,7 +67,13 @@ fn table(s: &stats::Stats) -> String {
         )
     };
     for p in &s.partitions {
-        out += &row(&p.topic, &p.partition.to_string(), &p.outcomes, p.stored_offset.map_or("-".into(), |o| o.to_string()), p.balanced);
+        out += &row(
+            &p.topic,
+            &p.partition.to_string(),
+            &p.outcomes,
+            p.stored_offset.map_or("-".into(), |o| o.to_string()),
+            p.balanced,
+        );
     }
     out += &row("total", "", &s.totals, String::new(), s.balanced);
     if !reasons.is_empty() {

@@ -83,7 +83,10 @@ mod tests {
 
     #[test]
     fn a_city_with_an_underscore_in_its_name_is_found() {
-        assert_eq!(locate("BENI_MELLAL_3").unwrap().region, "Beni Mellal-Khenifra");
+        assert_eq!(
+            locate("BENI_MELLAL_3").unwrap().region,
+            "Beni Mellal-Khenifra"
+        );
         assert_eq!(locate("el_jadida_7").unwrap().city, "El Jadida");
     }
 

@@ -5,8 +5,8 @@
 //!
 //! Pure: no I/O. The CLI sends what this yields to Kafka or a file.
 
-use super::reject::RejectReason;
 use super::record::RecordType;
+use super::reject::RejectReason;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use fake::Fake;
@@ -193,7 +193,13 @@ impl GeneratorReport {
             Expected::Accepted => self.expected.accepted += 1,
             Expected::Duplicate => self.expected.duplicates += 1,
             Expected::Suspense => self.expected.suspense += 1,
-            Expected::Rejected(reason) => *self.expected.rejected.entry(reason.as_str().to_string()).or_default() += 1,
+            Expected::Rejected(reason) => {
+                *self
+                    .expected
+                    .rejected
+                    .entry(reason.as_str().to_string())
+                    .or_default() += 1
+            }
         }
     }
 }
@@ -210,7 +216,11 @@ pub fn customer_pool(seed: u64, n: usize) -> Vec<Customer> {
     let mut seen = HashSet::with_capacity(n);
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        let msisdn = format!("+2126{}{:07}", pick(&mut rng, &['0', '1', '2', '3', '4', '5', '6', '7', '9']), rng.random_range(0..10_000_000));
+        let msisdn = format!(
+            "+2126{}{:07}",
+            pick(&mut rng, &['0', '1', '2', '3', '4', '5', '6', '7', '9']),
+            rng.random_range(0..10_000_000)
+        );
         if seen.insert(msisdn.clone()) {
             let name: String = fake::faker::name::fr_fr::Name().fake_with_rng(&mut rng);
             out.push(Customer { msisdn, name });
@@ -307,7 +317,11 @@ impl Generator {
                     1 => format!("+346{:08}", n),
                     2 => format!("+39347{:07}", n),
                     3 => format!("+447400{:06}", n % 1_000_000),
-                    _ => format!("+9715{}{:07}", pick(&mut self.rng, &['0', '2', '5', '6']), n),
+                    _ => format!(
+                        "+9715{}{:07}",
+                        pick(&mut self.rng, &['0', '2', '5', '6']),
+                        n
+                    ),
                 }
             }
         }
@@ -315,13 +329,19 @@ impl Generator {
 
     fn timestamp_text(&mut self, at: DateTime<Utc>) -> String {
         if self.rng.random_range(0..10) < 7 {
-            at.with_timezone(&self.cfg.timezone).format("%Y-%m-%dT%H:%M:%S").to_string()
+            at.with_timezone(&self.cfg.timezone)
+                .format("%Y-%m-%dT%H:%M:%S")
+                .to_string()
         } else {
             at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
         }
     }
 
-    fn valid_record(&mut self, subscriber_idx: Option<usize>, at: DateTime<Utc>) -> (RecordType, String, Value) {
+    fn valid_record(
+        &mut self,
+        subscriber_idx: Option<usize>,
+        at: DateTime<Utc>,
+    ) -> (RecordType, String, Value) {
         let record_type = match self.rng.random_range(0..10) {
             0..=4 => RecordType::Voice,
             5..=7 => RecordType::Sms,
@@ -335,7 +355,11 @@ impl Generator {
             None => {
                 // Outside the pool: a valid Moroccan number no customer has (pool numbers
                 // all start +2126).
-                let e164 = format!("+2127{}{:07}", pick(&mut self.rng, &['0', '1', '6', '7']), self.rng.random_range(0..10_000_000));
+                let e164 = format!(
+                    "+2127{}{:07}",
+                    pick(&mut self.rng, &['0', '1', '6', '7']),
+                    self.rng.random_range(0..10_000_000)
+                );
                 (e164.clone(), e164.trim_start_matches('+').to_string())
             }
         };
@@ -368,7 +392,12 @@ impl Generator {
     }
 
     /// An instant for subscriber `idx` that no earlier valid record of the same type used.
-    fn unique_instant(&mut self, idx: usize, record_type: RecordType, mut at: DateTime<Utc>) -> DateTime<Utc> {
+    fn unique_instant(
+        &mut self,
+        idx: usize,
+        record_type: RecordType,
+        mut at: DateTime<Utc>,
+    ) -> DateTime<Utc> {
         while !self.used.insert((idx, record_type as u8, at.timestamp())) {
             at += Duration::seconds(1);
         }
@@ -389,7 +418,10 @@ impl Iterator for Generator {
         }
         let i = self.produced;
         self.produced += 1;
-        let clock = self.cfg.start + Duration::milliseconds((self.cfg.span.num_milliseconds() as f64 * i as f64 / self.cfg.count as f64) as i64);
+        let clock = self.cfg.start
+            + Duration::milliseconds(
+                (self.cfg.span.num_milliseconds() as f64 * i as f64 / self.cfg.count as f64) as i64,
+            );
         let mut anomaly = self.draw_anomaly();
         if anomaly == Some(Anomaly::Duplicate) {
             if self.recent.is_empty() {
@@ -410,7 +442,12 @@ impl Iterator for Generator {
             }
         }
         if anomaly == Some(Anomaly::NonJson) {
-            let junk: &[&[u8]] = &[b"\x00\x01\x02 binary junk \xff\xfe", b"{\"record_type\":\"voice\",\"caller_id\":", b"voice;2126;0612;60", b"<cdr type=\"sms\"/>"];
+            let junk: &[&[u8]] = &[
+                b"\x00\x01\x02 binary junk \xff\xfe",
+                b"{\"record_type\":\"voice\",\"caller_id\":",
+                b"voice;2126;0612;60",
+                b"<cdr type=\"sms\"/>",
+            ];
             return Some(GeneratedRecord {
                 key: "unknown".into(),
                 payload: junk[self.rng.random_range(0..junk.len())].to_vec(),
@@ -457,7 +494,9 @@ impl Iterator for Generator {
             }
             Some(Anomaly::CorruptedValue) => {
                 let (field, bad) = match (record_type, self.rng.random_range(0..3)) {
-                    (RecordType::Voice, 0) => ("duration_sec", json!(-self.rng.random_range(1..600))),
+                    (RecordType::Voice, 0) => {
+                        ("duration_sec", json!(-self.rng.random_range(1..600)))
+                    }
                     (RecordType::Voice, 1) => ("duration_sec", json!("abc")),
                     (RecordType::Data, 0) => ("data_volume_mb", json!(-1.5)),
                     (RecordType::Data, 1) => ("data_volume_mb", json!("N/A")),
@@ -468,7 +507,10 @@ impl Iterator for Generator {
                 Expected::Rejected(RejectReason::InvalidValue)
             }
             Some(Anomaly::UnknownType) => {
-                obj.insert("record_type".into(), json!(pick(&mut self.rng, &["ping", "mms", "heartbeat", "USSD"])));
+                obj.insert(
+                    "record_type".into(),
+                    json!(pick(&mut self.rng, &["ping", "mms", "heartbeat", "USSD"])),
+                );
                 record_type_known = false;
                 Expected::Rejected(RejectReason::UnknownRecordType)
             }
@@ -482,12 +524,21 @@ impl Iterator for Generator {
                 Expected::Rejected(RejectReason::MalformedNumber)
             }
             Some(Anomaly::UnparseableTimestamp) => {
-                obj.insert("timestamp".into(), json!(pick(&mut self.rng, &["not-a-date", "2026-13-45T25:61:00", "31/12/2026 10:00", ""])));
+                obj.insert(
+                    "timestamp".into(),
+                    json!(pick(
+                        &mut self.rng,
+                        &["not-a-date", "2026-13-45T25:61:00", "31/12/2026 10:00", ""]
+                    )),
+                );
                 Expected::Rejected(RejectReason::InvalidTimestamp)
             }
             Some(Anomaly::FutureTimestamp) => {
                 let ahead = self.cfg.now + Duration::days(self.rng.random_range(30..=365));
-                obj.insert("timestamp".into(), json!(ahead.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+                obj.insert(
+                    "timestamp".into(),
+                    json!(ahead.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                );
                 Expected::Rejected(RejectReason::FutureTimestamp)
             }
             Some(Anomaly::Duplicate) | Some(Anomaly::NonJson) => unreachable!("handled above"),
@@ -536,9 +587,18 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_records() {
-        let a: Vec<_> = Generator::new(config(7, 500)).unwrap().map(|r| r.payload).collect();
-        let b: Vec<_> = Generator::new(config(7, 500)).unwrap().map(|r| r.payload).collect();
-        let c: Vec<_> = Generator::new(config(8, 500)).unwrap().map(|r| r.payload).collect();
+        let a: Vec<_> = Generator::new(config(7, 500))
+            .unwrap()
+            .map(|r| r.payload)
+            .collect();
+        let b: Vec<_> = Generator::new(config(7, 500))
+            .unwrap()
+            .map(|r| r.payload)
+            .collect();
+        let c: Vec<_> = Generator::new(config(8, 500))
+            .unwrap()
+            .map(|r| r.payload)
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -574,23 +634,52 @@ mod tests {
             if let Some(a) = r.anomaly {
                 *seen_anomalies.entry(a).or_default() += 1;
             }
-            let outcome = match validation.validate(&r.payload, now).and_then(|v| normalizer.normalize(v)) {
+            let outcome = match validation
+                .validate(&r.payload, now)
+                .and_then(|v| normalizer.normalize(v))
+            {
                 Err(rej) => Expected::Rejected(rej.reason),
                 Ok(n) if !ids.insert(n.record_id.clone()) => Expected::Duplicate,
                 Ok(n) if !known.contains(n.subscriber.as_str()) => Expected::Suspense,
                 Ok(n) => {
-                    assert_eq!(r.key, n.subscriber.as_str(), "records are keyed by E.164 subscriber");
+                    assert_eq!(
+                        r.key,
+                        n.subscriber.as_str(),
+                        "records are keyed by E.164 subscriber"
+                    );
                     Expected::Accepted
                 }
             };
-            assert_eq!(outcome, r.expected, "{:?}: {}", r.anomaly, String::from_utf8_lossy(&r.payload));
+            assert_eq!(
+                outcome,
+                r.expected,
+                "{:?}: {}",
+                r.anomaly,
+                String::from_utf8_lossy(&r.payload)
+            );
         }
         assert_eq!(report.sent, 20_000);
-        for a in [Anomaly::MissingField, Anomaly::CorruptedValue, Anomaly::UnknownType, Anomaly::Duplicate, Anomaly::OutOfOrder,
-                  Anomaly::MalformedNumber, Anomaly::UnparseableTimestamp, Anomaly::FutureTimestamp, Anomaly::NonJson, Anomaly::UnknownSubscriber] {
-            assert!(seen_anomalies.get(&a).copied().unwrap_or(0) > 0, "no {a:?} in 20,000 records");
+        for a in [
+            Anomaly::MissingField,
+            Anomaly::CorruptedValue,
+            Anomaly::UnknownType,
+            Anomaly::Duplicate,
+            Anomaly::OutOfOrder,
+            Anomaly::MalformedNumber,
+            Anomaly::UnparseableTimestamp,
+            Anomaly::FutureTimestamp,
+            Anomaly::NonJson,
+            Anomaly::UnknownSubscriber,
+        ] {
+            assert!(
+                seen_anomalies.get(&a).copied().unwrap_or(0) > 0,
+                "no {a:?} in 20,000 records"
+            );
         }
         let out_of_order = seen_anomalies[&Anomaly::OutOfOrder] as f64 / 20_000.0;
-        assert!((0.08..0.12).contains(&out_of_order), "out-of-order share {out_of_order}");
+        assert!(
+            (0.08..0.12).contains(&out_of_order),
+            "out-of-order share {out_of_order}"
+        );
     }
 }

@@ -68,8 +68,9 @@ const CACHE_CAPACITY: usize = 200_000;
 impl NumberPlan {
     /// `region` is an ISO 3166 alpha-2 code such as `MA`.
     pub fn new(region: &str) -> Result<Self, String> {
-        let home = country::Id::from_str(&region.to_ascii_uppercase())
-            .map_err(|_| format!("unknown numbering region `{region}` (expected ISO 3166 alpha-2, e.g. MA)"))?;
+        let home = country::Id::from_str(&region.to_ascii_uppercase()).map_err(|_| {
+            format!("unknown numbering region `{region}` (expected ISO 3166 alpha-2, e.g. MA)")
+        })?;
         // The calling code decides which numbers are domestic and lets `2126…` (country
         // code without the plus) be read as international form.
         let code = phonenumber::metadata::DATABASE
@@ -93,7 +94,12 @@ impl NumberPlan {
             .chars()
             .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
             .collect();
-        let malformed = || Rejection::new(RejectReason::MalformedNumber, format!("`{}` is not a valid phone number", truncate(raw)));
+        let malformed = || {
+            Rejection::new(
+                RejectReason::MalformedNumber,
+                format!("`{}` is not a valid phone number", truncate(raw)),
+            )
+        };
         if cleaned.is_empty() || cleaned.len() > 20 {
             return Err(malformed());
         }
@@ -190,8 +196,14 @@ mod tests {
 
     #[test]
     fn a_national_moroccan_number_becomes_e164() {
-        assert_eq!(ma().parse("0612345678").unwrap().msisdn.as_str(), "+212612345678");
-        assert_eq!(ma().parse("06 12 34 56 78").unwrap().msisdn.as_str(), "+212612345678");
+        assert_eq!(
+            ma().parse("0612345678").unwrap().msisdn.as_str(),
+            "+212612345678"
+        );
+        assert_eq!(
+            ma().parse("06 12 34 56 78").unwrap().msisdn.as_str(),
+            "+212612345678"
+        );
     }
 
     #[test]
@@ -200,7 +212,10 @@ mod tests {
         assert_eq!(n.msisdn.as_str(), "+33612345678");
         assert_eq!(n.class, PeerClass::International);
         assert_eq!(n.country.as_deref(), Some("FR"));
-        assert_eq!(ma().parse("0033612345678").unwrap().msisdn.as_str(), "+33612345678");
+        assert_eq!(
+            ma().parse("0033612345678").unwrap().msisdn.as_str(),
+            "+33612345678"
+        );
     }
 
     #[test]
@@ -211,8 +226,14 @@ mod tests {
 
     #[test]
     fn a_too_short_number_is_malformed() {
-        assert_eq!(ma().parse("0612").unwrap_err().reason, RejectReason::MalformedNumber);
-        assert_eq!(ma().parse("").unwrap_err().reason, RejectReason::MalformedNumber);
+        assert_eq!(
+            ma().parse("0612").unwrap_err().reason,
+            RejectReason::MalformedNumber
+        );
+        assert_eq!(
+            ma().parse("").unwrap_err().reason,
+            RejectReason::MalformedNumber
+        );
     }
 
     #[test]

@@ -124,7 +124,10 @@ mod tests {
         assert_eq!(n.peer.as_ref().unwrap().as_str(), "+33612345678");
         assert_eq!(n.peer_country.as_deref(), Some("FR"));
         assert_eq!(n.peer_class, Some(PeerClass::International));
-        assert_eq!(n.event_time, Utc.with_ymd_and_hms(2026, 10, 5, 9, 0, 0).unwrap());
+        assert_eq!(
+            n.event_time,
+            Utc.with_ymd_and_hms(2026, 10, 5, 9, 0, 0).unwrap()
+        );
         assert_eq!(n.cell_id, "CASABLANCA_12");
         assert_eq!(n.region, "Casablanca-Settat");
         assert_eq!(n.technology, Technology::G4);
@@ -148,14 +151,22 @@ mod tests {
 
     #[test]
     fn a_malformed_subscriber_is_rejected() {
-        assert_eq!(normalize(voice("abcde", "2026-10-05T10:00:00")).unwrap_err().reason, RejectReason::MalformedNumber);
+        assert_eq!(
+            normalize(voice("abcde", "2026-10-05T10:00:00"))
+                .unwrap_err()
+                .reason,
+            RejectReason::MalformedNumber
+        );
     }
 
     #[test]
     fn a_malformed_peer_is_rejected() {
         let mut v = voice("0612345678", "2026-10-05T10:00:00");
         v["callee_id"] = json!("12");
-        assert_eq!(normalize(v).unwrap_err().reason, RejectReason::MalformedNumber);
+        assert_eq!(
+            normalize(v).unwrap_err().reason,
+            RejectReason::MalformedNumber
+        );
     }
 
     #[test]

@@ -36,7 +36,9 @@ impl RecordType {
     }
 
     pub fn parse(s: &str) -> Option<RecordType> {
-        RecordType::ALL.into_iter().find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
+        RecordType::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
     }
 
     /// The field that names the subscriber who pays for the event.
@@ -59,9 +61,29 @@ impl RecordType {
 
     pub fn required_fields(self) -> &'static [&'static str] {
         match self {
-            RecordType::Voice => &["timestamp", "caller_id", "callee_id", "duration_sec", "cell_id", "technology"],
-            RecordType::Sms => &["timestamp", "sender_id", "receiver_id", "cell_id", "technology"],
-            RecordType::Data => &["timestamp", "user_id", "data_volume_mb", "session_duration_sec", "cell_id", "technology"],
+            RecordType::Voice => &[
+                "timestamp",
+                "caller_id",
+                "callee_id",
+                "duration_sec",
+                "cell_id",
+                "technology",
+            ],
+            RecordType::Sms => &[
+                "timestamp",
+                "sender_id",
+                "receiver_id",
+                "cell_id",
+                "technology",
+            ],
+            RecordType::Data => &[
+                "timestamp",
+                "user_id",
+                "data_volume_mb",
+                "session_duration_sec",
+                "cell_id",
+                "technology",
+            ],
         }
     }
 }
@@ -80,7 +102,12 @@ pub enum Technology {
 }
 
 impl Technology {
-    pub const ALL: [Technology; 4] = [Technology::G2, Technology::G3, Technology::G4, Technology::G5];
+    pub const ALL: [Technology; 4] = [
+        Technology::G2,
+        Technology::G3,
+        Technology::G4,
+        Technology::G5,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -153,20 +180,36 @@ impl Validation {
         if payload.len() > self.max_payload_bytes {
             return Err(Rejection::new(
                 RejectReason::PayloadTooLarge,
-                format!("{} bytes, the limit is {}", payload.len(), self.max_payload_bytes),
+                format!(
+                    "{} bytes, the limit is {}",
+                    payload.len(),
+                    self.max_payload_bytes
+                ),
             ));
         }
         // serde_json refuses nesting deeper than 128 levels, so a hostile payload cannot
         // exhaust the stack; that error lands here as invalid JSON too.
-        let value: Value = serde_json::from_slice(payload)
-            .map_err(|e| Rejection::new(RejectReason::InvalidJson, format!("not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_slice(payload).map_err(|e| {
+            Rejection::new(RejectReason::InvalidJson, format!("not valid JSON: {e}"))
+        })?;
         let Value::Object(obj) = value else {
-            return Err(Rejection::new(RejectReason::NotAnObject, format!("expected a JSON object, got {}", kind(&value))));
+            return Err(Rejection::new(
+                RejectReason::NotAnObject,
+                format!("expected a JSON object, got {}", kind(&value)),
+            ));
         };
         let record_type = match present(&obj, "record_type") {
-            None => return Err(Rejection::new(RejectReason::MissingField, "missing field: record_type")),
+            None => {
+                return Err(Rejection::new(
+                    RejectReason::MissingField,
+                    "missing field: record_type",
+                ))
+            }
             Some(Value::String(s)) => RecordType::parse(s).ok_or_else(|| {
-                Rejection::new(RejectReason::UnknownRecordType, format!("unknown record_type `{}`", clip(s)))
+                Rejection::new(
+                    RejectReason::UnknownRecordType,
+                    format!("unknown record_type `{}`", clip(s)),
+                )
             })?,
             Some(other) => {
                 return Err(Rejection::new(
@@ -184,28 +227,48 @@ impl Validation {
         if !missing.is_empty() {
             return Err(Rejection::new(
                 RejectReason::MissingField,
-                format!("missing field{}: {}", if missing.len() > 1 { "s" } else { "" }, missing.join(", ")),
+                format!(
+                    "missing field{}: {}",
+                    if missing.len() > 1 { "s" } else { "" },
+                    missing.join(", ")
+                ),
             ));
         }
 
         let event_time = self.timestamp(&obj["timestamp"], now)?;
-        let subscriber = number_text(&obj[record_type.subscriber_field()], record_type.subscriber_field())?;
+        let subscriber = number_text(
+            &obj[record_type.subscriber_field()],
+            record_type.subscriber_field(),
+        )?;
         let peer = match record_type.peer_field() {
             Some(f) => Some(number_text(&obj[f], f)?),
             None => None,
         };
         let (duration_sec, volume_bytes, session_duration_sec) = match record_type {
-            RecordType::Voice => (Some(seconds(&obj["duration_sec"], "duration_sec")?), None, None),
+            RecordType::Voice => (
+                Some(seconds(&obj["duration_sec"], "duration_sec")?),
+                None,
+                None,
+            ),
             RecordType::Sms => (None, None, None),
             RecordType::Data => (
                 None,
                 Some(volume_bytes(&obj["data_volume_mb"])?),
-                Some(seconds(&obj["session_duration_sec"], "session_duration_sec")?),
+                Some(seconds(
+                    &obj["session_duration_sec"],
+                    "session_duration_sec",
+                )?),
             ),
         };
         let cell_id = match &obj["cell_id"] {
             Value::String(s) if !s.trim().is_empty() && s.len() <= 64 => s.trim().to_string(),
-            other => return Err(invalid("cell_id", other, "a non-empty string of at most 64 characters")),
+            other => {
+                return Err(invalid(
+                    "cell_id",
+                    other,
+                    "a non-empty string of at most 64 characters",
+                ))
+            }
         };
         let technology = match &obj["technology"] {
             Value::String(s) => Technology::parse(s),
@@ -214,15 +277,33 @@ impl Validation {
         .ok_or_else(|| invalid("technology", &obj["technology"], "2G, 3G, 4G or 5G"))?;
         let roaming_country = match present(&obj, "roaming_country") {
             None => None,
-            Some(Value::String(s)) if s.len() == 2 && s.bytes().all(|b| b.is_ascii_alphabetic()) => Some(s.to_ascii_uppercase()),
+            Some(Value::String(s))
+                if s.len() == 2 && s.bytes().all(|b| b.is_ascii_alphabetic()) =>
+            {
+                Some(s.to_ascii_uppercase())
+            }
             Some(Value::String(s)) if s.is_empty() => None,
-            Some(other) => return Err(invalid("roaming_country", other, "an ISO 3166 alpha-2 code")),
+            Some(other) => {
+                return Err(invalid(
+                    "roaming_country",
+                    other,
+                    "an ISO 3166 alpha-2 code",
+                ))
+            }
         };
         let record_id = match present(&obj, "record_id") {
             None => None,
-            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_RECORD_ID_LEN => Some(s.trim().to_string()),
+            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_RECORD_ID_LEN => {
+                Some(s.trim().to_string())
+            }
             Some(Value::Number(n)) => Some(n.to_string()),
-            Some(other) => return Err(invalid("record_id", other, "a non-empty string of at most 128 characters")),
+            Some(other) => {
+                return Err(invalid(
+                    "record_id",
+                    other,
+                    "a non-empty string of at most 128 characters",
+                ))
+            }
         };
         Ok(ValidCdr {
             record_type,
@@ -241,9 +322,17 @@ impl Validation {
 
     fn timestamp(&self, value: &Value, now: DateTime<Utc>) -> Result<DateTime<Utc>, Rejection> {
         let Value::String(text) = value else {
-            return Err(Rejection::new(RejectReason::InvalidTimestamp, format!("timestamp must be an ISO-8601 string, got {}", kind(value))));
+            return Err(Rejection::new(
+                RejectReason::InvalidTimestamp,
+                format!("timestamp must be an ISO-8601 string, got {}", kind(value)),
+            ));
         };
-        let unreadable = || Rejection::new(RejectReason::InvalidTimestamp, format!("`{}` is not an ISO-8601 timestamp", clip(text)));
+        let unreadable = || {
+            Rejection::new(
+                RejectReason::InvalidTimestamp,
+                format!("`{}` is not an ISO-8601 timestamp", clip(text)),
+            )
+        };
         let text = text.trim();
         let at = if let Ok(t) = DateTime::parse_from_rfc3339(text) {
             t.with_timezone(&Utc)
@@ -261,7 +350,10 @@ impl Validation {
                 LocalResult::None => {
                     return Err(Rejection::new(
                         RejectReason::InvalidTimestamp,
-                        format!("`{text}` does not exist in {} (skipped by a DST change)", self.timezone),
+                        format!(
+                            "`{text}` does not exist in {} (skipped by a DST change)",
+                            self.timezone
+                        ),
                     ))
                 }
             }
@@ -269,7 +361,11 @@ impl Validation {
         if at > now + self.max_clock_skew {
             return Err(Rejection::new(
                 RejectReason::FutureTimestamp,
-                format!("{} is more than {} h ahead of now", at.to_rfc3339(), self.max_clock_skew.num_hours()),
+                format!(
+                    "{} is more than {} h ahead of now",
+                    at.to_rfc3339(),
+                    self.max_clock_skew.num_hours()
+                ),
             ));
         }
         Ok(at)
@@ -303,7 +399,10 @@ fn invalid(field: &str, got: &Value, expected: &str) -> Rejection {
         Value::String(s) => format!("`{}`", clip(s)),
         other => kind(other).to_string(),
     };
-    Rejection::new(RejectReason::InvalidValue, format!("{field} must be {expected}, got {shown}"))
+    Rejection::new(
+        RejectReason::InvalidValue,
+        format!("{field} must be {expected}, got {shown}"),
+    )
 }
 
 /// A phone number may arrive as a string or as a bare JSON integer.
@@ -311,7 +410,10 @@ fn number_text(value: &Value, field: &str) -> Result<String, Rejection> {
     match value {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) if n.is_u64() => Ok(n.to_string()),
-        other => Err(Rejection::new(RejectReason::MalformedNumber, format!("{field} must be a phone number, got {}", kind(other)))),
+        other => Err(Rejection::new(
+            RejectReason::MalformedNumber,
+            format!("{field} must be a phone number, got {}", kind(other)),
+        )),
     }
 }
 
@@ -322,7 +424,9 @@ fn decimal(value: &Value) -> Option<Decimal> {
         Value::String(s) => s.trim().to_string(),
         _ => return None,
     };
-    Decimal::from_str(&text).ok().or_else(|| Decimal::from_scientific(&text).ok())
+    Decimal::from_str(&text)
+        .ok()
+        .or_else(|| Decimal::from_scientific(&text).ok())
 }
 
 /// Whole seconds; a fractional second is rounded up, as switches bill a started second.
@@ -339,7 +443,8 @@ fn seconds(value: &Value, field: &str) -> Result<i32, Rejection> {
 
 /// Megabytes (decimal allowed) to whole bytes, rounding a started byte up.
 fn volume_bytes(value: &Value) -> Result<i64, Rejection> {
-    let mb = decimal(value).ok_or_else(|| invalid("data_volume_mb", value, "a number of megabytes"))?;
+    let mb =
+        decimal(value).ok_or_else(|| invalid("data_volume_mb", value, "a number of megabytes"))?;
     if mb.is_sign_negative() && !mb.is_zero() {
         return Err(invalid("data_volume_mb", value, "zero or more megabytes"));
     }
@@ -397,12 +502,18 @@ mod tests {
     fn a_naive_timestamp_is_read_in_the_operator_time_zone() {
         // Casablanca is UTC+1 outside Ramadan in 2026-10.
         let cdr = check(voice()).unwrap();
-        assert_eq!(cdr.event_time, Utc.with_ymd_and_hms(2026, 10, 5, 8, 30, 0).unwrap());
+        assert_eq!(
+            cdr.event_time,
+            Utc.with_ymd_and_hms(2026, 10, 5, 8, 30, 0).unwrap()
+        );
     }
 
     #[test]
     fn a_timestamp_with_z_is_utc() {
-        assert_eq!(check(sms()).unwrap().event_time, Utc.with_ymd_and_hms(2026, 10, 5, 9, 30, 0).unwrap());
+        assert_eq!(
+            check(sms()).unwrap().event_time,
+            Utc.with_ymd_and_hms(2026, 10, 5, 9, 30, 0).unwrap()
+        );
     }
 
     #[test]
@@ -443,14 +554,18 @@ mod tests {
 
     #[test]
     fn bytes_that_are_not_json_are_rejected_as_invalid_json() {
-        let err = Validation::default().validate(b"\x00\xffgarbage", now()).unwrap_err();
+        let err = Validation::default()
+            .validate(b"\x00\xffgarbage", now())
+            .unwrap_err();
         assert_eq!(err.reason, RejectReason::InvalidJson);
     }
 
     #[test]
     fn deeply_nested_json_is_rejected_without_overflowing_the_stack() {
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        let err = Validation::default().validate(deep.as_bytes(), now()).unwrap_err();
+        let err = Validation::default()
+            .validate(deep.as_bytes(), now())
+            .unwrap_err();
         assert_eq!(err.reason, RejectReason::InvalidJson);
         assert!(err.detail.contains("recursion"), "{}", err.detail);
     }
@@ -478,7 +593,11 @@ mod tests {
 
     #[test]
     fn every_required_field_of_every_type_is_checked() {
-        for (v, t) in [(voice(), RecordType::Voice), (sms(), RecordType::Sms), (data(), RecordType::Data)] {
+        for (v, t) in [
+            (voice(), RecordType::Voice),
+            (sms(), RecordType::Sms),
+            (data(), RecordType::Data),
+        ] {
             for field in t.required_fields() {
                 let mut without = v.clone();
                 without.as_object_mut().unwrap().remove(*field);

@@ -149,10 +149,15 @@ impl SourceContext {
             let topic_owned = topic.to_string();
             let parts = partitions.to_vec();
             let result = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
                 rt.block_on(async {
                     let client = storage::connect(&url).await.map_err(|e| e.to_string())?;
-                    storage::offsets::claim(&client, &group, &topic_owned, &parts).await.map_err(|e| e.to_string())
+                    storage::offsets::claim(&client, &group, &topic_owned, &parts)
+                        .await
+                        .map_err(|e| e.to_string())
                 })
             })
             .join()
@@ -170,22 +175,37 @@ impl SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
-    fn rebalance(&self, base_consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        base_consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
                 for e in tpl.elements() {
-                    by_topic.entry(e.topic().to_string()).or_default().push(e.partition());
+                    by_topic
+                        .entry(e.topic().to_string())
+                        .or_default()
+                        .push(e.partition());
                 }
                 for (topic, partitions) in by_topic {
                     let stored = self.stored_offsets(&topic, &partitions);
                     for p in partitions {
                         let offset = stored.get(&p).copied().unwrap_or(0);
-                        if let Err(error) = tpl.set_partition_offset(&topic, p, Offset::Offset(offset)) {
+                        if let Err(error) =
+                            tpl.set_partition_offset(&topic, p, Offset::Offset(offset))
+                        {
                             warn!(%error, partition = p, "Failed to set the assigned offset.");
                         }
                         self.assignment.reset(p, offset);
-                        info!(topic, partition = p, offset, "Partition assigned; resuming from the stored offset.");
+                        info!(
+                            topic,
+                            partition = p,
+                            offset,
+                            "Partition assigned; resuming from the stored offset."
+                        );
                     }
                 }
                 if let Err(error) = base_consumer.assign(tpl) {

@@ -34,12 +34,24 @@ struct RejectedMessage<'a> {
 impl Publisher {
     /// Publish the newly inserted records (indexes into the batch) and every reject, and
     /// wait until the broker has them all.
-    pub async fn publish(&self, batch: &PartitionBatch, inserted: &[usize]) -> Result<(), KafkaError> {
+    pub async fn publish(
+        &self,
+        batch: &PartitionBatch,
+        inserted: &[usize],
+    ) -> Result<(), KafkaError> {
         let mut deliveries = Vec::with_capacity(batch.records.len());
         for &i in inserted {
             if let Verdict::Normalized(n) = &batch.records[i].verdict {
-                let body = serde_json::to_vec(n).map_err(|_| KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage))?;
-                deliveries.push(self.send(&self.normalized_topic, n.subscriber.as_str().as_bytes(), body).await?);
+                let body = serde_json::to_vec(n)
+                    .map_err(|_| KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage))?;
+                deliveries.push(
+                    self.send(
+                        &self.normalized_topic,
+                        n.subscriber.as_str().as_bytes(),
+                        body,
+                    )
+                    .await?,
+                );
             }
         }
         for r in &batch.records {
@@ -52,9 +64,11 @@ impl Publisher {
                     partition: batch.partition,
                     offset: r.source.offset,
                     payload_bytes: r.source.payload.len(),
-                    payload_preview: String::from_utf8_lossy(&r.source.payload[..preview_len]).into_owned(),
+                    payload_preview: String::from_utf8_lossy(&r.source.payload[..preview_len])
+                        .into_owned(),
                 };
-                let body = serde_json::to_vec(&msg).map_err(|_| KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage))?;
+                let body = serde_json::to_vec(&msg)
+                    .map_err(|_| KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage))?;
                 let key = r.source.key.clone().unwrap_or_default();
                 deliveries.push(self.send(&self.rejected_topic, &key, body).await?);
             }
@@ -69,7 +83,12 @@ impl Publisher {
         Ok(())
     }
 
-    async fn send(&self, topic: &str, key: &[u8], body: Vec<u8>) -> Result<rdkafka::producer::DeliveryFuture, KafkaError> {
+    async fn send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        body: Vec<u8>,
+    ) -> Result<rdkafka::producer::DeliveryFuture, KafkaError> {
         let mut record = FutureRecord::to(topic).key(key).payload(&body);
         loop {
             match self.producer.send_result(record) {

@@ -56,19 +56,34 @@ impl Handler<Batch> for Committer {
         let publisher = self.publisher.clone();
         let metrics = self.metrics.clone();
         AtomicResponse::new(Box::pin(
-            async move { commit(&pool, &group, publisher.as_ref(), &metrics, batch).await }.into_actor(self),
+            async move { commit(&pool, &group, publisher.as_ref(), &metrics, batch).await }
+                .into_actor(self),
         ))
     }
 }
 
-async fn commit(pool: &Pool, group: &str, publisher: Option<&Publisher>, metrics: &Metrics, batch: Batch) -> Result<BatchAck, PipelineError> {
+async fn commit(
+    pool: &Pool,
+    group: &str,
+    publisher: Option<&Publisher>,
+    metrics: &Metrics,
+    batch: Batch,
+) -> Result<BatchAck, PipelineError> {
     let started = Instant::now();
     let data = &batch.data;
-    let mut client = pool.get().await.map_err(crate::storage::StorageError::from)?;
-    let tx = client.transaction().await.map_err(crate::storage::StorageError::from)?;
+    let mut client = pool
+        .get()
+        .await
+        .map_err(crate::storage::StorageError::from)?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(crate::storage::StorageError::from)?;
     match batch::write(&tx, group, data).await? {
         Written::Fenced { stored } => {
-            tx.rollback().await.map_err(crate::storage::StorageError::from)?;
+            tx.rollback()
+                .await
+                .map_err(crate::storage::StorageError::from)?;
             BatchFenced {
                 partition: data.partition,
                 from_offset: data.from_offset,
@@ -81,7 +96,9 @@ async fn commit(pool: &Pool, group: &str, publisher: Option<&Publisher>, metrics
             if let Some(p) = publisher {
                 p.publish(data, &inserted).await?;
             }
-            tx.commit().await.map_err(crate::storage::StorageError::from)?;
+            tx.commit()
+                .await
+                .map_err(crate::storage::StorageError::from)?;
             let now = Utc::now();
             let latencies: Vec<f64> = inserted
                 .iter()

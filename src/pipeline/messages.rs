@@ -25,7 +25,9 @@ impl Message for Batch {
 pub enum BatchAck {
     Committed(BatchSummary),
     /// The stored offset was not where the batch started; nothing was written.
-    Fenced { stored: Option<i64> },
+    Fenced {
+        stored: Option<i64>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

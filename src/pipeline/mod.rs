@@ -45,7 +45,11 @@ pub struct RunSettings {
 
 /// Retry an external dependency at start-up with back-off, reporting each failure,
 /// until it answers or `give_up_after` has passed.
-pub async fn retry<T, E, F, Fut>(what: &str, give_up_after: Duration, mut attempt: F) -> Result<T, E>
+pub async fn retry<T, E, F, Fut>(
+    what: &str,
+    give_up_after: Duration,
+    mut attempt: F,
+) -> Result<T, E>
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,
@@ -73,18 +77,25 @@ const STARTUP_PATIENCE: Duration = Duration::from_secs(300);
 /// until the stream has gone quiet and everything is committed.
 pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<SourceExit> {
     let s = &settings.source;
-    let applied = retry("PostgreSQL", STARTUP_PATIENCE, || storage::migrate(&s.database_url))
-        .await
-        .context("Failed to migrate the database")?;
+    let applied = retry("PostgreSQL", STARTUP_PATIENCE, || {
+        storage::migrate(&s.database_url)
+    })
+    .await
+    .context("Failed to migrate the database")?;
     info!(applied, "Database schema is up to date.");
     let plan = NumberPlan::new(&settings.numbering_region).map_err(anyhow::Error::msg)?;
     let mut topics = vec![s.topic.as_str()];
     if settings.publish {
-        topics.extend([settings.normalized_topic.as_str(), settings.rejected_topic.as_str()]);
+        topics.extend([
+            settings.normalized_topic.as_str(),
+            settings.rejected_topic.as_str(),
+        ]);
     }
-    retry("the Kafka broker", STARTUP_PATIENCE, || client::ensure_topics(&s.brokers, &topics, settings.topic_partitions))
-        .await
-        .context("Failed to reach the Kafka broker")?;
+    retry("the Kafka broker", STARTUP_PATIENCE, || {
+        client::ensure_topics(&s.brokers, &topics, settings.topic_partitions)
+    })
+    .await
+    .context("Failed to reach the Kafka broker")?;
 
     let pool = storage::pool(&s.database_url, settings.db_pool_size)?;
     let producer = client::producer(&s.brokers).context("Failed to create the Kafka producer")?;
@@ -99,27 +110,43 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     let mediation = Arbiter::new();
     let storage_thread = Arbiter::new();
     let committer = {
-        let (pool, group, publisher, metrics) = (pool.clone(), s.group.clone(), publisher.clone(), metrics.clone());
-        Supervisor::start_in_arbiter(&storage_thread.handle(), move |_| committer::Committer::new(pool, group, publisher, metrics))
+        let (pool, group, publisher, metrics) = (
+            pool.clone(),
+            s.group.clone(),
+            publisher.clone(),
+            metrics.clone(),
+        );
+        Supervisor::start_in_arbiter(&storage_thread.handle(), move |_| {
+            committer::Committer::new(pool, group, publisher, metrics)
+        })
     };
     let normalizer = {
         let metrics = metrics.clone();
-        Supervisor::start_in_arbiter(&mediation.handle(), move |_| stages::Normalizer::new(plan, committer, metrics))
+        Supervisor::start_in_arbiter(&mediation.handle(), move |_| {
+            stages::Normalizer::new(plan, committer, metrics)
+        })
     };
     let validator = {
         let (validation, metrics) = (settings.validation.clone(), metrics.clone());
-        Supervisor::start_in_arbiter(&mediation.handle(), move |_| stages::Validator::new(validation, normalizer, metrics))
+        Supervisor::start_in_arbiter(&mediation.handle(), move |_| {
+            stages::Validator::new(validation, normalizer, metrics)
+        })
     };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, done_rx) = oneshot::channel();
     let _source = {
         let (source_settings, metrics) = (s.clone(), metrics.clone());
-        Supervisor::start(move |_| source::KafkaSource::new(source_settings, validator, metrics, shutdown_rx, done_tx))
+        Supervisor::start(move |_| {
+            source::KafkaSource::new(source_settings, validator, metrics, shutdown_rx, done_tx)
+        })
     };
 
-    let server = http::serve(settings.http, http::State::new(metrics.clone(), pool.clone(), producer, s.topic.clone()))
-        .with_context(|| format!("Failed to listen on {}", settings.http))?;
+    let server = http::serve(
+        settings.http,
+        http::State::new(metrics.clone(), pool.clone(), producer, s.topic.clone()),
+    )
+    .with_context(|| format!("Failed to listen on {}", settings.http))?;
     let server_handle = server.handle();
     actix::spawn(server);
     info!(http = %settings.http, "HTTP endpoints up: /metrics /healthz /readyz.");
@@ -143,7 +170,10 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -43,6 +43,8 @@ pub struct SourceSettings {
     pub max_inflight: usize,
     /// Stop once nothing arrived for this long and everything is committed.
     pub exit_when_idle: Option<Duration>,
+    /// Kafka group session timeout: how long a killed instance holds its partitions.
+    pub session_timeout_ms: u32,
 }
 
 /// Why the source finished for good.
@@ -64,7 +66,8 @@ fn backoff(failures: u32) -> Duration {
     if failures == 0 {
         return Duration::ZERO;
     }
-    (Duration::from_millis(500) * 2u32.saturating_pow(failures.saturating_sub(1).min(8))).min(MAX_BACKOFF)
+    (Duration::from_millis(500) * 2u32.saturating_pow(failures.saturating_sub(1).min(8)))
+        .min(MAX_BACKOFF)
 }
 
 pub struct KafkaSource {
@@ -189,13 +192,18 @@ impl SourceLoop {
             assignment: assignment.clone(),
             inflight: self.inflight.clone(),
         };
-        let consumer: StreamConsumer<SourceContext> = consumer_config(&s.brokers, &s.group).create_with_context(context)?;
+        let consumer: StreamConsumer<SourceContext> =
+            consumer_config(&s.brokers, &s.group, s.session_timeout_ms)
+                .create_with_context(context)?;
         consumer.subscribe(&[&s.topic])?;
         info!(topic = %s.topic, group = %s.group, "Source subscribed.");
 
         let mut buffers: HashMap<i32, Buffer> = HashMap::new();
         let mut pending = FuturesUnordered::new();
-        let mut tick = tokio::time::interval(s.linger.clamp(Duration::from_millis(5), Duration::from_millis(100)));
+        let mut tick = tokio::time::interval(
+            s.linger
+                .clamp(Duration::from_millis(5), Duration::from_millis(100)),
+        );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_activity = Instant::now();
         let mut was_assigned = false;
@@ -380,7 +388,9 @@ impl SourceLoop {
                 epoch: cursor.epoch,
                 from,
                 to,
-                result: request.await.unwrap_or(Err(PipelineError::StageDown("validator"))),
+                result: request
+                    .await
+                    .unwrap_or(Err(PipelineError::StageDown("validator"))),
             }
         })
     }

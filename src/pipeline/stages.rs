@@ -24,7 +24,11 @@ pub struct Validator {
 
 impl Validator {
     pub fn new(validation: Validation, next: Addr<Normalizer>, metrics: Metrics) -> Self {
-        Validator { validation, next, metrics }
+        Validator {
+            validation,
+            next,
+            metrics,
+        }
     }
 }
 
@@ -54,7 +58,11 @@ impl Handler<Batch> for Validator {
             };
         }
         let forwarded = self.next.send(batch);
-        Box::pin(async move { forwarded.await.map_err(|_| PipelineError::StageDown("normalizer"))? })
+        Box::pin(async move {
+            forwarded
+                .await
+                .map_err(|_| PipelineError::StageDown("normalizer"))?
+        })
     }
 }
 
@@ -88,7 +96,10 @@ impl Supervised for Normalizer {
     fn restarting(&mut self, _: &mut Self::Context) {
         // A fresh number cache: whatever state led to the stop is gone.
         self.normalizer = DomainNormalizer::new(self.plan.clone());
-        ActorRestarted { actor: "normalizer" }.emit(&self.metrics);
+        ActorRestarted {
+            actor: "normalizer",
+        }
+        .emit(&self.metrics);
     }
 }
 
@@ -106,6 +117,10 @@ impl Handler<Batch> for Normalizer {
             };
         }
         let forwarded = self.next.send(batch);
-        Box::pin(async move { forwarded.await.map_err(|_| PipelineError::StageDown("committer"))? })
+        Box::pin(async move {
+            forwarded
+                .await
+                .map_err(|_| PipelineError::StageDown("committer"))?
+        })
     }
 }

@@ -15,20 +15,42 @@ use std::collections::{HashMap, HashSet};
 pub enum Written {
     /// Rows are written; the caller commits. `inserted` indexes the batch's records that
     /// became new usage rows (the only ones that may feed totals or be published).
-    Staged { summary: BatchSummary, inserted: Vec<usize> },
+    Staged {
+        summary: BatchSummary,
+        inserted: Vec<usize>,
+    },
     /// The stored offset is not where the batch starts: someone else moved it (a
     /// rebalance, a replay rewind). Nothing may be committed; resume from `stored`.
     Fenced { stored: Option<i64> },
 }
 
-pub async fn write(tx: &Transaction<'_>, group: &str, batch: &PartitionBatch) -> Result<Written, StorageError> {
+pub async fn write(
+    tx: &Transaction<'_>,
+    group: &str,
+    batch: &PartitionBatch,
+) -> Result<Written, StorageError> {
     let topic = batch.topic.as_str();
     let partition = batch.partition;
 
     // First, so that a stale batch does no other work and so that the row lock serializes
     // two writers of the same partition.
-    let cas = tx.prepare_cached(include_str!("sql/offsets_cas.sql")).await?;
-    if tx.execute(&cas, &[&group, &topic, &partition, &batch.to_offset, &batch.from_offset]).await? == 0 {
+    let cas = tx
+        .prepare_cached(include_str!("sql/offsets_cas.sql"))
+        .await?;
+    if tx
+        .execute(
+            &cas,
+            &[
+                &group,
+                &topic,
+                &partition,
+                &batch.to_offset,
+                &batch.from_offset,
+            ],
+        )
+        .await?
+        == 0
+    {
         let stored = super::offsets::stored(&**tx, group, topic, Some(&[partition])).await?;
         return Ok(Written::Fenced {
             stored: stored.get(&partition).copied(),
@@ -52,19 +74,30 @@ pub async fn write(tx: &Transaction<'_>, group: &str, batch: &PartitionBatch) ->
             Verdict::Received | Verdict::Valid(_) => {
                 // Only normalized records reach storage; a valid-but-unnormalized one is a
                 // wiring bug, and storing it as accepted would hide it.
-                return Err(StorageError::Config(format!("record at offset {} reached storage unnormalized", r.source.offset)));
+                return Err(StorageError::Config(format!(
+                    "record at offset {} reached storage unnormalized",
+                    r.source.offset
+                )));
             }
         }
     }
 
     let subscribers: Vec<&str> = valid.iter().map(|(_, n)| n.subscriber.as_str()).collect();
     let known: HashMap<String, i64> = tx
-        .query(&tx.prepare_cached("SELECT msisdn, customer_id FROM customers WHERE msisdn = ANY($1::text[])").await?, &[&subscribers])
+        .query(
+            &tx.prepare_cached(
+                "SELECT msisdn, customer_id FROM customers WHERE msisdn = ANY($1::text[])",
+            )
+            .await?,
+            &[&subscribers],
+        )
         .await?
         .into_iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
-    let (usage, suspense): (Vec<_>, Vec<_>) = valid.into_iter().partition(|(_, n)| known.contains_key(n.subscriber.as_str()));
+    let (usage, suspense): (Vec<_>, Vec<_>) = valid
+        .into_iter()
+        .partition(|(_, n)| known.contains_key(n.subscriber.as_str()));
 
     let mut inserted = Vec::with_capacity(usage.len());
     if !usage.is_empty() {
@@ -83,14 +116,34 @@ pub async fn write(tx: &Transaction<'_>, group: &str, batch: &PartitionBatch) ->
         summary.duplicates += (suspense.len() - new) as u32;
     }
     if !rejected.is_empty() {
-        let stmt = tx.prepare_cached(include_str!("sql/insert_rejects.sql")).await?;
-        let offsets: Vec<i64> = rejected.iter().map(|(i, _)| batch.records[*i].source.offset).collect();
+        let stmt = tx
+            .prepare_cached(include_str!("sql/insert_rejects.sql"))
+            .await?;
+        let offsets: Vec<i64> = rejected
+            .iter()
+            .map(|(i, _)| batch.records[*i].source.offset)
+            .collect();
         let reasons: Vec<&str> = rejected.iter().map(|(_, r)| r.reason.as_str()).collect();
         let details: Vec<&str> = rejected.iter().map(|(_, r)| r.detail.as_str()).collect();
-        let raws: Vec<&[u8]> = rejected.iter().map(|(i, _)| batch.records[*i].source.payload.as_slice()).collect();
-        let keys: Vec<Option<&[u8]>> = rejected.iter().map(|(i, _)| batch.records[*i].source.key.as_deref()).collect();
-        let times: Vec<Option<DateTime<Utc>>> = rejected.iter().map(|(i, _)| batch.records[*i].source.timestamp).collect();
-        tx.execute(&stmt, &[&offsets, &reasons, &details, &raws, &keys, &times, &topic, &partition]).await?;
+        let raws: Vec<&[u8]> = rejected
+            .iter()
+            .map(|(i, _)| batch.records[*i].source.payload.as_slice())
+            .collect();
+        let keys: Vec<Option<&[u8]>> = rejected
+            .iter()
+            .map(|(i, _)| batch.records[*i].source.key.as_deref())
+            .collect();
+        let times: Vec<Option<DateTime<Utc>>> = rejected
+            .iter()
+            .map(|(i, _)| batch.records[*i].source.timestamp)
+            .collect();
+        tx.execute(
+            &stmt,
+            &[
+                &offsets, &reasons, &details, &raws, &keys, &times, &topic, &partition,
+            ],
+        )
+        .await?;
         for (_, r) in &rejected {
             *summary.rejected.entry(r.reason).or_default() += 1;
         }
@@ -117,13 +170,34 @@ pub async fn write(tx: &Transaction<'_>, group: &str, batch: &PartitionBatch) ->
     Ok(Written::Staged { summary, inserted })
 }
 
+/// Insert every normalized record of `batch` as usage, with nothing else around it: the
+/// benchmark's "bare bulk insert" limit, through the very statement `write` uses.
+pub async fn insert_accepted(
+    tx: &Transaction<'_>,
+    batch: &PartitionBatch,
+    customers: &HashMap<String, i64>,
+) -> Result<usize, StorageError> {
+    let rows: Vec<(usize, &NormalizedCdr)> = batch
+        .records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.verdict {
+            Verdict::Normalized(n) => Some((i, n)),
+            _ => None,
+        })
+        .collect();
+    Ok(insert_usage(tx, batch, &rows, customers).await?.len())
+}
+
 async fn insert_usage(
     tx: &Transaction<'_>,
     batch: &PartitionBatch,
     rows: &[(usize, &NormalizedCdr)],
     customers: &HashMap<String, i64>,
 ) -> Result<HashSet<String>, StorageError> {
-    let stmt = tx.prepare_cached(include_str!("sql/insert_usage.sql")).await?;
+    let stmt = tx
+        .prepare_cached(include_str!("sql/insert_usage.sql"))
+        .await?;
     let n = rows.len();
     let mut record_id = Vec::with_capacity(n);
     let mut customer_id = Vec::with_capacity(n);
@@ -167,8 +241,25 @@ async fn insert_usage(
         .query(
             &stmt,
             &[
-                &record_id, &customer_id, &record_type, &msisdn, &peer, &peer_country, &peer_class, &event_time, &duration,
-                &volume, &session, &cell, &city, &region, &technology, &roaming, &offset, &kafka_ts, &batch.topic,
+                &record_id,
+                &customer_id,
+                &record_type,
+                &msisdn,
+                &peer,
+                &peer_country,
+                &peer_class,
+                &event_time,
+                &duration,
+                &volume,
+                &session,
+                &cell,
+                &city,
+                &region,
+                &technology,
+                &roaming,
+                &offset,
+                &kafka_ts,
+                &batch.topic,
                 &batch.partition,
             ],
         )
@@ -176,8 +267,14 @@ async fn insert_usage(
     Ok(rows.into_iter().map(|r| r.get(0)).collect())
 }
 
-async fn insert_suspense(tx: &Transaction<'_>, batch: &PartitionBatch, rows: &[(usize, &NormalizedCdr)]) -> Result<usize, StorageError> {
-    let stmt = tx.prepare_cached(include_str!("sql/insert_suspense.sql")).await?;
+async fn insert_suspense(
+    tx: &Transaction<'_>,
+    batch: &PartitionBatch,
+    rows: &[(usize, &NormalizedCdr)],
+) -> Result<usize, StorageError> {
+    let stmt = tx
+        .prepare_cached(include_str!("sql/insert_suspense.sql"))
+        .await?;
     let ids: Vec<&str> = rows.iter().map(|(_, c)| c.record_id.as_str()).collect();
     let msisdns: Vec<&str> = rows.iter().map(|(_, c)| c.subscriber.as_str()).collect();
     let times: Vec<DateTime<Utc>> = rows.iter().map(|(_, c)| c.event_time).collect();
@@ -186,24 +283,65 @@ async fn insert_suspense(tx: &Transaction<'_>, batch: &PartitionBatch, rows: &[(
         .map(|(_, c)| serde_json::to_value(c))
         .collect::<Result<_, _>>()
         .map_err(|e| StorageError::Config(format!("normalized record does not serialize: {e}")))?;
-    let raws: Vec<&[u8]> = rows.iter().map(|(i, _)| batch.records[*i].source.payload.as_slice()).collect();
-    let offsets: Vec<i64> = rows.iter().map(|(i, _)| batch.records[*i].source.offset).collect();
+    let raws: Vec<&[u8]> = rows
+        .iter()
+        .map(|(i, _)| batch.records[*i].source.payload.as_slice())
+        .collect();
+    let offsets: Vec<i64> = rows
+        .iter()
+        .map(|(i, _)| batch.records[*i].source.offset)
+        .collect();
     let new = tx
-        .query(&stmt, &[&ids, &msisdns, &times, &normalized, &raws, &offsets, &batch.topic, &batch.partition])
+        .query(
+            &stmt,
+            &[
+                &ids,
+                &msisdns,
+                &times,
+                &normalized,
+                &raws,
+                &offsets,
+                &batch.topic,
+                &batch.partition,
+            ],
+        )
         .await?;
     Ok(new.len())
 }
 
-async fn add_counters(tx: &Transaction<'_>, group: &str, batch: &PartitionBatch, s: &BatchSummary) -> Result<(), StorageError> {
+async fn add_counters(
+    tx: &Transaction<'_>,
+    group: &str,
+    batch: &PartitionBatch,
+    s: &BatchSummary,
+) -> Result<(), StorageError> {
     let mut outcome = vec!["consumed", "accepted", "duplicate", "suspense"];
     let mut reason = vec!["", "", "", ""];
-    let mut records = vec![s.consumed as i64, s.accepted as i64, s.duplicates as i64, s.suspense as i64];
+    let mut records = vec![
+        s.consumed as i64,
+        s.accepted as i64,
+        s.duplicates as i64,
+        s.suspense as i64,
+    ];
     for (r, n) in &s.rejected {
         outcome.push("rejected");
         reason.push(RejectReason::as_str(*r));
         records.push(*n as i64);
     }
-    let stmt = tx.prepare_cached(include_str!("sql/add_counters.sql")).await?;
-    tx.execute(&stmt, &[&group, &batch.topic, &batch.partition, &outcome, &reason, &records]).await?;
+    let stmt = tx
+        .prepare_cached(include_str!("sql/add_counters.sql"))
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &group,
+            &batch.topic,
+            &batch.partition,
+            &outcome,
+            &reason,
+            &records,
+        ],
+    )
+    .await?;
     Ok(())
 }

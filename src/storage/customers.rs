@@ -4,7 +4,10 @@ use super::StorageError;
 use crate::domain::generator::Customer;
 
 /// Insert customers that do not exist yet (by MSISDN); returns how many were new.
-pub async fn upsert(client: &tokio_postgres::Client, customers: &[Customer]) -> Result<u64, StorageError> {
+pub async fn upsert(
+    client: &tokio_postgres::Client,
+    customers: &[Customer],
+) -> Result<u64, StorageError> {
     let mut added = 0;
     for chunk in customers.chunks(10_000) {
         let msisdns: Vec<&str> = chunk.iter().map(|c| c.msisdn.as_str()).collect();

@@ -42,7 +42,9 @@ impl StorageError {
             StorageError::Db(e) if e.is_closed() || e.code().is_none() => ErrorKind::External,
             StorageError::Db(e) => match e.code().map(|c| c.code()) {
                 // connection exceptions, insufficient resources, operator intervention
-                Some(c) if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => ErrorKind::External,
+                Some(c) if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
+                    ErrorKind::External
+                }
                 // serialization failure, deadlock
                 Some("40001") | Some("40P01") => ErrorKind::External,
                 _ => ErrorKind::Permanent,
@@ -95,7 +97,9 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client, StorageError> 
 pub async fn ensure_database(url: &str) -> Result<(), StorageError> {
     match connect(url).await {
         Ok(_) => Ok(()),
-        Err(StorageError::Db(e)) if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) => {
+        Err(StorageError::Db(e))
+            if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) =>
+        {
             let config = parse_url(url)?;
             let name = config.get_dbname().unwrap_or("postgres").to_string();
             let mut admin = config.clone();
@@ -103,10 +107,17 @@ pub async fn ensure_database(url: &str) -> Result<(), StorageError> {
             let (client, connection) = admin.connect(NoTls).await?;
             tokio::spawn(connection);
             let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-            match client.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
+            match client
+                .batch_execute(&format!("CREATE DATABASE {quoted}"))
+                .await
+            {
                 Ok(()) => Ok(()),
                 // Another process created it between our two calls.
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(()),
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) =>
+                {
+                    Ok(())
+                }
                 Err(e) => Err(e.into()),
             }
         }
@@ -120,8 +131,12 @@ pub async fn migrate(url: &str) -> Result<usize, StorageError> {
     let mut client = connect(url).await?;
     // refinery takes no lock of its own; two instances starting together must not both
     // apply the same migration.
-    client.batch_execute("SELECT pg_advisory_lock(7243101)").await?;
+    client
+        .batch_execute("SELECT pg_advisory_lock(7243101)")
+        .await?;
     let report = migrations::runner().run_async(&mut client).await;
-    client.batch_execute("SELECT pg_advisory_unlock(7243101)").await?;
+    client
+        .batch_execute("SELECT pg_advisory_unlock(7243101)")
+        .await?;
     Ok(report?.applied_migrations().len())
 }

@@ -79,7 +79,10 @@ pub async fn load(client: &tokio_postgres::Client, group: &str) -> Result<Stats,
         }
     }
     for row in client
-        .query("SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1", &[&group])
+        .query(
+            "SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1",
+            &[&group],
+        )
         .await?
     {
         per.entry((row.get(0), row.get(1))).or_default().1 = Some(row.get(2));

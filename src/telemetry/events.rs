@@ -23,7 +23,9 @@ impl BatchCommitted<'_> {
         m.records_duplicate.inc_by(s.duplicates as u64);
         m.records_suspense.inc_by(s.suspense as u64);
         for (reason, n) in &s.rejected {
-            m.records_rejected.with_label_values(&[reason.as_str()]).inc_by(*n as u64);
+            m.records_rejected
+                .with_label_values(&[reason.as_str()])
+                .inc_by(*n as u64);
         }
         m.batches_committed.inc();
         m.batch_records.observe(s.consumed as f64);
@@ -87,7 +89,9 @@ pub struct BatchFailed<'a> {
 
 impl BatchFailed<'_> {
     pub fn emit(&self, m: &Metrics) {
-        m.batch_failures.with_label_values(&[self.kind.as_str()]).inc();
+        m.batch_failures
+            .with_label_values(&[self.kind.as_str()])
+            .inc();
         m.source_backoff_seconds.set(self.backoff_secs as i64);
         warn!(
             partition = self.partition,

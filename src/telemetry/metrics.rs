@@ -30,13 +30,23 @@ fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<In
     Ok(c)
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(c.clone()))?;
     Ok(c)
 }
 
-fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Result<Histogram> {
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+) -> prometheus::Result<Histogram> {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
     registry.register(Box::new(h.clone()))?;
     Ok(h)
@@ -51,22 +61,86 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntG
 impl Metrics {
     pub fn new(registry: Registry) -> prometheus::Result<Self> {
         let r = &registry;
-        let latency = vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+        let latency = vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
         Ok(Metrics {
-            records_consumed: counter(r, "cdrflow_records_consumed_total", "Records read from the source topic and committed with an outcome.")?,
-            records_accepted: counter(r, "cdrflow_records_accepted_total", "Records stored as new usage events.")?,
-            records_rejected: counter_vec(r, "cdrflow_records_rejected_total", "Records refused, by reason.", &["reason"])?,
-            records_duplicate: counter(r, "cdrflow_records_duplicate_total", "Records already stored (same record_id): counted, never billed.")?,
-            records_suspense: counter(r, "cdrflow_records_suspense_total", "Valid records of unknown subscribers, held in suspense.")?,
-            batches_committed: counter(r, "cdrflow_batches_committed_total", "Batches committed to Postgres with their offsets.")?,
-            batches_fenced: counter(r, "cdrflow_batches_fenced_total", "Batches dropped because the stored offset had moved (rebalance or replay).")?,
-            batch_failures: counter_vec(r, "cdrflow_batch_failures_total", "Batches that failed and will be read again, by kind.", &["kind"])?,
-            batch_records: histogram(r, "cdrflow_batch_records", "Records per committed batch.", vec![1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0])?,
-            commit_duration: histogram(r, "cdrflow_commit_duration_seconds", "Time to write and commit one batch.", latency.clone())?,
-            end_to_end_latency: histogram(r, "cdrflow_end_to_end_latency_seconds", "From the record's broker timestamp to its commit.", latency)?,
-            inflight_batches: gauge(r, "cdrflow_inflight_batches", "Batches sent down the pipeline and not yet acknowledged.")?,
-            actor_restarts: counter_vec(r, "cdrflow_actor_restarts_total", "Actor restarts by their supervisor, by actor.", &["actor"])?,
-            source_backoff_seconds: gauge(r, "cdrflow_source_backoff_seconds", "Current back-off of the source after a failed batch (0 when fetching).")?,
+            records_consumed: counter(
+                r,
+                "cdrflow_records_consumed_total",
+                "Records read from the source topic and committed with an outcome.",
+            )?,
+            records_accepted: counter(
+                r,
+                "cdrflow_records_accepted_total",
+                "Records stored as new usage events.",
+            )?,
+            records_rejected: counter_vec(
+                r,
+                "cdrflow_records_rejected_total",
+                "Records refused, by reason.",
+                &["reason"],
+            )?,
+            records_duplicate: counter(
+                r,
+                "cdrflow_records_duplicate_total",
+                "Records already stored (same record_id): counted, never billed.",
+            )?,
+            records_suspense: counter(
+                r,
+                "cdrflow_records_suspense_total",
+                "Valid records of unknown subscribers, held in suspense.",
+            )?,
+            batches_committed: counter(
+                r,
+                "cdrflow_batches_committed_total",
+                "Batches committed to Postgres with their offsets.",
+            )?,
+            batches_fenced: counter(
+                r,
+                "cdrflow_batches_fenced_total",
+                "Batches dropped because the stored offset had moved (rebalance or replay).",
+            )?,
+            batch_failures: counter_vec(
+                r,
+                "cdrflow_batch_failures_total",
+                "Batches that failed and will be read again, by kind.",
+                &["kind"],
+            )?,
+            batch_records: histogram(
+                r,
+                "cdrflow_batch_records",
+                "Records per committed batch.",
+                vec![1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0],
+            )?,
+            commit_duration: histogram(
+                r,
+                "cdrflow_commit_duration_seconds",
+                "Time to write and commit one batch.",
+                latency.clone(),
+            )?,
+            end_to_end_latency: histogram(
+                r,
+                "cdrflow_end_to_end_latency_seconds",
+                "From the record's broker timestamp to its commit.",
+                latency,
+            )?,
+            inflight_batches: gauge(
+                r,
+                "cdrflow_inflight_batches",
+                "Batches sent down the pipeline and not yet acknowledged.",
+            )?,
+            actor_restarts: counter_vec(
+                r,
+                "cdrflow_actor_restarts_total",
+                "Actor restarts by their supervisor, by actor.",
+                &["actor"],
+            )?,
+            source_backoff_seconds: gauge(
+                r,
+                "cdrflow_source_backoff_seconds",
+                "Current back-off of the source after a failed batch (0 when fetching).",
+            )?,
             registry,
         })
     }

@@ -3,8 +3,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn run(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(BIN).args(args).env("CDRFLOW_DATABASE_URL", "postgres://secret-user:hunter2@127.0.0.1:5432/x").output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout))
+    let out = Command::new(BIN)
+        .args(args)
+        .env(
+            "CDRFLOW_DATABASE_URL",
+            "postgres://secret-user:hunter2@127.0.0.1:5432/x",
+        )
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
 }
 
 #[test]
@@ -28,7 +38,10 @@ fn an_unknown_time_zone_or_region_is_refused_before_starting() {
     assert!(text.contains("--timezone"), "{text}");
     let (code, text) = run(&["run", "--default-region", "XX"]);
     assert_eq!(code, Some(1));
-    assert!(text.contains("--default-region") && text.contains("XX"), "{text}");
+    assert!(
+        text.contains("--default-region") && text.contains("XX"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -46,16 +59,34 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
     let db = TestDb::new().await;
     let topic = topic("cdr.raw.sigterm", 2).await;
     generate(&topic, &db, 30_000, 3, &[]);
-    let mut daemon = Daemon::start(&DaemonConfig { topic: &topic, group: "term", database_url: &db.url, idle_secs: None, extra: vec!["--batch-size".into(), "500".into()] });
+    let mut daemon = Daemon::start(&DaemonConfig {
+        topic: &topic,
+        group: "term",
+        database_url: &db.url,
+        idle_secs: None,
+        extra: vec!["--batch-size".into(), "500".into()],
+    });
     let started = Instant::now();
-    while daemon.metric("cdrflow_records_consumed_total").unwrap_or(0.0) < 1000.0 {
-        assert!(started.elapsed() < Duration::from_secs(60), "no progress: {}", daemon.log_text());
+    while daemon
+        .metric("cdrflow_records_consumed_total")
+        .unwrap_or(0.0)
+        < 1000.0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress: {}",
+            daemon.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     daemon.signal("TERM");
     let status = daemon.wait(Duration::from_secs(60));
     assert!(status.success(), "exit {status:?}: {}", daemon.log_text());
-    assert!(daemon.log_text().contains("All in-flight batches finished"), "{}", daemon.log_text());
+    assert!(
+        daemon.log_text().contains("All in-flight batches finished"),
+        "{}",
+        daemon.log_text()
+    );
 
     let s = stats(&db.url, "term");
     assert_eq!(s["balanced"], true);
@@ -73,7 +104,13 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
         .get(0);
     assert_eq!(gaps, 0);
     // And the next run picks up exactly there and finishes the stream.
-    let mut again = Daemon::start(&DaemonConfig { topic: &topic, group: "term", database_url: &db.url, idle_secs: Some(4), extra: vec![] });
+    let mut again = Daemon::start(&DaemonConfig {
+        topic: &topic,
+        group: "term",
+        database_url: &db.url,
+        idle_secs: Some(4),
+        extra: vec![],
+    });
     assert!(again.wait(Duration::from_secs(120)).success());
     assert_eq!(stats(&db.url, "term")["totals"]["consumed"], 30_000);
 }

@@ -18,7 +18,16 @@ async fn content(db: &TestDb, group: &str) -> Vec<(String, String)> {
     }
     let s = stats(&db.url, group);
     out.push(("totals".into(), s["totals"].to_string()));
-    out.push(("offsets".into(), s["partitions"].as_array().unwrap().iter().map(|p| format!("{}={}", p["partition"], p["stored_offset"])).collect::<Vec<_>>().join(",")));
+    out.push((
+        "offsets".into(),
+        s["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| format!("{}={}", p["partition"], p["stored_offset"]))
+            .collect::<Vec<_>>()
+            .join(","),
+    ));
     out
 }
 
@@ -30,33 +39,72 @@ async fn killing_the_daemon_at_random_moments_loses_and_doubles_nothing() {
     let reference = TestDb::new().await;
     let topic = topic("cdr.raw.crash", 3).await;
 
-    // Traffic arrives while the daemon is being killed: 60,000 records at 4,000/s.
+    // Traffic arrives while the daemon is being killed: 60,000 records at 2,000/s.
     let gen = {
         let (topic, url) = (topic.clone(), crashed.url.clone());
         std::thread::spawn(move || {
             let out = Command::new(BIN)
-                .args(["generate", "--brokers", &brokers(), "--topic", &topic, "--count", "60000", "--rate", "4000", "--seed", "5",
-                       "--customers", "500", "--database-url", &url, "--start", "2026-09-01", "--days", "30"])
+                .args([
+                    "generate",
+                    "--brokers",
+                    &brokers(),
+                    "--topic",
+                    &topic,
+                    "--count",
+                    "60000",
+                    "--rate",
+                    "2000",
+                    "--seed",
+                    "5",
+                    "--customers",
+                    "500",
+                    "--database-url",
+                    &url,
+                    "--start",
+                    "2026-09-01",
+                    "--days",
+                    "30",
+                ])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         })
     };
     // The reference database needs the same customers: same seed, same pool.
     let pool = cdrflow::domain::generator::customer_pool(5, 500);
-    cdrflow::storage::customers::upsert(&reference.client().await, &pool).await.unwrap();
+    cdrflow::storage::customers::upsert(&reference.client().await, &pool)
+        .await
+        .unwrap();
 
     let mut rng = rand::rng();
-    let config = DaemonConfig { topic: &topic, group: "crashy", database_url: &crashed.url, idle_secs: None, extra: vec!["--batch-size".into(), "700".into()] };
+    let config = DaemonConfig {
+        topic: &topic,
+        group: "crashy",
+        database_url: &crashed.url,
+        idle_secs: None,
+        extra: ["--batch-size", "700", "--kafka-session-timeout-ms", "2000"]
+            .map(String::from)
+            .to_vec(),
+    };
     let mut progress = Vec::new();
     let mut mid_stream_kills = 0;
     while mid_stream_kills < 5 && progress.len() < 12 {
         let mut daemon = Daemon::start(&config);
-        std::thread::sleep(Duration::from_millis(rng.random_range(1200..2600)));
-        assert!(daemon.alive(), "daemon died by itself: {}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(rng.random_range(3000..5500)));
+        assert!(
+            daemon.alive(),
+            "daemon died by itself: {}",
+            daemon.log_text()
+        );
         let streaming = !gen.is_finished();
         daemon.kill9();
-        let consumed = stats(&crashed.url, "crashy")["totals"]["consumed"].as_i64().unwrap_or(0);
+        let consumed = stats(&crashed.url, "crashy")["totals"]["consumed"]
+            .as_i64()
+            .unwrap_or(0);
         if streaming && consumed < 60_000 {
             mid_stream_kills += 1;
         }
@@ -64,14 +112,37 @@ async fn killing_the_daemon_at_random_moments_loses_and_doubles_nothing() {
     }
     gen.join().unwrap();
     // The kills really happened while records were streaming in, with progress between.
-    assert!(mid_stream_kills >= 5, "only {mid_stream_kills} kills landed mid-stream: {progress:?}");
-    assert!(progress.windows(2).filter(|w| w[1] > w[0]).count() >= 3, "too little progress between kills: {progress:?}");
+    assert!(
+        mid_stream_kills >= 5,
+        "only {mid_stream_kills} kills landed mid-stream: {progress:?}"
+    );
+    assert!(
+        progress.windows(2).filter(|w| w[1] > w[0]).count() >= 3,
+        "too little progress between kills: {progress:?}"
+    );
 
-    let mut last = Daemon::start(&DaemonConfig { idle_secs: Some(4), ..config });
-    assert!(last.wait(Duration::from_secs(300)).success(), "{}", last.log_text());
+    let mut last = Daemon::start(&DaemonConfig {
+        idle_secs: Some(4),
+        ..config
+    });
+    assert!(
+        last.wait(Duration::from_secs(300)).success(),
+        "{}",
+        last.log_text()
+    );
 
-    let mut clean = Daemon::start(&DaemonConfig { topic: &topic, group: "crashy", database_url: &reference.url, idle_secs: Some(4), extra: vec![] });
-    assert!(clean.wait(Duration::from_secs(300)).success(), "{}", clean.log_text());
+    let mut clean = Daemon::start(&DaemonConfig {
+        topic: &topic,
+        group: "crashy",
+        database_url: &reference.url,
+        idle_secs: Some(4),
+        extra: vec![],
+    });
+    assert!(
+        clean.wait(Duration::from_secs(300)).success(),
+        "{}",
+        clean.log_text()
+    );
 
     let a = content(&crashed, "crashy").await;
     let b = content(&reference, "crashy").await;
@@ -81,6 +152,9 @@ async fn killing_the_daemon_at_random_moments_loses_and_doubles_nothing() {
     assert_eq!(s["balanced"], true);
     let ends = end_offsets(&topic);
     for p in s["partitions"].as_array().unwrap() {
-        assert_eq!(p["stored_offset"], ends[&(p["partition"].as_i64().unwrap() as i32)]);
+        assert_eq!(
+            p["stored_offset"],
+            ends[&(p["partition"].as_i64().unwrap() as i32)]
+        );
     }
 }

@@ -5,8 +5,8 @@
 use cdrflow::domain::generator::GeneratorReport;
 use rand::Rng;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -20,7 +20,8 @@ pub fn brokers() -> String {
 }
 
 fn admin_url() -> String {
-    std::env::var("CDRFLOW_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("CDRFLOW_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn suffix() -> String {
@@ -38,12 +39,16 @@ impl TestDb {
     pub async fn new() -> TestDb {
         let name = format!("cdrflow_test_{}", suffix());
         let url = with_dbname(&admin_url(), &name);
-        cdrflow::storage::migrate(&url).await.expect("migrate the test database");
+        cdrflow::storage::migrate(&url)
+            .await
+            .expect("migrate the test database");
         TestDb { name, url }
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
-        cdrflow::storage::connect(&self.url).await.expect("connect to the test database")
+        cdrflow::storage::connect(&self.url)
+            .await
+            .expect("connect to the test database")
     }
 
     /// The same database reached through another host:port (a proxy).
@@ -65,10 +70,15 @@ impl Drop for TestDb {
         let admin = admin_url();
         // Drop runs inside the test's runtime; a thread of its own may block.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok(client) = cdrflow::storage::connect(&admin).await {
-                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await;
                 }
             })
         })
@@ -79,27 +89,61 @@ impl Drop for TestDb {
 /// A topic of its own with `partitions` partitions.
 pub async fn topic(prefix: &str, partitions: i32) -> String {
     let name = format!("{prefix}.{}", suffix());
-    cdrflow::kafka::client::ensure_topics(&brokers(), &[&name], partitions).await.expect("create topic");
+    cdrflow::kafka::client::ensure_topics(&brokers(), &[&name], partitions)
+        .await
+        .expect("create topic");
     name
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Run `cdrflow generate` to Kafka and read its report.
-pub fn generate(topic: &str, db: &TestDb, count: u64, seed: u64, extra: &[&str]) -> GeneratorReport {
+pub fn generate(
+    topic: &str,
+    db: &TestDb,
+    count: u64,
+    seed: u64,
+    extra: &[&str],
+) -> GeneratorReport {
     let dir = tempdir();
     let report = dir.join("report.json");
     let mut args: Vec<String> = vec![
-        "generate".into(), "--brokers".into(), brokers(), "--topic".into(), topic.into(),
-        "--count".into(), count.to_string(), "--seed".into(), seed.to_string(),
-        "--customers".into(), "500".into(), "--database-url".into(), db.url.clone(),
-        "--report".into(), report.display().to_string(), "--start".into(), "2026-09-01".into(), "--days".into(), "30".into(),
+        "generate".into(),
+        "--brokers".into(),
+        brokers(),
+        "--topic".into(),
+        topic.into(),
+        "--count".into(),
+        count.to_string(),
+        "--seed".into(),
+        seed.to_string(),
+        "--customers".into(),
+        "500".into(),
+        "--database-url".into(),
+        db.url.clone(),
+        "--report".into(),
+        report.display().to_string(),
+        "--start".into(),
+        "2026-09-01".into(),
+        "--days".into(),
+        "30".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let out = Command::new(BIN).args(&args).output().expect("run cdrflow generate");
-    assert!(out.status.success(), "generate failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(&args)
+        .output()
+        .expect("run cdrflow generate");
+    assert!(
+        out.status.success(),
+        "generate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap()
 }
 
@@ -129,9 +173,21 @@ impl Daemon {
         let http_port = free_port();
         let log = tempdir().join("daemon.log");
         let mut args: Vec<String> = vec![
-            "run".into(), "--brokers".into(), brokers(), "--topic".into(), cfg.topic.into(), "--group".into(), cfg.group.into(),
-            "--database-url".into(), cfg.database_url.into(), "--http".into(), format!("127.0.0.1:{http_port}"),
-            "--normalized-topic".into(), format!("{}.normalized", cfg.topic), "--rejected-topic".into(), format!("{}.rejected", cfg.topic),
+            "run".into(),
+            "--brokers".into(),
+            brokers(),
+            "--topic".into(),
+            cfg.topic.into(),
+            "--group".into(),
+            cfg.group.into(),
+            "--database-url".into(),
+            cfg.database_url.into(),
+            "--http".into(),
+            format!("127.0.0.1:{http_port}"),
+            "--normalized-topic".into(),
+            format!("{}.normalized", cfg.topic),
+            "--rejected-topic".into(),
+            format!("{}.rejected", cfg.topic),
         ];
         if let Some(idle) = cfg.idle_secs {
             args.extend(["--exit-when-idle".into(), idle.to_string()]);
@@ -144,7 +200,11 @@ impl Daemon {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawn cdrflow run");
-        Daemon { child, http_port, log }
+        Daemon {
+            child,
+            http_port,
+            log,
+        }
     }
 
     /// Wait for the daemon to exit by itself.
@@ -156,7 +216,10 @@ impl Daemon {
             }
             if started.elapsed() > timeout {
                 let _ = self.child.kill();
-                panic!("daemon did not exit within {timeout:?}; log:\n{}", self.log_text());
+                panic!(
+                    "daemon did not exit within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -168,7 +231,10 @@ impl Daemon {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -213,37 +279,66 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
 /// Run `cdrflow stats --format json`.
 pub fn stats(database_url: &str, group: &str) -> serde_json::Value {
     let out: Output = Command::new(BIN)
-        .args(["stats", "--format", "json", "--database-url", database_url, "--group", group])
+        .args([
+            "stats",
+            "--format",
+            "json",
+            "--database-url",
+            database_url,
+            "--group",
+            group,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.code() == Some(0) || out.status.code() == Some(3), "stats failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(3),
+        "stats failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("stats JSON")
 }
 
 /// End offsets of every partition of a topic, as the broker reports them.
 pub fn end_offsets(topic: &str) -> std::collections::BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&brokers()).set("group.id", "cdrflow-test-watermarks").create().unwrap();
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&brokers())
+        .set("group.id", "cdrflow-test-watermarks")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
     let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
     partitions
         .into_iter()
-        .map(|p| (p, consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1))
+        .map(|p| {
+            (
+                p,
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .unwrap()
+                    .1,
+            )
+        })
         .collect()
 }
 
 /// Produce raw payloads to one partition, allowing messages up to 8 MB.
 pub fn produce_raw(topic: &str, partition: i32, payloads: &[(Option<&[u8]>, Vec<u8>)]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = cdrflow::kafka::client::base_config(&brokers())
-        .set("message.max.bytes", "8000000")
-        .create()
-        .unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        cdrflow::kafka::client::base_config(&brokers())
+            .set("message.max.bytes", "8000000")
+            .create()
+            .unwrap();
     for (key, payload) in payloads {
         let mut r = BaseRecord::to(topic).payload(payload).partition(partition);
         if let Some(k) = key {

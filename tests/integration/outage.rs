@@ -82,13 +82,40 @@ async fn a_postgres_outage_mid_stream_loses_and_doubles_nothing() {
             let dir = tempdir();
             let report = dir.join("report.json");
             let out = std::process::Command::new(BIN)
-                .args(["generate", "--brokers", &brokers(), "--topic", &topic, "--count", "40000", "--rate", "2500", "--seed", "9",
-                       "--customers", "500", "--database-url", &url, "--start", "2026-09-01", "--days", "30",
-                       "--report", &report.display().to_string()])
+                .args([
+                    "generate",
+                    "--brokers",
+                    &brokers(),
+                    "--topic",
+                    &topic,
+                    "--count",
+                    "40000",
+                    "--rate",
+                    "2500",
+                    "--seed",
+                    "9",
+                    "--customers",
+                    "500",
+                    "--database-url",
+                    &url,
+                    "--start",
+                    "2026-09-01",
+                    "--days",
+                    "30",
+                    "--report",
+                    &report.display().to_string(),
+                ])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            serde_json::from_slice::<cdrflow::domain::generator::GeneratorReport>(&std::fs::read(report).unwrap()).unwrap()
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<cdrflow::domain::generator::GeneratorReport>(
+                &std::fs::read(report).unwrap(),
+            )
+            .unwrap()
         })
     };
 
@@ -99,18 +126,33 @@ async fn a_postgres_outage_mid_stream_loses_and_doubles_nothing() {
         group: "outage",
         database_url: &daemon_url,
         idle_secs: Some(5),
-        extra: vec!["--max-inflight".into(), max_inflight.to_string(), "--batch-size".into(), "500".into()],
+        extra: vec![
+            "--max-inflight".into(),
+            max_inflight.to_string(),
+            "--batch-size".into(),
+            "500".into(),
+        ],
     });
     // Let it consume for a while, then take the database away.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let before = daemon.metric("cdrflow_records_consumed_total").unwrap_or(0.0);
-    assert!(before > 0.0, "nothing consumed before the outage: {}", daemon.log_text());
+    let before = daemon
+        .metric("cdrflow_records_consumed_total")
+        .unwrap_or(0.0);
+    assert!(
+        before > 0.0,
+        "nothing consumed before the outage: {}",
+        daemon.log_text()
+    );
     proxy.set_up(false);
     let outage = Instant::now();
     let mut saw_not_ready = false;
     let mut max_seen_inflight = 0.0f64;
     while outage.elapsed() < Duration::from_secs(12) {
-        assert!(daemon.alive(), "daemon died during the outage: {}", daemon.log_text());
+        assert!(
+            daemon.alive(),
+            "daemon died during the outage: {}",
+            daemon.log_text()
+        );
         if let Some(v) = daemon.metric("cdrflow_inflight_batches") {
             max_seen_inflight = max_seen_inflight.max(v);
         }
@@ -119,20 +161,33 @@ async fn a_postgres_outage_mid_stream_loses_and_doubles_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let during = daemon.metric("cdrflow_records_consumed_total").unwrap_or(0.0);
+    let during = daemon
+        .metric("cdrflow_records_consumed_total")
+        .unwrap_or(0.0);
     proxy.set_up(true);
 
     let report = gen.join().unwrap();
     let status = daemon.wait(Duration::from_secs(300));
     assert!(status.success(), "{}", daemon.log_text());
-    let failures_line = daemon.log_text().lines().filter(|l| l.contains("Failed to commit batch")).count();
+    let failures_line = daemon
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("Failed to commit batch"))
+        .count();
 
     assert!(saw_not_ready, "/readyz never reported the database down");
-    assert!(max_seen_inflight <= max_inflight as f64, "in-flight batches went to {max_seen_inflight}");
+    assert!(
+        max_seen_inflight <= max_inflight as f64,
+        "in-flight batches went to {max_seen_inflight}"
+    );
     assert!(failures_line > 0, "the outage was never felt");
     // Nothing was committed while the database was away (a batch may have been mid-commit
     // when it went).
-    assert!(during - before <= 500.0 * max_inflight as f64, "committed {} records during the outage", during - before);
+    assert!(
+        during - before <= 500.0 * max_inflight as f64,
+        "committed {} records during the outage",
+        during - before
+    );
 
     let s = stats(&db.url, "outage");
     assert_eq!(s["totals"]["consumed"], report.sent);
@@ -143,6 +198,9 @@ async fn a_postgres_outage_mid_stream_loses_and_doubles_nothing() {
     assert_eq!(s["balanced"], true);
     let ends = end_offsets(&topic);
     for p in s["partitions"].as_array().unwrap() {
-        assert_eq!(p["stored_offset"], ends[&(p["partition"].as_i64().unwrap() as i32)]);
+        assert_eq!(
+            p["stored_offset"],
+            ends[&(p["partition"].as_i64().unwrap() as i32)]
+        );
     }
 }

@@ -8,12 +8,31 @@ async fn a_generated_stream_with_every_anomaly_reconciles_count_for_count() {
     let db = TestDb::new().await;
     let topic = topic("cdr.raw.reconcile", 4).await;
     let report = generate(&topic, &db, 50_000, 11, &[]);
-    for anomaly in ["missing_field", "corrupted_value", "unknown_type", "duplicate", "out_of_order", "malformed_number",
-                    "unparseable_timestamp", "future_timestamp", "non_json", "unknown_subscriber"] {
-        assert!(report.anomalies.get(anomaly).copied().unwrap_or(0) > 0, "the stream has no {anomaly}");
+    for anomaly in [
+        "missing_field",
+        "corrupted_value",
+        "unknown_type",
+        "duplicate",
+        "out_of_order",
+        "malformed_number",
+        "unparseable_timestamp",
+        "future_timestamp",
+        "non_json",
+        "unknown_subscriber",
+    ] {
+        assert!(
+            report.anomalies.get(anomaly).copied().unwrap_or(0) > 0,
+            "the stream has no {anomaly}"
+        );
     }
 
-    let mut daemon = Daemon::start(&DaemonConfig { topic: &topic, group: "billing", database_url: &db.url, idle_secs: Some(4), extra: vec![] });
+    let mut daemon = Daemon::start(&DaemonConfig {
+        topic: &topic,
+        group: "billing",
+        database_url: &db.url,
+        idle_secs: Some(4),
+        extra: vec![],
+    });
     let status = daemon.wait(Duration::from_secs(300));
     assert!(status.success(), "daemon failed: {}", daemon.log_text());
 
@@ -23,7 +42,8 @@ async fn a_generated_stream_with_every_anomaly_reconciles_count_for_count() {
     assert_eq!(t["accepted"], report.expected.accepted, "accepted");
     assert_eq!(t["duplicates"], report.expected.duplicates, "duplicates");
     assert_eq!(t["suspense"], report.expected.suspense, "suspense");
-    let rejected: std::collections::BTreeMap<String, u64> = serde_json::from_value(t["rejected"].clone()).unwrap();
+    let rejected: std::collections::BTreeMap<String, u64> =
+        serde_json::from_value(t["rejected"].clone()).unwrap();
     assert_eq!(rejected, report.expected.rejected, "rejected by reason");
     assert_eq!(s["balanced"], true);
 
@@ -31,7 +51,10 @@ async fn a_generated_stream_with_every_anomaly_reconciles_count_for_count() {
     let rows = &s["stored_rows"];
     assert_eq!(rows["usage_events"], report.expected.accepted);
     assert_eq!(rows["suspense_records"], report.expected.suspense);
-    assert_eq!(rows["rejected_records"], report.expected.rejected.values().sum::<u64>());
+    assert_eq!(
+        rows["rejected_records"],
+        report.expected.rejected.values().sum::<u64>()
+    );
 
     // Stored offsets are the ends of the partitions, as the producer saw them acknowledged
     // and as the broker reports them.
@@ -39,9 +62,18 @@ async fn a_generated_stream_with_every_anomaly_reconciles_count_for_count() {
     for p in s["partitions"].as_array().unwrap() {
         let partition = p["partition"].as_i64().unwrap() as i32;
         let delivered = &report.partitions[&partition];
-        assert_eq!(p["stored_offset"], delivered.end_offset, "partition {partition} stored offset");
-        assert_eq!(p["stored_offset"], ends[&partition], "partition {partition} end offset");
-        assert_eq!(p["consumed"], delivered.records, "partition {partition} consumed");
+        assert_eq!(
+            p["stored_offset"], delivered.end_offset,
+            "partition {partition} stored offset"
+        );
+        assert_eq!(
+            p["stored_offset"], ends[&partition],
+            "partition {partition} end offset"
+        );
+        assert_eq!(
+            p["consumed"], delivered.records,
+            "partition {partition} consumed"
+        );
     }
     assert_eq!(s["partitions"].as_array().unwrap().len(), 4);
 

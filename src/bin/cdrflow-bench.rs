@@ -1,0 +1,195 @@
+//! The machine's limits for `scripts/bench.sh`, measured on the same records cdrflow
+//! processes: a bare consumer (read the topic, nothing else) and a bare bulk insert (the
+//! same usage rows, the same statement, the same batch size, one transaction a batch).
+
+use anyhow::Context;
+use cdrflow::domain::batch::{PartitionBatch, ProcessedRecord, SourceMeta, Verdict};
+use cdrflow::domain::generator::{AnomalyRates, Generator, GeneratorConfig};
+use cdrflow::domain::{Normalizer, NumberPlan, Validation};
+use cdrflow::storage;
+use chrono::{Duration, TimeZone, Utc};
+use clap::{Parser, Subcommand};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use std::time::Instant;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Read `count` records from the start of a topic; print records/s.
+    Consume {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        count: u64,
+    },
+    /// Insert the accepted usage rows of a generated stream; print rows/s.
+    Insert {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        customers: usize,
+        #[arg(long, default_value_t = 5000)]
+        batch_size: usize,
+        /// First day of the generated traffic, as given to `cdrflow generate`.
+        #[arg(long)]
+        start: String,
+        #[arg(long)]
+        days: i64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match cli.command {
+            Cmd::Consume {
+                brokers,
+                topic,
+                count,
+            } => consume(&brokers, &topic, count).await,
+            Cmd::Insert {
+                database_url,
+                count,
+                seed,
+                customers,
+                batch_size,
+                start,
+                days,
+            } => {
+                insert(
+                    &database_url,
+                    count,
+                    seed,
+                    customers,
+                    batch_size,
+                    &start,
+                    days,
+                )
+                .await
+            }
+        }
+    })
+}
+
+async fn consume(brokers: &str, topic: &str, count: u64) -> anyhow::Result<()> {
+    let consumer: StreamConsumer = cdrflow::kafka::client::consumer_config(
+        brokers,
+        &format!("bench-bare-{}", std::process::id()),
+        10_000,
+    )
+    .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut n = 0u64;
+    let mut bytes = 0usize;
+    let mut first: Option<Instant> = None;
+    while n < count {
+        let m = consumer.recv().await?;
+        first.get_or_insert_with(Instant::now);
+        bytes += m.payload().map_or(0, <[u8]>::len);
+        n += 1;
+    }
+    let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    println!("{{\"records\": {n}, \"seconds\": {secs:.3}, \"records_per_sec\": {:.0}, \"bytes\": {bytes}}}", n as f64 / secs.max(1e-9));
+    Ok(())
+}
+
+async fn insert(
+    url: &str,
+    count: u64,
+    seed: u64,
+    customers: usize,
+    batch_size: usize,
+    start: &str,
+    days: i64,
+) -> anyhow::Result<()> {
+    let start =
+        chrono::NaiveDate::parse_from_str(start, "%Y-%m-%d").context("--start YYYY-MM-DD")?;
+    let start = Utc.from_utc_datetime(&start.and_hms_opt(0, 0, 0).context("midnight")?);
+    let generator = Generator::new(GeneratorConfig {
+        seed,
+        count,
+        customers,
+        start,
+        span: Duration::days(days),
+        timezone: chrono_tz::Africa::Casablanca,
+        now: Utc::now(),
+        rates: AnomalyRates::default(),
+    })
+    .map_err(anyhow::Error::msg)?;
+    storage::migrate(url).await?;
+    let client = storage::connect(url).await?;
+    storage::customers::upsert(&client, generator.customers()).await?;
+    let known: std::collections::HashMap<String, i64> = client
+        .query("SELECT msisdn, customer_id FROM customers", &[])
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+
+    // Mediation happens before the clock starts: only the insert is measured.
+    let validation = Validation::default();
+    let mut normalizer = Normalizer::new(NumberPlan::new("MA").map_err(anyhow::Error::msg)?);
+    let now = Utc::now();
+    let mut seen = std::collections::HashSet::new();
+    let mut records = Vec::new();
+    for (offset, r) in generator.enumerate() {
+        if let Ok(n) = validation
+            .validate(&r.payload, now)
+            .map_err(|_| ())
+            .and_then(|v| normalizer.normalize(v).map_err(|_| ()))
+        {
+            if known.contains_key(n.subscriber.as_str()) && seen.insert(n.record_id.clone()) {
+                records.push(ProcessedRecord {
+                    source: SourceMeta {
+                        offset: offset as i64,
+                        key: None,
+                        payload: Vec::new(),
+                        timestamp: Some(now),
+                    },
+                    verdict: Verdict::Normalized(n),
+                });
+            }
+        }
+    }
+    let rows = records.len();
+    let pool = storage::pool(url, 1)?;
+    let started = Instant::now();
+    let mut remaining = records;
+    while !remaining.is_empty() {
+        let rest = remaining.split_off(remaining.len().min(batch_size));
+        let batch = PartitionBatch {
+            topic: "bench".into(),
+            partition: 0,
+            from_offset: 0,
+            to_offset: 0,
+            records: remaining,
+        };
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        storage::batch::insert_accepted(&tx, &batch, &known).await?;
+        tx.commit().await?;
+        remaining = rest;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{{\"rows\": {rows}, \"seconds\": {secs:.3}, \"rows_per_sec\": {:.0}}}",
+        rows as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
