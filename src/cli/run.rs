@@ -66,6 +66,9 @@ pub struct RunArgs {
     /// before another member takes them over.
     #[arg(long, env = "CDRFLOW_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1000..=300_000))]
     pub kafka_session_timeout_ms: u32,
+    /// Committers writing to Postgres side by side (each owns partition mod n).
+    #[arg(long, env = "CDRFLOW_COMMITTERS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub committers: u32,
     /// Postgres connections in the daemon's pool.
     #[arg(long, env = "CDRFLOW_DB_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub db_pool_size: u32,
@@ -103,7 +106,8 @@ impl RunArgs {
                 timezone: self.timezone,
             },
             numbering_region: self.default_region,
-            db_pool_size: self.db_pool_size as usize,
+            db_pool_size: (self.db_pool_size as usize).max(self.committers as usize + 1),
+            committers: self.committers as usize,
         })
     }
 }

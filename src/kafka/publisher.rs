@@ -4,7 +4,7 @@
 
 use crate::domain::batch::{PartitionBatch, Verdict};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use serde::Serialize;
 use std::time::Duration;
@@ -20,6 +20,54 @@ pub struct Publisher {
     pub rejected_topic: String,
 }
 
+/// Output records on their way to the broker.
+pub enum Delivery {
+    Pending {
+        producer: FutureProducer,
+        pending: Vec<DeliveryFuture>,
+        queued: Vec<(String, Vec<u8>, Vec<u8>)>,
+    },
+    Failed(KafkaError),
+}
+
+impl Delivery {
+    /// Wait until the broker acknowledged every record.
+    pub async fn wait(self) -> Result<(), KafkaError> {
+        let (producer, mut pending, queued) = match self {
+            Delivery::Failed(e) => return Err(e),
+            Delivery::Pending {
+                producer,
+                pending,
+                queued,
+            } => (producer, pending, queued),
+        };
+        for (topic, key, body) in &queued {
+            let mut record = FutureRecord::to(topic).key(key).payload(body);
+            loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => {
+                        pending.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+        for d in futures::future::join_all(pending).await {
+            match d {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(e),
+                Err(_canceled) => return Err(KafkaError::Canceled),
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Serialize)]
 struct RejectedMessage<'a> {
     reason: &'a str,
@@ -32,26 +80,24 @@ struct RejectedMessage<'a> {
 }
 
 impl Publisher {
-    /// Publish the newly inserted records (indexes into the batch) and every reject, and
-    /// wait until the broker has them all.
-    pub async fn publish(
-        &self,
-        batch: &PartitionBatch,
-        inserted: &[usize],
-    ) -> Result<(), KafkaError> {
-        let mut deliveries = Vec::with_capacity(batch.records.len());
+    /// Start publishing the newly inserted records (indexes into the batch) and every
+    /// reject. Returns at once; `Delivery::wait` tells when the broker has them all.
+    pub fn start(&self, batch: &PartitionBatch, inserted: &[usize]) -> Delivery {
+        let mut messages: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::with_capacity(batch.records.len());
         for &i in inserted {
             if let Verdict::Normalized(n) = &batch.records[i].verdict {
-                let body = serde_json::to_vec(n)
-                    .map_err(|_| KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage))?;
-                deliveries.push(
-                    self.send(
+                match serde_json::to_vec(n) {
+                    Ok(body) => messages.push((
                         &self.normalized_topic,
-                        n.subscriber.as_str().as_bytes(),
+                        n.subscriber.as_str().as_bytes().to_vec(),
                         body,
-                    )
-                    .await?,
-                );
+                    )),
+                    Err(_) => {
+                        return Delivery::Failed(KafkaError::MessageProduction(
+                            RDKafkaErrorCode::InvalidMessage,
+                        ))
+                    }
+                }
             }
         }
         for r in &batch.records {
@@ -67,38 +113,39 @@ impl Publisher {
                     payload_preview: String::from_utf8_lossy(&r.source.payload[..preview_len])
                         .into_owned(),
                 };
-                let body = serde_json::to_vec(&msg)
-                    .map_err(|_| KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage))?;
-                let key = r.source.key.clone().unwrap_or_default();
-                deliveries.push(self.send(&self.rejected_topic, &key, body).await?);
-            }
-        }
-        for d in futures::future::join_all(deliveries).await {
-            match d {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(e),
-                Err(_canceled) => return Err(KafkaError::Canceled),
-            }
-        }
-        Ok(())
-    }
-
-    async fn send(
-        &self,
-        topic: &str,
-        key: &[u8],
-        body: Vec<u8>,
-    ) -> Result<rdkafka::producer::DeliveryFuture, KafkaError> {
-        let mut record = FutureRecord::to(topic).key(key).payload(&body);
-        loop {
-            match self.producer.send_result(record) {
-                Ok(delivery) => return Ok(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                match serde_json::to_vec(&msg) {
+                    Ok(body) => messages.push((
+                        &self.rejected_topic,
+                        r.source.key.clone().unwrap_or_default(),
+                        body,
+                    )),
+                    Err(_) => {
+                        return Delivery::Failed(KafkaError::MessageProduction(
+                            RDKafkaErrorCode::InvalidMessage,
+                        ))
+                    }
                 }
-                Err((e, _)) => return Err(e),
             }
+        }
+        let mut pending = Vec::with_capacity(messages.len());
+        let mut queued = Vec::new();
+        for (topic, key, body) in messages {
+            match self
+                .producer
+                .send_result(FutureRecord::to(topic).key(&key).payload(&body))
+            {
+                Ok(delivery) => pending.push(delivery),
+                // The local queue is full: these go out in `wait`, which may sleep.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    queued.push((topic.to_string(), key, body))
+                }
+                Err((e, _)) => return Delivery::Failed(e),
+            }
+        }
+        Delivery::Pending {
+            producer: self.producer.clone(),
+            pending,
+            queued,
         }
     }
 

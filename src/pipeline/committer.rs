@@ -79,7 +79,11 @@ async fn commit(
         .transaction()
         .await
         .map_err(crate::storage::StorageError::from)?;
-    match batch::write(&tx, group, data).await? {
+    match batch::write(&tx, group, data, |inserted| {
+        publisher.map(|p| p.start(data, inserted))
+    })
+    .await?
+    {
         Written::Fenced { stored } => {
             tx.rollback()
                 .await
@@ -92,9 +96,13 @@ async fn commit(
             .emit(metrics);
             Ok(BatchAck::Fenced { stored })
         }
-        Written::Staged { summary, inserted } => {
-            if let Some(p) = publisher {
-                p.publish(data, &inserted).await?;
+        Written::Staged {
+            summary,
+            inserted,
+            early: delivery,
+        } => {
+            if let Some(delivery) = delivery {
+                delivery.wait().await?;
             }
             tx.commit()
                 .await

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! KafkaSource ─send─► Validator ─send─► Normalizer ─send─► Committer ─► Postgres (+ output topics)
-//!   (system arbiter)  (mediation arbiter)                  (storage arbiter)
+//!   (system arbiter)  (mediation arbiter)                  (one arbiter each; partition mod n)
 //! ```
 //! Each actor runs under an actix `Supervisor`. Acknowledgements travel back up as the
 //! answer to each `send()`; only the source pulls.
@@ -41,6 +41,8 @@ pub struct RunSettings {
     pub validation: Validation,
     pub numbering_region: String,
     pub db_pool_size: usize,
+    /// Committer actors; partitions are spread over them.
+    pub committers: usize,
 }
 
 /// Retry an external dependency at start-up with back-off, reporting each failure,
@@ -108,22 +110,25 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     // CPU-bound mediation and the database round trips each get a thread of their own,
     // so decoding the next batch overlaps with committing the previous one.
     let mediation = Arbiter::new();
-    let storage_thread = Arbiter::new();
-    let committer = {
-        let (pool, group, publisher, metrics) = (
-            pool.clone(),
-            s.group.clone(),
-            publisher.clone(),
-            metrics.clone(),
-        );
-        Supervisor::start_in_arbiter(&storage_thread.handle(), move |_| {
-            committer::Committer::new(pool, group, publisher, metrics)
+    let storage_threads: Vec<Arbiter> = (0..settings.committers).map(|_| Arbiter::new()).collect();
+    let committers = storage_threads
+        .iter()
+        .map(|thread| {
+            let (pool, group, publisher, metrics) = (
+                pool.clone(),
+                s.group.clone(),
+                publisher.clone(),
+                metrics.clone(),
+            );
+            Supervisor::start_in_arbiter(&thread.handle(), move |_| {
+                committer::Committer::new(pool, group, publisher, metrics)
+            })
         })
-    };
+        .collect();
     let normalizer = {
         let metrics = metrics.clone();
         Supervisor::start_in_arbiter(&mediation.handle(), move |_| {
-            stages::Normalizer::new(plan, committer, metrics)
+            stages::Normalizer::new(plan, committers, metrics)
         })
     };
     let validator = {
@@ -163,7 +168,9 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     }
     server_handle.stop(true).await;
     mediation.stop();
-    storage_thread.stop();
+    for thread in storage_threads {
+        thread.stop();
+    }
     info!(?exit, "cdrflow stopped.");
     Ok(exit)
 }

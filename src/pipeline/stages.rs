@@ -69,12 +69,16 @@ impl Handler<Batch> for Validator {
 pub struct Normalizer {
     normalizer: DomainNormalizer,
     plan: NumberPlan,
-    next: Addr<Committer>,
+    /// Committers, each owning a fixed share of the partitions (partition mod n), so
+    /// that one partition's batches always commit in order on one connection while
+    /// different partitions commit side by side.
+    next: Vec<Addr<Committer>>,
     metrics: Metrics,
 }
 
 impl Normalizer {
-    pub fn new(plan: NumberPlan, next: Addr<Committer>, metrics: Metrics) -> Self {
+    pub fn new(plan: NumberPlan, next: Vec<Addr<Committer>>, metrics: Metrics) -> Self {
+        assert!(!next.is_empty(), "at least one committer");
         Normalizer {
             normalizer: DomainNormalizer::new(plan.clone()),
             plan,
@@ -116,7 +120,9 @@ impl Handler<Batch> for Normalizer {
                 decided => decided,
             };
         }
-        let forwarded = self.next.send(batch);
+        let committer =
+            &self.next[batch.data.partition.rem_euclid(self.next.len() as i32) as usize];
+        let forwarded = committer.send(batch);
         Box::pin(async move {
             forwarded
                 .await

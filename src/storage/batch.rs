@@ -12,23 +12,29 @@ use std::collections::{HashMap, HashSet};
 
 /// What writing a batch came to.
 #[derive(Debug)]
-pub enum Written {
+pub enum Written<T> {
     /// Rows are written; the caller commits. `inserted` indexes the batch's records that
-    /// became new usage rows (the only ones that may feed totals or be published).
+    /// became new usage rows (the only ones that may feed totals or be published);
+    /// `early` is what the caller's `before_insert` returned.
     Staged {
         summary: BatchSummary,
         inserted: Vec<usize>,
+        early: T,
     },
     /// The stored offset is not where the batch starts: someone else moved it (a
     /// rebalance, a replay rewind). Nothing may be committed; resume from `stored`.
     Fenced { stored: Option<i64> },
 }
 
-pub async fn write(
+/// Write `batch` in `tx`. Once the new usage rows are known and before they are inserted,
+/// `before_insert` is called with their indexes, so that the caller can start work that
+/// overlaps the inserts (publishing them) and wait for it before committing.
+pub async fn write<T>(
     tx: &Transaction<'_>,
     group: &str,
     batch: &PartitionBatch,
-) -> Result<Written, StorageError> {
+    before_insert: impl FnOnce(&[usize]) -> T,
+) -> Result<Written<T>, StorageError> {
     let topic = batch.topic.as_str();
     let partition = batch.partition;
 
@@ -99,17 +105,33 @@ pub async fn write(
         .into_iter()
         .partition(|(_, n)| known.contains_key(n.subscriber.as_str()));
 
-    let mut inserted = Vec::with_capacity(usage.len());
-    if !usage.is_empty() {
-        let ids: HashSet<String> = insert_usage(tx, batch, &usage, &known).await?;
-        for (i, n) in &usage {
-            if ids.contains(&n.record_id) {
-                inserted.push(*i);
-            }
-        }
-        summary.accepted = inserted.len() as u32;
-        summary.duplicates += (usage.len() - inserted.len()) as u32;
+    let new: Vec<(usize, &NormalizedCdr)> = if usage.is_empty() {
+        Vec::new()
+    } else {
+        let ids: Vec<&str> = usage.iter().map(|(_, n)| n.record_id.as_str()).collect();
+        let existing: HashSet<String> = tx
+            .query(
+                &tx.prepare_cached(include_str!("sql/existing_usage.sql"))
+                    .await?,
+                &[&ids],
+            )
+            .await?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+        usage
+            .iter()
+            .copied()
+            .filter(|(_, n)| !existing.contains(&n.record_id))
+            .collect()
+    };
+    let inserted: Vec<usize> = new.iter().map(|(i, _)| *i).collect();
+    let early = before_insert(&inserted);
+    if !new.is_empty() {
+        insert_usage(tx, batch, &new, &known).await?;
     }
+    summary.accepted = inserted.len() as u32;
+    summary.duplicates += (usage.len() - inserted.len()) as u32;
     if !suspense.is_empty() {
         let new = insert_suspense(tx, batch, &suspense).await?;
         summary.suspense = new as u32;
@@ -167,11 +189,16 @@ pub async fn write(
         ],
     )
     .await?;
-    Ok(Written::Staged { summary, inserted })
+    Ok(Written::Staged {
+        summary,
+        inserted,
+        early,
+    })
 }
 
 /// Insert every normalized record of `batch` as usage, with nothing else around it: the
-/// benchmark's "bare bulk insert" limit, through the very statement `write` uses.
+/// benchmark's "bare bulk insert" limit, through the very statement `write` uses. The
+/// records must be new.
 pub async fn insert_accepted(
     tx: &Transaction<'_>,
     batch: &PartitionBatch,
@@ -186,7 +213,7 @@ pub async fn insert_accepted(
             _ => None,
         })
         .collect();
-    Ok(insert_usage(tx, batch, &rows, customers).await?.len())
+    insert_usage(tx, batch, &rows, customers).await
 }
 
 async fn insert_usage(
@@ -194,7 +221,7 @@ async fn insert_usage(
     batch: &PartitionBatch,
     rows: &[(usize, &NormalizedCdr)],
     customers: &HashMap<String, i64>,
-) -> Result<HashSet<String>, StorageError> {
+) -> Result<usize, StorageError> {
     let stmt = tx
         .prepare_cached(include_str!("sql/insert_usage.sql"))
         .await?;
@@ -238,7 +265,7 @@ async fn insert_usage(
         kafka_ts.push(batch.records[*i].source.timestamp);
     }
     let rows = tx
-        .query(
+        .execute(
             &stmt,
             &[
                 &record_id,
@@ -264,7 +291,7 @@ async fn insert_usage(
             ],
         )
         .await?;
-    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    Ok(rows as usize)
 }
 
 async fn insert_suspense(

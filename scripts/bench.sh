@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Throughput, latency and memory of the pipeline against the local broker and Postgres.
+#
+# Backlog: produce N records (default 1,000,000), run the daemon from the start until
+# idle, and measure in the same run the two limits it cannot beat on this machine: a bare
+# rdkafka consumer reading the same topic, and a bare bulk insert of the same usage rows
+# into the same table. Steady: produce at half the measured throughput for 60 s while
+# the daemon runs, and report produce-to-commit latency percentiles.
+#
+# Knobs: BENCH_RECORDS, BENCH_STEADY_SECS, BENCH_PARTITIONS, BENCH_BATCH_SIZE, and
+# BENCH_DAEMON_ARGS (extra flags for `cdrflow run`, e.g. --no-publish).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+N=${BENCH_RECORDS:-1000000}
+STEADY_SECS=${BENCH_STEADY_SECS:-60}
+PARTS=${BENCH_PARTITIONS:-4}
+BATCH=${BENCH_BATCH_SIZE:-5000}
+CUSTOMERS=10000
+PG=postgres://postgres@127.0.0.1:5432
+
+ensure_postgres
+ensure_tansu
+log "Building (release)"
+cargo build --release --bins >&2
+BIN=target/release/cdrflow
+LIMITS=target/release/cdrflow-bench
+
+work=$(mktemp -d)
+trap 'stop_broker; rm -rf "$work"' EXIT
+# Memory storage: the fastest engine; nothing here depends on its watermarks.
+start_broker memory "$work"
+
+psql_q() { psql -h 127.0.0.1 -U postgres -d "$1" -Atqc "$2"; }
+fresh_db() { psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null; }
+
+# run_daemon TOPIC DB GROUP IDLE: runs cdrflow until idle; sets START (epoch s) and PEAK_RSS_KB.
+run_daemon() {
+  local topic=$1 db=$2 group=$3 idle=$4 port
+  port=$(free_port)
+  START=$(date +%s.%N)
+  RUST_LOG=warn "$BIN" run --brokers "$BROKER" --topic "$topic" --group "$group" --database-url "$PG/$db" \
+    --http "127.0.0.1:$port" --batch-size "$BATCH" --exit-when-idle "$idle" \
+    --normalized-topic "$topic.normalized" --rejected-topic "$topic.rejected" ${BENCH_DAEMON_ARGS:-} 2>"$work/daemon-$group.log" &
+  DAEMON_PID=$!
+  PEAK_RSS_KB=0
+  (
+    peak=0
+    while kill -0 "$DAEMON_PID" 2>/dev/null; do
+      v=$(awk '/VmHWM/ {print $2}' "/proc/$DAEMON_PID/status" 2>/dev/null || true)
+      [ -n "$v" ] && [ "$v" -gt "$peak" ] && peak=$v && echo "$peak" >"$work/rss-$group"
+      sleep 0.2
+    done
+  ) &
+  RSS_WATCH=$!
+}
+
+finish_daemon() {
+  local group=$1
+  if ! wait "$DAEMON_PID"; then
+    echo "daemon failed:" >&2; tail -20 "$work/daemon-$group.log" >&2; exit 1
+  fi
+  wait "$RSS_WATCH" 2>/dev/null || true
+  PEAK_RSS_KB=$(cat "$work/rss-$group" 2>/dev/null || echo 0)
+}
+
+# ---------------------------------------------------------------- backlog
+topic=cdr.bench.$$
+db=cdrflow_bench
+fresh_db $db
+fresh_db ${db}_insert
+log "Producing $N records to $topic ($PARTS partitions)"
+"$BIN" generate --brokers "$BROKER" --topic "$topic" --partitions "$PARTS" --count "$N" --seed 1 \
+  --customers $CUSTOMERS --database-url "$PG/$db" --start 2026-09-01 --days 30 --report "$work/gen.json" >/dev/null 2>"$work/gen.log"
+grep -o 'sent .*' "$work/gen.log" >&2
+
+log "Limit 1: bare consumer"
+consume_json=$("$LIMITS" consume --brokers "$BROKER" --topic "$topic" --count "$N")
+echo "$consume_json" >&2
+log "Limit 2: bare bulk insert of the same usage rows (batch $BATCH)"
+insert_json=$("$LIMITS" insert --database-url "$PG/${db}_insert" --count "$N" --seed 1 --customers $CUSTOMERS \
+  --batch-size "$BATCH" --start 2026-09-01 --days 30 2>/dev/null)
+echo "$insert_json" >&2
+
+log "cdrflow run over the backlog"
+run_daemon "$topic" "$db" bench 3
+finish_daemon bench
+backlog=$(psql_q $db "SELECT sum(records), extract(epoch FROM max(committed_at)), extract(epoch FROM min(committed_at)) FROM committed_batches")
+backlog_rss=$PEAK_RSS_KB
+backlog_start=$START
+
+# ---------------------------------------------------------------- steady
+read -r consumed last_commit first_commit <<<"$(echo "$backlog" | tr '|' ' ')"
+rate=$(python3 -c "print(int($consumed / ($last_commit - $backlog_start) / 2))")
+count=$((rate * STEADY_SECS))
+stopic=cdr.steady.$$
+sdb=cdrflow_bench_steady
+fresh_db $sdb
+log "Steady: $rate records/s for ${STEADY_SECS}s while the daemon runs"
+"$BIN" generate --brokers "$BROKER" --topic "$stopic" --partitions "$PARTS" --count 0 --seed 2 --customers $CUSTOMERS \
+  --database-url "$PG/$sdb" --start 2026-09-01 --days 30 >/dev/null 2>&1
+run_daemon "$stopic" $sdb steady 5
+sleep 5
+"$BIN" generate --brokers "$BROKER" --topic "$stopic" --count "$count" --rate "$rate" --seed 2 --customers $CUSTOMERS \
+  --start 2026-09-01 --days 30 >/dev/null 2>"$work/steady-gen.log"
+finish_daemon steady
+steady_rss=$PEAK_RSS_KB
+latency=$(psql_q $sdb "
+  SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY l)::numeric * 1000, 1),
+         round(percentile_cont(0.99) WITHIN GROUP (ORDER BY l)::numeric * 1000, 1),
+         round(max(l)::numeric * 1000, 1), count(*)
+    FROM (SELECT extract(epoch FROM b.committed_at - u.kafka_ts) AS l
+            FROM usage_events u
+            CROSS JOIN LATERAL (SELECT committed_at FROM committed_batches b
+                                 WHERE b.group_id = 'steady' AND b.topic = u.src_topic AND b.partition = u.src_partition
+                                   AND b.from_offset <= u.src_offset
+                                 ORDER BY b.from_offset DESC LIMIT 1) b) x")
+
+python3 - "$N" "$backlog" "$backlog_start" "$backlog_rss" "$consume_json" "$insert_json" "$latency" "$steady_rss" "$rate" "$work/gen.json" <<'PY'
+import json, sys
+n, backlog, start, rss, consume, insert, latency, steady_rss, rate, gen = sys.argv[1:]
+consumed, last, first = (float(x) for x in backlog.split("|"))
+start, rss, steady_rss = float(start), int(rss), int(steady_rss)
+consume, insert, gen = json.loads(consume), json.loads(insert), json.load(open(gen))
+accepted_share = gen["expected"]["accepted"] / gen["sent"]
+wall = consumed / (last - start)
+steady = consumed / (last - first) if last > first else wall
+insert_records = insert["rows_per_sec"] / accepted_share
+lower = min(consume["records_per_sec"], insert_records)
+p50, p99, mx, rows = latency.split("|")
+print()
+print("cdrflow benchmark")
+print(f"  backlog            {int(consumed):,} records")
+print(f"  cdrflow            {wall:,.0f} records/s end to end (daemon start to last commit)")
+print(f"                     {steady:,.0f} records/s between first and last commit")
+print(f"  bare consumer      {consume['records_per_sec']:,.0f} records/s")
+print(f"  bare bulk insert   {insert['rows_per_sec']:,.0f} usage rows/s = {insert_records:,.0f} records/s at {accepted_share:.1%} accepted")
+print(f"  ratio              {wall / lower:.0%} of the lower limit ({'consumer' if lower == consume['records_per_sec'] else 'insert'})")
+print(f"  peak RSS backlog   {rss / 1024:.0f} MB")
+print(f"  steady             {int(rate):,} records/s offered; latency produce->commit p50 {p50} ms, p99 {p99} ms, max {mx} ms over {int(rows):,} records")
+print(f"  peak RSS steady    {steady_rss / 1024:.0f} MB")
+PY
