@@ -725,3 +725,30 @@ mod tests {
         assert_eq!(reason(v), RejectReason::InvalidValue);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever bytes arrive, validation answers (a record or a reason) and never panics.
+        #[test]
+        fn any_bytes_get_an_answer(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = Validation::default().validate(&bytes, Utc::now());
+        }
+
+        /// Any non-negative whole duration is kept exactly; any negative one is refused.
+        #[test]
+        fn durations_are_kept_exactly_or_refused(d in -100_000i64..200_000) {
+            let v = serde_json::json!({"record_type":"voice","timestamp":"2026-01-05T10:00:00Z","caller_id":"0612345678",
+                "callee_id":"0698765432","duration_sec":d,"cell_id":"FES_1","technology":"4G"});
+            let got = Validation::default().validate(v.to_string().as_bytes(), Utc::now());
+            if d < 0 || d > MAX_DURATION_SEC {
+                prop_assert_eq!(got.unwrap_err().reason, RejectReason::InvalidValue);
+            } else {
+                prop_assert_eq!(got.unwrap().duration_sec, Some(d as i32));
+            }
+        }
+    }
+}
