@@ -7,8 +7,9 @@
 # into the same table. Steady: produce at half the measured throughput for 60 s while
 # the daemon runs, and report produce-to-commit latency percentiles.
 #
-# Knobs: BENCH_RECORDS, BENCH_STEADY_SECS, BENCH_PARTITIONS, BENCH_BATCH_SIZE, and
-# BENCH_DAEMON_ARGS (extra flags for `cdrflow run`, e.g. --no-publish).
+# Knobs: BENCH_RECORDS, BENCH_STEADY_SECS, BENCH_PARTITIONS, BENCH_BATCH_SIZE, BENCH_COMMITTERS, and
+# BENCH_DAEMON_ARGS (extra flags for `cdrflow run`, e.g. --no-publish). BENCH_STEADY_RATE=R
+# skips the backlog phase and runs only the steady one at R records/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -18,6 +19,7 @@ STEADY_SECS=${BENCH_STEADY_SECS:-60}
 PARTS=${BENCH_PARTITIONS:-4}
 BATCH=${BENCH_BATCH_SIZE:-5000}
 CUSTOMERS=10000
+COMMITTERS=${BENCH_COMMITTERS:-2}
 PG=postgres://postgres@127.0.0.1:5432
 
 ensure_postgres
@@ -41,7 +43,7 @@ run_daemon() {
   port=$(free_port)
   START=$(date +%s.%N)
   RUST_LOG=warn "$BIN" run --brokers "$BROKER" --topic "$topic" --group "$group" --database-url "$PG/$db" \
-    --http "127.0.0.1:$port" --batch-size "$BATCH" --exit-when-idle "$idle" \
+    --http "127.0.0.1:$port" --batch-size "$BATCH" --committers "$COMMITTERS" --exit-when-idle "$idle" \
     --normalized-topic "$topic.normalized" --rejected-topic "$topic.rejected" ${BENCH_DAEMON_ARGS:-} 2>"$work/daemon-$group.log" &
   DAEMON_PID=$!
   PEAK_RSS_KB=0
@@ -65,6 +67,7 @@ finish_daemon() {
   PEAK_RSS_KB=$(cat "$work/rss-$group" 2>/dev/null || echo 0)
 }
 
+if [ -z "${BENCH_STEADY_RATE:-}" ]; then
 # ---------------------------------------------------------------- backlog
 topic=cdr.bench.$$
 db=cdrflow_bench
@@ -78,9 +81,9 @@ grep -o 'sent .*' "$work/gen.log" >&2
 log "Limit 1: bare consumer"
 consume_json=$("$LIMITS" consume --brokers "$BROKER" --topic "$topic" --count "$N")
 echo "$consume_json" >&2
-log "Limit 2: bare bulk insert of the same usage rows (batch $BATCH)"
+log "Limit 2: bare bulk insert of the same usage rows (batch $BATCH, $COMMITTERS connections like the daemon's committers)"
 insert_json=$("$LIMITS" insert --database-url "$PG/${db}_insert" --count "$N" --seed 1 --customers $CUSTOMERS \
-  --batch-size "$BATCH" --start 2026-09-01 --days 30 2>/dev/null)
+  --batch-size "$BATCH" --connections "$COMMITTERS" --start 2026-09-01 --days 30 2>/dev/null)
 echo "$insert_json" >&2
 
 log "cdrflow run over the backlog"
@@ -90,9 +93,13 @@ backlog=$(psql_q $db "SELECT sum(records), extract(epoch FROM max(committed_at))
 backlog_rss=$PEAK_RSS_KB
 backlog_start=$START
 
-# ---------------------------------------------------------------- steady
 read -r consumed last_commit first_commit <<<"$(echo "$backlog" | tr '|' ' ')"
 rate=$(python3 -c "print(int($consumed / ($last_commit - $backlog_start) / 2))")
+else
+  rate=$BENCH_STEADY_RATE
+fi
+
+# ---------------------------------------------------------------- steady
 count=$((rate * STEADY_SECS))
 stopic=cdr.steady.$$
 sdb=cdrflow_bench_steady
@@ -117,6 +124,10 @@ latency=$(psql_q $sdb "
                                    AND b.from_offset <= u.src_offset
                                  ORDER BY b.from_offset DESC LIMIT 1) b) x")
 
+if [ -n "${BENCH_STEADY_RATE:-}" ]; then
+  echo "steady: $rate records/s offered; latency produce->commit p50|p99|max ms|records: $latency; peak RSS $((steady_rss / 1024)) MB"
+  exit 0
+fi
 python3 - "$N" "$backlog" "$backlog_start" "$backlog_rss" "$consume_json" "$insert_json" "$latency" "$steady_rss" "$rate" "$work/gen.json" <<'PY'
 import json, sys
 n, backlog, start, rss, consume, insert, latency, steady_rss, rate, gen = sys.argv[1:]

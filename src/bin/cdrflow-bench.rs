@@ -31,29 +31,35 @@ enum Cmd {
         count: u64,
     },
     /// Insert the accepted usage rows of a generated stream; print rows/s.
-    Insert {
-        #[arg(long)]
-        database_url: String,
-        #[arg(long)]
-        count: u64,
-        #[arg(long)]
-        seed: u64,
-        #[arg(long)]
-        customers: usize,
-        #[arg(long, default_value_t = 5000)]
-        batch_size: usize,
-        /// First day of the generated traffic, as given to `cdrflow generate`.
-        #[arg(long)]
-        start: String,
-        #[arg(long)]
-        days: i64,
-    },
+    Insert(InsertArgs),
+}
+
+#[derive(clap::Args)]
+struct InsertArgs {
+    #[arg(long)]
+    database_url: String,
+    #[arg(long)]
+    count: u64,
+    #[arg(long)]
+    seed: u64,
+    #[arg(long)]
+    customers: usize,
+    #[arg(long, default_value_t = 5000)]
+    batch_size: usize,
+    /// First day of the generated traffic, as given to `cdrflow generate`.
+    #[arg(long)]
+    start: String,
+    #[arg(long)]
+    days: i64,
+    /// Connections inserting side by side, as many as the daemon's committers.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async {
@@ -63,26 +69,7 @@ fn main() -> anyhow::Result<()> {
                 topic,
                 count,
             } => consume(&brokers, &topic, count).await,
-            Cmd::Insert {
-                database_url,
-                count,
-                seed,
-                customers,
-                batch_size,
-                start,
-                days,
-            } => {
-                insert(
-                    &database_url,
-                    count,
-                    seed,
-                    customers,
-                    batch_size,
-                    &start,
-                    days,
-                )
-                .await
-            }
+            Cmd::Insert(args) => insert(args).await,
         }
     })
 }
@@ -109,17 +96,21 @@ async fn consume(brokers: &str, topic: &str, count: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn insert(
-    url: &str,
-    count: u64,
-    seed: u64,
-    customers: usize,
-    batch_size: usize,
-    start: &str,
-    days: i64,
-) -> anyhow::Result<()> {
+async fn insert(args: InsertArgs) -> anyhow::Result<()> {
+    let InsertArgs {
+        database_url,
+        count,
+        seed,
+        customers,
+        batch_size,
+        start,
+        days,
+        connections,
+    } = args;
+    let url = database_url.as_str();
+    let connections = connections.max(1);
     let start =
-        chrono::NaiveDate::parse_from_str(start, "%Y-%m-%d").context("--start YYYY-MM-DD")?;
+        chrono::NaiveDate::parse_from_str(&start, "%Y-%m-%d").context("--start YYYY-MM-DD")?;
     let start = Utc.from_utc_datetime(&start.and_hms_opt(0, 0, 0).context("midnight")?);
     let generator = Generator::new(GeneratorConfig {
         seed,
@@ -168,23 +159,40 @@ async fn insert(
         }
     }
     let rows = records.len();
-    let pool = storage::pool(url, 1)?;
-    let started = Instant::now();
+    // Deal the batches out to the connections like partitions to committers.
+    let mut lanes: Vec<Vec<PartitionBatch>> = (0..connections).map(|_| Vec::new()).collect();
     let mut remaining = records;
+    let mut i = 0;
     while !remaining.is_empty() {
         let rest = remaining.split_off(remaining.len().min(batch_size));
-        let batch = PartitionBatch {
+        lanes[i % connections].push(PartitionBatch {
             topic: "bench".into(),
             partition: 0,
             from_offset: 0,
             to_offset: 0,
             records: remaining,
-        };
-        let mut client = pool.get().await?;
-        let tx = client.transaction().await?;
-        storage::batch::insert_accepted(&tx, &batch, &known).await?;
-        tx.commit().await?;
+        });
         remaining = rest;
+        i += 1;
+    }
+    let pool = storage::pool(url, connections)?;
+    let known = std::sync::Arc::new(known);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for lane in lanes {
+        let (pool, known) = (pool.clone(), known.clone());
+        tasks.push(tokio::spawn(async move {
+            for batch in lane {
+                let mut client = pool.get().await?;
+                let tx = client.transaction().await?;
+                storage::batch::insert_accepted(&tx, &batch, &known).await?;
+                tx.commit().await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
     }
     let secs = started.elapsed().as_secs_f64();
     println!(

@@ -31,7 +31,7 @@ pub struct RunArgs {
     #[arg(long, env = "CDRFLOW_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// Milliseconds a partial batch waits for more records.
-    #[arg(long, env = "CDRFLOW_BATCH_LINGER_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, env = "CDRFLOW_BATCH_LINGER_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_linger_ms: u64,
     /// Batches in flight at most; the source stops fetching beyond it.
     #[arg(long, env = "CDRFLOW_MAX_INFLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
