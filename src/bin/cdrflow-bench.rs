@@ -161,19 +161,19 @@ async fn insert(args: InsertArgs) -> anyhow::Result<()> {
     let rows = records.len();
     // Deal the batches out to the connections like partitions to committers.
     let mut lanes: Vec<Vec<PartitionBatch>> = (0..connections).map(|_| Vec::new()).collect();
-    let mut remaining = records;
-    let mut i = 0;
-    while !remaining.is_empty() {
-        let rest = remaining.split_off(remaining.len().min(batch_size));
+    let mut records = records.into_iter();
+    for i in 0.. {
+        let batch: Vec<ProcessedRecord> = records.by_ref().take(batch_size).collect();
+        if batch.is_empty() {
+            break;
+        }
         lanes[i % connections].push(PartitionBatch {
             topic: "bench".into(),
             partition: 0,
             from_offset: 0,
             to_offset: 0,
-            records: remaining,
+            records: batch,
         });
-        remaining = rest;
-        i += 1;
     }
     let pool = storage::pool(url, connections)?;
     let known = std::sync::Arc::new(known);

@@ -171,11 +171,13 @@ impl CachedNumberPlan {
     }
 }
 
-fn truncate(s: &str) -> &str {
-    match s.char_indices().nth(40) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
+/// At most 40 characters of the input, control characters escaped, for a reject detail.
+fn truncate(s: &str) -> String {
+    s.chars()
+        .take(40)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
 }
 
 #[cfg(test)]

@@ -261,12 +261,14 @@ impl Validation {
             ),
         };
         let cell_id = match &obj["cell_id"] {
-            Value::String(s) if !s.trim().is_empty() && s.len() <= 64 => s.trim().to_string(),
+            Value::String(s) if !s.trim().is_empty() && s.len() <= 64 && printable(s) => {
+                s.trim().to_string()
+            }
             other => {
                 return Err(invalid(
                     "cell_id",
                     other,
-                    "a non-empty string of at most 64 characters",
+                    "a non-empty printable string of at most 64 characters",
                 ))
             }
         };
@@ -293,7 +295,9 @@ impl Validation {
         };
         let record_id = match present(&obj, "record_id") {
             None => None,
-            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_RECORD_ID_LEN => {
+            Some(Value::String(s))
+                if !s.trim().is_empty() && s.len() <= MAX_RECORD_ID_LEN && printable(s) =>
+            {
                 Some(s.trim().to_string())
             }
             Some(Value::Number(n)) => Some(n.to_string()),
@@ -301,7 +305,7 @@ impl Validation {
                 return Err(invalid(
                     "record_id",
                     other,
-                    "a non-empty string of at most 128 characters",
+                    "a non-empty printable string of at most 128 characters",
                 ))
             }
         };
@@ -387,11 +391,19 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn clip(s: &str) -> &str {
-    match s.char_indices().nth(40) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
+/// Input text as it may appear in a reject detail: at most 40 characters, control
+/// characters escaped (Postgres `text` refuses NUL, and a detail must stay printable).
+fn clip(s: &str) -> String {
+    s.chars()
+        .take(40)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
+}
+
+/// Text we store must be printable: no control characters (NUL would make the row fail).
+fn printable(s: &str) -> bool {
+    !s.chars().any(char::is_control)
 }
 
 fn invalid(field: &str, got: &Value, expected: &str) -> Rejection {
@@ -716,6 +728,29 @@ mod tests {
         let mut v = sms();
         v["record_id"] = json!("SW1-000042");
         assert_eq!(check(v).unwrap().record_id.as_deref(), Some("SW1-000042"));
+    }
+
+    #[test]
+    fn control_characters_never_reach_stored_text() {
+        let mut v = sms();
+        v["cell_id"] = json!("RABAT\u{0}_1");
+        assert_eq!(reason(v), RejectReason::InvalidValue);
+        let mut v = sms();
+        v["record_id"] = json!("id\u{0}");
+        assert_eq!(reason(v), RejectReason::InvalidValue);
+        let mut v = sms();
+        v["record_type"] = json!("pi\u{0}ng");
+        let err = check(v).unwrap_err();
+        assert_eq!(err.reason, RejectReason::UnknownRecordType);
+        assert!(!err.detail.contains('\0'), "{}", err.detail);
+        let mut v = sms();
+        v["sender_id"] = json!("06\u{0}12345678");
+        let valid = check(v).unwrap();
+        let err = crate::domain::NumberPlan::new("MA")
+            .unwrap()
+            .parse(&valid.subscriber)
+            .unwrap_err();
+        assert!(!err.detail.contains('\0'), "{}", err.detail);
     }
 
     #[test]

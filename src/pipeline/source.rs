@@ -58,9 +58,15 @@ pub enum SourceExit {
 pub enum SourceError {
     #[error("Kafka consumer: {0}")]
     Kafka(#[from] KafkaError),
+    /// Someone deleted the stored offset of a partition we own; a new consumer claims it
+    /// again (from 0: everything already stored then counts as duplicates).
+    #[error("the stored offset of partition {0} is missing")]
+    OffsetRowMissing(i32),
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// With `exit_when_idle`, how long an instance that was never assigned a partition waits.
+const NEVER_ASSIGNED_WAIT: Duration = Duration::from_secs(30);
 
 fn backoff(failures: u32) -> Duration {
     if failures == 0 {
@@ -207,6 +213,7 @@ impl SourceLoop {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_activity = Instant::now();
         let mut was_assigned = false;
+        let started = Instant::now();
         let mut paused_until: Option<Instant> = None;
         let mut stopping = *self.shutdown.borrow();
         let mut consecutive_failures = 0u32;
@@ -235,7 +242,9 @@ impl SourceLoop {
                         }
                         Ok(BatchAck::Fenced { stored }) => {
                             if !stopping && assignment.get(ack.partition).is_some_and(|c| c.epoch == ack.epoch) {
-                                let target = stored.unwrap_or(0);
+                                let Some(target) = stored else {
+                                    return Err(SourceError::OffsetRowMissing(ack.partition));
+                                };
                                 buffers.remove(&ack.partition);
                                 assignment.reset(ack.partition, target);
                                 consumer.seek(&s.topic, ack.partition, Offset::Offset(target), Duration::from_secs(10))?;
@@ -336,7 +345,11 @@ impl SourceLoop {
                         return Ok(SourceExit::Shutdown);
                     }
                     if let Some(idle) = s.exit_when_idle {
-                        if drained && paused_until.is_none() && Instant::now() >= last_activity && last_activity.elapsed() >= idle {
+                        // Joining the group can take longer than the idle period (a
+                        // crashed member's session must expire first); an instance that
+                        // never gets a partition still stops, after a generous wait.
+                        let settled = was_assigned || started.elapsed() >= idle.max(NEVER_ASSIGNED_WAIT);
+                        if settled && drained && paused_until.is_none() && Instant::now() >= last_activity && last_activity.elapsed() >= idle {
                             info!(idle_secs = idle.as_secs(), "No records for the idle period and everything committed.");
                             return Ok(SourceExit::Idle);
                         }

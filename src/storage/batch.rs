@@ -159,15 +159,24 @@ pub async fn write<T>(
             .iter()
             .map(|(i, _)| batch.records[*i].source.timestamp)
             .collect();
-        tx.execute(
-            &stmt,
-            &[
-                &offsets, &reasons, &details, &raws, &keys, &times, &topic, &partition,
-            ],
-        )
-        .await?;
-        for (_, r) in &rejected {
-            *summary.rejected.entry(r.reason).or_default() += 1;
+        let stored: HashSet<i64> = tx
+            .query(
+                &stmt,
+                &[
+                    &offsets, &reasons, &details, &raws, &keys, &times, &topic, &partition,
+                ],
+            )
+            .await?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+        // A reject already stored at this position (a replayed range) is not counted again.
+        for (i, r) in &rejected {
+            if stored.contains(&batch.records[*i].source.offset) {
+                *summary.rejected.entry(r.reason).or_default() += 1;
+            } else {
+                summary.duplicates += 1;
+            }
         }
     }
 

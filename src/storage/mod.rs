@@ -58,11 +58,23 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StorageError> {
     tokio_postgres::Config::from_str(url).map_err(|e| StorageError::Config(e.to_string()))
 }
 
+/// The URL's settings plus bounds on how long anything may hang: a silently dead network
+/// or a stuck lock must fail the batch (to be retried), not hold the partition's offset
+/// row for the quarter of an hour TCP takes to give up.
+fn bounded(url: &str) -> Result<tokio_postgres::Config, StorageError> {
+    let mut config = parse_url(url)?;
+    config
+        .connect_timeout(Duration::from_secs(5))
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(15))
+        .options("-c statement_timeout=60000 -c lock_timeout=30000 -c idle_in_transaction_session_timeout=120000");
+    Ok(config)
+}
+
 /// A pool that fails fast when the server is away, so callers see the error and back off
 /// instead of hanging.
 pub fn pool(url: &str, size: usize) -> Result<Pool, StorageError> {
-    let mut config = parse_url(url)?;
-    config.connect_timeout(Duration::from_secs(5));
+    let config = bounded(url)?;
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -82,7 +94,7 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, StorageError> {
 
 /// Connect once, outside any pool.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client, StorageError> {
-    let config = parse_url(url)?;
+    let config = bounded(url)?;
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {

@@ -91,18 +91,34 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
     let s = stats(&db.url, "term");
     assert_eq!(s["balanced"], true);
     let client = db.client().await;
-    // Each partition's stored offset is exactly the end of its last committed batch.
-    let gaps: i64 = client
+    // The committed batches of each partition form one unbroken chain from offset 0 to
+    // the stored offset, and their records add up to it: nothing skipped, nothing twice.
+    let broken: i64 = client
         .query_one(
-            "SELECT count(*) FROM consumer_offsets o
-              WHERE o.group_id = 'term' AND o.next_offset <> coalesce((SELECT max(to_offset) FROM committed_batches b
-                    WHERE b.group_id = o.group_id AND b.topic = o.topic AND b.partition = o.partition), 0)",
+            "SELECT count(*) FROM (
+                 SELECT from_offset, to_offset, lag(to_offset, 1, 0::bigint) OVER (PARTITION BY partition ORDER BY from_offset) AS prev
+                   FROM committed_batches WHERE group_id = 'term') c
+              WHERE from_offset <> prev OR to_offset <= from_offset",
             &[],
         )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(gaps, 0);
+    assert_eq!(broken, 0, "committed batches do not chain");
+    let mismatched: i64 = client
+        .query_one(
+            "SELECT count(*) FROM consumer_offsets o
+              WHERE o.group_id = 'term' AND o.next_offset <> (SELECT coalesce(sum(records), 0) FROM committed_batches b
+                    WHERE b.group_id = o.group_id AND b.topic = o.topic AND b.partition = o.partition)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        mismatched, 0,
+        "stored offsets differ from the records committed"
+    );
     // And the next run picks up exactly there and finishes the stream.
     let mut again = Daemon::start(&DaemonConfig {
         topic: &topic,

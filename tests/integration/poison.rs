@@ -30,6 +30,9 @@ async fn poison_records_are_rejected_and_the_partition_moves_on() {
             (None, huge.into_bytes()),
             (None, nested.into_bytes()),
             (None, b"".to_vec()),
+            // Valid JSON whose text Postgres cannot store as is (NUL).
+            (None, br#"{"record_type":"pi\u0000ng"}"#.to_vec()),
+            (None, br#"{"record_type":"sms","timestamp":"2026-09-10T10:00:00","sender_id":"0612345678","receiver_id":"0698765432","cell_id":"RABAT\u0000_1","technology":"4G"}"#.to_vec()),
             (Some(b"212612345678"), valid.to_vec()),
         ],
     );
@@ -60,6 +63,8 @@ async fn poison_records_are_rejected_and_the_partition_moves_on() {
             (1, "payload_too_large".to_string()),
             (2, "invalid_json".to_string()),
             (3, "invalid_json".to_string()),
+            (4, "unknown_record_type".to_string()),
+            (5, "invalid_value".to_string()),
         ]
     );
     assert!(
@@ -73,17 +78,28 @@ async fn poison_records_are_rejected_and_the_partition_moves_on() {
         "the raw bytes of the big payload are kept whole"
     );
 
-    let usage: i64 = client
-        .query_one(
-            "SELECT count(*) FROM usage_events WHERE src_offset = 4",
-            &[],
-        )
+    let usage: Vec<i64> = client
+        .query("SELECT src_offset FROM usage_events", &[])
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(usage, 1, "the valid record behind the poison was accepted");
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        usage,
+        vec![6],
+        "only the valid record behind the poison was accepted"
+    );
     let s = stats(&db.url, "poison");
-    assert_eq!(s["partitions"][0]["stored_offset"], 5);
-    assert_eq!(s["totals"]["consumed"], 5);
+    assert_eq!(s["partitions"][0]["stored_offset"], 7);
+    assert_eq!(s["totals"]["consumed"], 7);
+    assert_eq!(s["totals"]["suspense"], 0);
+    assert_eq!(
+        end_offsets(&format!("{topic}.rejected"))
+            .values()
+            .sum::<i64>(),
+        6,
+        "every reject published"
+    );
     assert_eq!(s["balanced"], true);
 }

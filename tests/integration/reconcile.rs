@@ -77,6 +77,19 @@ async fn a_generated_stream_with_every_anomaly_reconciles_count_for_count() {
     }
     assert_eq!(s["partitions"].as_array().unwrap().len(), 4);
 
+    // The outputs were published: in a run without failures, once each.
+    let normalized: i64 = end_offsets(&format!("{topic}.normalized")).values().sum();
+    let rejected_out: i64 = end_offsets(&format!("{topic}.rejected")).values().sum();
+    assert_eq!(
+        normalized as u64, report.expected.accepted,
+        "records on the normalized topic"
+    );
+    assert_eq!(
+        rejected_out as u64,
+        report.expected.rejected.values().sum::<u64>(),
+        "records on the rejected topic"
+    );
+
     // Every reject kept its reason, detail and raw bytes.
     let client = db.client().await;
     let bad = client
