@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 pub enum Written<T> {
     /// Rows are written; the caller commits. `inserted` indexes the batch's records that
     /// became new usage rows (the only ones that may feed totals or be published);
-    /// `early` is what the caller's `before_insert` returned.
+    /// `early` is what the caller's `after_usage_insert` returned.
     Staged {
         summary: BatchSummary,
         inserted: Vec<usize>,
@@ -26,14 +26,15 @@ pub enum Written<T> {
     Fenced { stored: Option<i64> },
 }
 
-/// Write `batch` in `tx`. Once the new usage rows are known and before they are inserted,
-/// `before_insert` is called with their indexes, so that the caller can start work that
-/// overlaps the inserts (publishing them) and wait for it before committing.
+/// Write `batch` in `tx`. As soon as the usage rows are inserted, `after_usage_insert`
+/// is called with the indexes of the records that really became new rows, so that the
+/// caller can start work that overlaps the rest of the transaction (publishing them) and
+/// wait for it before committing.
 pub async fn write<T>(
     tx: &Transaction<'_>,
     group: &str,
     batch: &PartitionBatch,
-    before_insert: impl FnOnce(&[usize]) -> T,
+    after_usage_insert: impl FnOnce(&[usize]) -> T,
 ) -> Result<Written<T>, StorageError> {
     let topic = batch.topic.as_str();
     let partition = batch.partition;
@@ -105,13 +106,15 @@ pub async fn write<T>(
         .into_iter()
         .partition(|(_, n)| known.contains_key(n.subscriber.as_str()));
 
-    let new: Vec<(usize, &NormalizedCdr)> = if usage.is_empty() {
+    // Usage that is already held in suspense is a duplicate too: it reaches usage only
+    // through suspense resolution.
+    let candidates: Vec<(usize, &NormalizedCdr)> = if usage.is_empty() {
         Vec::new()
     } else {
         let ids: Vec<&str> = usage.iter().map(|(_, n)| n.record_id.as_str()).collect();
-        let existing: HashSet<String> = tx
+        let held: HashSet<String> = tx
             .query(
-                &tx.prepare_cached(include_str!("sql/existing_usage.sql"))
+                &tx.prepare_cached(include_str!("sql/held_in_suspense.sql"))
                     .await?,
                 &[&ids],
             )
@@ -122,14 +125,20 @@ pub async fn write<T>(
         usage
             .iter()
             .copied()
-            .filter(|(_, n)| !existing.contains(&n.record_id))
+            .filter(|(_, n)| !held.contains(&n.record_id))
             .collect()
     };
-    let inserted: Vec<usize> = new.iter().map(|(i, _)| *i).collect();
-    let early = before_insert(&inserted);
-    if !new.is_empty() {
-        insert_usage(tx, batch, &new, &known).await?;
-    }
+    let inserted: Vec<usize> = if candidates.is_empty() {
+        Vec::new()
+    } else {
+        let new = insert_usage(tx, batch, &candidates, &known).await?;
+        candidates
+            .iter()
+            .filter(|(_, n)| new.contains(&n.record_id))
+            .map(|(i, _)| *i)
+            .collect()
+    };
+    let early = after_usage_insert(&inserted);
     summary.accepted = inserted.len() as u32;
     summary.duplicates += (usage.len() - inserted.len()) as u32;
     if !suspense.is_empty() {
@@ -206,8 +215,7 @@ pub async fn write<T>(
 }
 
 /// Insert every normalized record of `batch` as usage, with nothing else around it: the
-/// benchmark's "bare bulk insert" limit, through the very statement `write` uses. The
-/// records must be new.
+/// benchmark's "bare bulk insert" limit, through the very statement `write` uses.
 pub async fn insert_accepted(
     tx: &Transaction<'_>,
     batch: &PartitionBatch,
@@ -222,7 +230,7 @@ pub async fn insert_accepted(
             _ => None,
         })
         .collect();
-    insert_usage(tx, batch, &rows, customers).await
+    Ok(insert_usage(tx, batch, &rows, customers).await?.len())
 }
 
 async fn insert_usage(
@@ -230,7 +238,7 @@ async fn insert_usage(
     batch: &PartitionBatch,
     rows: &[(usize, &NormalizedCdr)],
     customers: &HashMap<String, i64>,
-) -> Result<usize, StorageError> {
+) -> Result<HashSet<String>, StorageError> {
     let stmt = tx
         .prepare_cached(include_str!("sql/insert_usage.sql"))
         .await?;
@@ -274,7 +282,7 @@ async fn insert_usage(
         kafka_ts.push(batch.records[*i].source.timestamp);
     }
     let rows = tx
-        .execute(
+        .query(
             &stmt,
             &[
                 &record_id,
@@ -300,7 +308,7 @@ async fn insert_usage(
             ],
         )
         .await?;
-    Ok(rows as usize)
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
 }
 
 async fn insert_suspense(
