@@ -4,7 +4,7 @@
 //! Numbers arrive as `2126XXXXXXXX`, `+33XXXXXXXXX`, `06XXXXXXXX`, `00336…`; all become
 //! `+<country code><national number>` and are only trusted after that.
 
-use super::reject::{RejectReason, Rejection};
+use super::reject::{shown, RejectReason, Rejection};
 use phonenumber::country;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -97,7 +97,7 @@ impl NumberPlan {
         let malformed = || {
             Rejection::new(
                 RejectReason::MalformedNumber,
-                format!("`{}` is not a valid phone number", truncate(raw)),
+                format!("`{}` is not a valid phone number", shown(raw)),
             )
         };
         if cleaned.is_empty() || cleaned.len() > 20 {
@@ -169,15 +169,6 @@ impl CachedNumberPlan {
         self.cache.insert(raw.to_string(), parsed.clone());
         parsed
     }
-}
-
-/// At most 40 characters of the input, control characters escaped, for a reject detail.
-fn truncate(s: &str) -> String {
-    s.chars()
-        .take(40)
-        .collect::<String>()
-        .escape_debug()
-        .to_string()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! data `timestamp user_id data_volume_mb session_duration_sec cell_id technology`;
 //! optional `record_id`, `roaming_country`; anything else stays in the raw payload.
 
-use super::reject::{RejectReason, Rejection};
+use super::reject::{shown, RejectReason, Rejection};
 use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use rust_decimal::prelude::ToPrimitive;
@@ -208,7 +208,7 @@ impl Validation {
             Some(Value::String(s)) => RecordType::parse(s).ok_or_else(|| {
                 Rejection::new(
                     RejectReason::UnknownRecordType,
-                    format!("unknown record_type `{}`", clip(s)),
+                    format!("unknown record_type `{}`", shown(s)),
                 )
             })?,
             Some(other) => {
@@ -334,7 +334,7 @@ impl Validation {
         let unreadable = || {
             Rejection::new(
                 RejectReason::InvalidTimestamp,
-                format!("`{}` is not an ISO-8601 timestamp", clip(text)),
+                format!("`{}` is not an ISO-8601 timestamp", shown(text)),
             )
         };
         let text = text.trim();
@@ -391,16 +391,6 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Input text as it may appear in a reject detail: at most 40 characters, control
-/// characters escaped (Postgres `text` refuses NUL, and a detail must stay printable).
-fn clip(s: &str) -> String {
-    s.chars()
-        .take(40)
-        .collect::<String>()
-        .escape_debug()
-        .to_string()
-}
-
 /// Text we store must be printable: no control characters (NUL would make the row fail).
 fn printable(s: &str) -> bool {
     !s.chars().any(char::is_control)
@@ -408,7 +398,7 @@ fn printable(s: &str) -> bool {
 
 fn invalid(field: &str, got: &Value, expected: &str) -> Rejection {
     let shown = match got {
-        Value::String(s) => format!("`{}`", clip(s)),
+        Value::String(s) => format!("`{}`", shown(s)),
         other => kind(other).to_string(),
     };
     Rejection::new(

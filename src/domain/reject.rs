@@ -86,6 +86,16 @@ impl Rejection {
     }
 }
 
+/// Input text as it may appear in a reject detail: at most 40 characters, control
+/// characters escaped (Postgres `text` refuses NUL, and a detail must stay printable).
+pub(crate) fn shown(s: &str) -> String {
+    s.chars()
+        .take(40)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

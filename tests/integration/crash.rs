@@ -1,6 +1,5 @@
 use crate::helpers::*;
 use rand::Rng;
-use std::process::Command;
 use std::time::Duration;
 
 /// A fingerprint of everything the pipeline stored, comparable across databases.
@@ -40,40 +39,13 @@ async fn killing_the_daemon_at_random_moments_loses_and_doubles_nothing() {
     let topic = topic("cdr.raw.crash", 3).await;
 
     // Traffic arrives while the daemon is being killed: 60,000 records at 2,000/s.
-    let gen = {
-        let (topic, url) = (topic.clone(), crashed.url.clone());
-        std::thread::spawn(move || {
-            let out = Command::new(BIN)
-                .args([
-                    "generate",
-                    "--brokers",
-                    &brokers(),
-                    "--topic",
-                    &topic,
-                    "--count",
-                    "60000",
-                    "--rate",
-                    "2000",
-                    "--seed",
-                    "5",
-                    "--customers",
-                    "500",
-                    "--database-url",
-                    &url,
-                    "--start",
-                    "2026-09-01",
-                    "--days",
-                    "30",
-                ])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        })
-    };
+    let gen = spawn_generate(
+        &topic,
+        &crashed.url,
+        60_000,
+        5,
+        vec!["--rate".into(), "2000".into()],
+    );
     // The reference database needs the same customers: same seed, same pool.
     let pool = cdrflow::domain::generator::customer_pool(5, 500);
     cdrflow::storage::customers::upsert(&reference.client().await, &pool)
@@ -94,7 +66,27 @@ async fn killing_the_daemon_at_random_moments_loses_and_doubles_nothing() {
     let mut mid_stream_kills = 0;
     while mid_stream_kills < 5 && progress.len() < 12 {
         let mut daemon = Daemon::start(&config);
-        std::thread::sleep(Duration::from_millis(rng.random_range(3000..5500)));
+        // Kill at a random moment while it consumes: once this life has committed
+        // something (joining the group first waits out the killed member's session).
+        let born = std::time::Instant::now();
+        while daemon
+            .metric("cdrflow_records_consumed_total")
+            .unwrap_or(0.0)
+            == 0.0
+        {
+            assert!(
+                daemon.alive(),
+                "daemon died by itself: {}",
+                daemon.log_text()
+            );
+            assert!(
+                born.elapsed() < Duration::from_secs(60),
+                "no progress: {}",
+                daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..1500)));
         assert!(
             daemon.alive(),
             "daemon died by itself: {}",
@@ -150,11 +142,5 @@ async fn killing_the_daemon_at_random_moments_loses_and_doubles_nothing() {
     let s = stats(&crashed.url, "crashy");
     assert_eq!(s["totals"]["consumed"], 60_000);
     assert_eq!(s["balanced"], true);
-    let ends = end_offsets(&topic);
-    for p in s["partitions"].as_array().unwrap() {
-        assert_eq!(
-            p["stored_offset"],
-            ends[&(p["partition"].as_i64().unwrap() as i32)]
-        );
-    }
+    assert_stored_offsets_at_end(&s, &topic);
 }

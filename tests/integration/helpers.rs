@@ -89,9 +89,17 @@ impl Drop for TestDb {
 /// A topic of its own with `partitions` partitions.
 pub async fn topic(prefix: &str, partitions: i32) -> String {
     let name = format!("{prefix}.{}", suffix());
-    cdrflow::kafka::client::ensure_topics(&brokers(), &[&name], partitions)
-        .await
-        .expect("create topic");
+    // A broker that has just started may refuse the first admin request.
+    for attempt in 1.. {
+        match cdrflow::kafka::client::ensure_topics(&brokers(), &[&name], partitions).await {
+            Ok(()) => break,
+            Err(e) if attempt < 10 => {
+                eprintln!("create topic {name}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("create topic {name}: {e}"),
+        }
+    }
     name
 }
 
@@ -103,7 +111,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Run `cdrflow generate` to Kafka and read its report.
+/// Run `cdrflow generate` to Kafka (500 customers written to `database_url`, September
+/// 2026 traffic) and read its report.
 pub fn generate(
     topic: &str,
     db: &TestDb,
@@ -111,8 +120,21 @@ pub fn generate(
     seed: u64,
     extra: &[&str],
 ) -> GeneratorReport {
-    let dir = tempdir();
-    let report = dir.join("report.json");
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    spawn_generate(topic, &db.url, count, seed, extra)
+        .join()
+        .expect("generator thread")
+}
+
+/// The same in the background, for traffic that streams in while a test acts.
+pub fn spawn_generate(
+    topic: &str,
+    database_url: &str,
+    count: u64,
+    seed: u64,
+    extra: Vec<String>,
+) -> std::thread::JoinHandle<GeneratorReport> {
+    let report = tempdir().join("report.json");
     let mut args: Vec<String> = vec![
         "generate".into(),
         "--brokers".into(),
@@ -126,7 +148,7 @@ pub fn generate(
         "--customers".into(),
         "500".into(),
         "--database-url".into(),
-        db.url.clone(),
+        database_url.into(),
         "--report".into(),
         report.display().to_string(),
         "--start".into(),
@@ -134,17 +156,19 @@ pub fn generate(
         "--days".into(),
         "30".into(),
     ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let out = Command::new(BIN)
-        .args(&args)
-        .output()
-        .expect("run cdrflow generate");
-    assert!(
-        out.status.success(),
-        "generate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap()
+    args.extend(extra);
+    std::thread::spawn(move || {
+        let out = Command::new(BIN)
+            .args(&args)
+            .output()
+            .expect("run cdrflow generate");
+        assert!(
+            out.status.success(),
+            "generate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap()
+    })
 }
 
 pub fn tempdir() -> PathBuf {
@@ -347,4 +371,18 @@ pub fn produce_raw(topic: &str, partition: i32, payloads: &[(Option<&[u8]>, Vec<
         producer.send(r).map_err(|(e, _)| e).unwrap();
     }
     producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Every partition's stored offset (from `cdrflow stats`) is the topic's end offset.
+pub fn assert_stored_offsets_at_end(stats: &serde_json::Value, topic: &str) {
+    let ends = end_offsets(topic);
+    let partitions = stats["partitions"].as_array().expect("stats partitions");
+    assert_eq!(partitions.len(), ends.len(), "stats cover every partition");
+    for p in partitions {
+        let partition = p["partition"].as_i64().unwrap() as i32;
+        assert_eq!(
+            p["stored_offset"], ends[&partition],
+            "partition {partition} stored offset"
+        );
+    }
 }

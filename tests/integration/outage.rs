@@ -76,48 +76,13 @@ async fn a_postgres_outage_mid_stream_loses_and_doubles_nothing() {
     let topic = topic("cdr.raw.outage", 2).await;
     let proxy = Arc::new(PgProxy::start().await);
 
-    let gen = {
-        let (topic, url) = (topic.clone(), db.url.clone());
-        std::thread::spawn(move || {
-            let dir = tempdir();
-            let report = dir.join("report.json");
-            let out = std::process::Command::new(BIN)
-                .args([
-                    "generate",
-                    "--brokers",
-                    &brokers(),
-                    "--topic",
-                    &topic,
-                    "--count",
-                    "40000",
-                    "--rate",
-                    "2500",
-                    "--seed",
-                    "9",
-                    "--customers",
-                    "500",
-                    "--database-url",
-                    &url,
-                    "--start",
-                    "2026-09-01",
-                    "--days",
-                    "30",
-                    "--report",
-                    &report.display().to_string(),
-                ])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            serde_json::from_slice::<cdrflow::domain::generator::GeneratorReport>(
-                &std::fs::read(report).unwrap(),
-            )
-            .unwrap()
-        })
-    };
+    let gen = spawn_generate(
+        &topic,
+        &db.url,
+        40_000,
+        9,
+        vec!["--rate".into(), "2500".into()],
+    );
 
     let max_inflight = 3;
     let daemon_url = db.url_via(proxy.port);
@@ -196,11 +161,5 @@ async fn a_postgres_outage_mid_stream_loses_and_doubles_nothing() {
     assert_eq!(s["totals"]["suspense"], report.expected.suspense);
     assert_eq!(s["stored_rows"]["usage_events"], report.expected.accepted);
     assert_eq!(s["balanced"], true);
-    let ends = end_offsets(&topic);
-    for p in s["partitions"].as_array().unwrap() {
-        assert_eq!(
-            p["stored_offset"],
-            ends[&(p["partition"].as_i64().unwrap() as i32)]
-        );
-    }
+    assert_stored_offsets_at_end(&s, &topic);
 }
