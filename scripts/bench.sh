@@ -41,6 +41,9 @@ fresh_db() { psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $1 WITH 
 run_daemon() {
   local topic=$1 db=$2 group=$3 idle=$4 port
   port=$(free_port)
+  # Flush what earlier phases left dirty, so that their checkpoint does not land in the
+  # middle of this one.
+  psql_q postgres "CHECKPOINT" >/dev/null
   START=$(date +%s.%N)
   RUST_LOG=warn "$BIN" run --brokers "$BROKER" --topic "$topic" --group "$group" --database-url "$PG/$db" \
     --http "127.0.0.1:$port" --batch-size "$BATCH" --committers "$COMMITTERS" --exit-when-idle "$idle" \

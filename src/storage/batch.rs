@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 pub enum Written<T> {
     /// Rows are written; the caller commits. `inserted` indexes the batch's records that
     /// became new usage rows (the only ones that may feed totals or be published);
-    /// `early` is what the caller's `after_usage_insert` returned.
+    /// `early` is what the caller's `new_usage` returned.
     Staged {
         summary: BatchSummary,
         inserted: Vec<usize>,
@@ -26,15 +26,14 @@ pub enum Written<T> {
     Fenced { stored: Option<i64> },
 }
 
-/// Write `batch` in `tx`. As soon as the usage rows are inserted, `after_usage_insert`
-/// is called with the indexes of the records that really became new rows, so that the
-/// caller can start work that overlaps the rest of the transaction (publishing them) and
-/// wait for it before committing.
+/// Write `batch` in `tx`. Once the new usage rows are known, `new_usage` is called with
+/// their indexes, so that the caller can start work that overlaps the inserts (publishing
+/// them) and wait for it before committing.
 pub async fn write<T>(
     tx: &Transaction<'_>,
     group: &str,
     batch: &PartitionBatch,
-    after_usage_insert: impl FnOnce(&[usize]) -> T,
+    new_usage: impl FnOnce(&[usize]) -> T,
 ) -> Result<Written<T>, StorageError> {
     let topic = batch.topic.as_str();
     let partition = batch.partition;
@@ -106,39 +105,41 @@ pub async fn write<T>(
         .into_iter()
         .partition(|(_, n)| known.contains_key(n.subscriber.as_str()));
 
-    // Usage that is already held in suspense is a duplicate too: it reaches usage only
-    // through suspense resolution.
-    let candidates: Vec<(usize, &NormalizedCdr)> = if usage.is_empty() {
+    // Records already stored, as usage or held in suspense (a suspense record reaches
+    // usage only through suspense resolution), are duplicates; the rest is new. The
+    // checks are index lookups; the rows are then inserted without ON CONFLICT, which on
+    // this path measured 2.3 times slower (speculative insertion per row). Exactly-once
+    // still holds: the partition's offset row lock serializes writers of a partition, and
+    // a copy racing in through another partition fails this transaction on the unique
+    // key, so the batch is retried and then finds the copy.
+    let new: Vec<(usize, &NormalizedCdr)> = if usage.is_empty() {
         Vec::new()
     } else {
         let ids: Vec<&str> = usage.iter().map(|(_, n)| n.record_id.as_str()).collect();
-        let held: HashSet<String> = tx
-            .query(
-                &tx.prepare_cached(include_str!("sql/held_in_suspense.sql"))
-                    .await?,
-                &[&ids],
-            )
-            .await?
-            .into_iter()
-            .map(|r| r.get(0))
-            .collect();
+        let mut stored: HashSet<String> = HashSet::new();
+        for sql in [
+            include_str!("sql/existing_usage.sql"),
+            include_str!("sql/held_in_suspense.sql"),
+        ] {
+            stored.extend(
+                tx.query(&tx.prepare_cached(sql).await?, &[&ids])
+                    .await?
+                    .into_iter()
+                    .map(|r| r.get::<_, String>(0)),
+            );
+        }
         usage
             .iter()
             .copied()
-            .filter(|(_, n)| !held.contains(&n.record_id))
+            .filter(|(_, n)| !stored.contains(&n.record_id))
             .collect()
     };
-    let inserted: Vec<usize> = if candidates.is_empty() {
-        Vec::new()
-    } else {
-        let new = insert_usage(tx, batch, &candidates, &known).await?;
-        candidates
-            .iter()
-            .filter(|(_, n)| new.contains(&n.record_id))
-            .map(|(i, _)| *i)
-            .collect()
-    };
-    let early = after_usage_insert(&inserted);
+    let inserted: Vec<usize> = new.iter().map(|(i, _)| *i).collect();
+    // Started before the insert so that publishing overlaps the rest of the transaction.
+    let early = new_usage(&inserted);
+    if !new.is_empty() {
+        insert_usage(tx, batch, &new, &known).await?;
+    }
     summary.accepted = inserted.len() as u32;
     summary.duplicates += (usage.len() - inserted.len()) as u32;
     if !suspense.is_empty() {
@@ -230,7 +231,7 @@ pub async fn insert_accepted(
             _ => None,
         })
         .collect();
-    Ok(insert_usage(tx, batch, &rows, customers).await?.len())
+    insert_usage(tx, batch, &rows, customers).await
 }
 
 async fn insert_usage(
@@ -238,7 +239,7 @@ async fn insert_usage(
     batch: &PartitionBatch,
     rows: &[(usize, &NormalizedCdr)],
     customers: &HashMap<String, i64>,
-) -> Result<HashSet<String>, StorageError> {
+) -> Result<usize, StorageError> {
     let stmt = tx
         .prepare_cached(include_str!("sql/insert_usage.sql"))
         .await?;
@@ -282,7 +283,7 @@ async fn insert_usage(
         kafka_ts.push(batch.records[*i].source.timestamp);
     }
     let rows = tx
-        .query(
+        .execute(
             &stmt,
             &[
                 &record_id,
@@ -308,7 +309,7 @@ async fn insert_usage(
             ],
         )
         .await?;
-    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    Ok(rows as usize)
 }
 
 async fn insert_suspense(
