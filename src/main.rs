@@ -3,12 +3,6 @@
 use clap::Parser;
 use std::process::ExitCode;
 
-/// Mediation allocates per record (JSON values, strings, output messages) on several
-/// threads at once; mimalloc spends a fraction of glibc's time on that (measured: malloc
-/// and free were a fifth of the daemon's CPU profile).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = cdrflow::cli::Cli::parse();
     cdrflow::telemetry::init_tracing();

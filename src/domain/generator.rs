@@ -466,7 +466,7 @@ impl Iterator for Generator {
         if anomaly == Some(Anomaly::OutOfOrder) {
             at -= Duration::minutes(self.rng.random_range(60..=48 * 60));
         }
-        let (mut record_type, key, mut v) = self.valid_record(subscriber_idx, at);
+        let (record_type, key, mut v) = self.valid_record(subscriber_idx, at);
         if let Some(idx) = subscriber_idx {
             let unique = self.unique_instant(idx, record_type, at);
             if unique != at {
@@ -543,9 +543,6 @@ impl Iterator for Generator {
             }
             Some(Anomaly::Duplicate) | Some(Anomaly::NonJson) => unreachable!("handled above"),
         };
-        if !record_type_known {
-            record_type = RecordType::Voice; // placeholder, reported as unknown below
-        }
         let payload = serde_json::to_vec(&v).expect("JSON values serialize");
         if expected == Expected::Accepted {
             if self.recent.len() == RECENT {

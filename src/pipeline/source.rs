@@ -276,7 +276,6 @@ impl SourceLoop {
                             }
                         }
                     }
-                    let _ = ack.to;
                 }
                 _ = self.shutdown.changed(), if !stopping => {
                     info!("Shutdown requested: no more fetching; finishing in-flight batches.");
