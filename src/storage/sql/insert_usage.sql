@@ -1,5 +1,5 @@
 -- Rows checked to be new in this transaction (see batch.rs): no ON CONFLICT, whose
--- per-row speculative insertion halved the commit rate. A concurrent copy makes the
+-- per-row speculative insertion measured 1.6 times slower. A concurrent copy makes the
 -- unique key fail the transaction, which is retried.
 INSERT INTO usage_events (
     record_id, customer_id, record_type, msisdn, peer_msisdn, peer_country, peer_class,
