@@ -3,7 +3,10 @@
 //! same usage rows, the same statement, the same batch size, one transaction a batch).
 
 use anyhow::Context;
-use cdrflow::domain::batch::{PartitionBatch, ProcessedRecord, SourceMeta, Verdict};
+use cdrflow::domain::batch::{
+    rate_record, PartitionBatch, ProcessedRecord, SourceMeta, Subscriber,
+};
+
 use cdrflow::domain::generator::{AnomalyRates, Generator, GeneratorConfig};
 use cdrflow::domain::{Normalizer, NumberPlan, Validation};
 use cdrflow::storage;
@@ -12,6 +15,9 @@ use clap::{Parser, Subcommand};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use std::time::Instant;
+
+/// Rating needs a catalog; an empty benchmark database gets the shipped one.
+const DEFAULT_CATALOG: &str = include_str!("../../catalog/default.toml");
 
 #[derive(Parser)]
 struct Cli {
@@ -124,14 +130,33 @@ async fn insert(args: InsertArgs) -> anyhow::Result<()> {
     })
     .map_err(anyhow::Error::msg)?;
     storage::migrate(url).await?;
-    let client = storage::connect(url).await?;
-    storage::customers::upsert(&client, generator.customers()).await?;
-    let known: std::collections::HashMap<String, i64> = client
-        .query("SELECT msisdn, customer_id FROM customers", &[])
+    let mut client = storage::connect(url).await?;
+    storage::customers::upsert(
+        &client,
+        generator.customers(),
+        storage::customers::OnExisting::Keep,
+    )
+    .await?;
+    let known: std::collections::HashMap<String, Subscriber> = client
+        .query("SELECT msisdn, customer_id, plan FROM customers", &[])
         .await?
         .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| {
+            (
+                r.get(0),
+                Subscriber {
+                    customer_id: r.get(1),
+                    plan: r.get(2),
+                },
+            )
+        })
         .collect();
+    if storage::catalog::active_version(&client).await?.is_none() {
+        storage::catalog::apply(&mut client, DEFAULT_CATALOG).await?;
+    }
+    let catalog = storage::catalog::load(&client, None)
+        .await?
+        .context("no catalog")?;
 
     // Mediation happens before the clock starts: only the insert is measured.
     let validation = Validation::default();
@@ -153,7 +178,7 @@ async fn insert(args: InsertArgs) -> anyhow::Result<()> {
                         payload: Vec::new(),
                         timestamp: Some(now),
                     },
-                    verdict: Verdict::Normalized(n),
+                    verdict: rate_record(&catalog.catalog, catalog.version, &known, n),
                 });
             }
         }
@@ -176,16 +201,15 @@ async fn insert(args: InsertArgs) -> anyhow::Result<()> {
         });
     }
     let pool = storage::pool(url, connections)?;
-    let known = std::sync::Arc::new(known);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for lane in lanes {
-        let (pool, known) = (pool.clone(), known.clone());
+        let pool = pool.clone();
         tasks.push(tokio::spawn(async move {
             for batch in lane {
                 let mut client = pool.get().await?;
                 let tx = client.transaction().await?;
-                storage::batch::insert_accepted(&tx, &batch, &known).await?;
+                storage::batch::insert_accepted(&tx, &batch).await?;
                 tx.commit().await?;
             }
             anyhow::Ok(())

@@ -171,10 +171,16 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("Failed to prepare the database for customers")?;
         let client = storage::connect(url).await?;
-        let added = storage::customers::upsert(&client, generator.customers()).await?;
+        let done = storage::customers::upsert(
+            &client,
+            generator.customers(),
+            storage::customers::OnExisting::Keep,
+        )
+        .await?;
         eprintln!(
-            "customers: {} in the pool, {added} new in the database",
-            generator.customers().len()
+            "customers: {} in the pool, {} new in the database",
+            generator.customers().len(),
+            done.added
         );
     }
 

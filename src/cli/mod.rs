@@ -2,8 +2,12 @@
 //! environment variables; every value is checked before anything starts, and a wrong one
 //! is named in the error (clap exits with status 2).
 
+pub mod catalog;
+pub mod customers;
+pub mod explain;
 pub mod generate;
 pub mod migrate;
+pub mod replay;
 pub mod run;
 pub mod stats;
 
@@ -31,6 +35,18 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Reconcile: records consumed against accepted, rejected, duplicates and suspense.
     Stats(stats::StatsArgs),
+    /// The rating catalog: apply a file as a new version, show the active one.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
+    /// Customers: generate synthetic ones or import a CSV file.
+    #[command(subcommand)]
+    Customers(customers::CustomersCommand),
+    /// How a stored event's price was made: the record, its normalization, the tariff
+    /// lines with their arithmetic, the result.
+    Explain(explain::ExplainArgs),
+    /// Rewind a consumer group's stored offsets to process a range again (optionally
+    /// re-pricing what was already accepted).
+    Replay(replay::ReplayArgs),
 }
 
 /// Shared database flag. The URL may hold a password: its environment value is never
@@ -53,5 +69,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(args) => generate::run(args).await,
         Command::Migrate(args) => migrate::run(args).await,
         Command::Stats(args) => stats::run(args).await,
+        Command::Catalog(cmd) => catalog::run(cmd).await,
+        Command::Customers(cmd) => customers::run(cmd).await,
+        Command::Explain(args) => explain::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
     }
 }

@@ -69,6 +69,9 @@ pub struct RunArgs {
     /// Committers writing to Postgres side by side (each owns partition mod n).
     #[arg(long, env = "CDRFLOW_COMMITTERS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub committers: u32,
+    /// Seconds between checks of suspense for records whose subscriber now exists.
+    #[arg(long, env = "CDRFLOW_SUSPENSE_INTERVAL_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub suspense_interval_secs: u64,
     /// Postgres connections in the daemon's pool.
     #[arg(long, env = "CDRFLOW_DB_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub db_pool_size: u32,
@@ -106,8 +109,10 @@ impl RunArgs {
                 timezone: self.timezone,
             },
             numbering_region: self.default_region,
-            db_pool_size: (self.db_pool_size as usize).max(self.committers as usize + 1),
+            // A connection per committer, plus the rater, the suspense resolver and /readyz.
+            db_pool_size: (self.db_pool_size as usize).max(self.committers as usize + 3),
             committers: self.committers as usize,
+            suspense_interval: Duration::from_secs(self.suspense_interval_secs),
         })
     }
 }

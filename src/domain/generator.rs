@@ -7,11 +7,12 @@
 
 use super::record::RecordType;
 use super::reject::RejectReason;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use fake::Fake;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -119,7 +120,32 @@ pub struct Customer {
     /// E.164.
     pub msisdn: String,
     pub name: String,
+    /// A plan code of the catalog.
+    pub plan: String,
+    pub region: Option<String>,
+    pub is_student: bool,
+    pub activated_on: NaiveDate,
+    /// The month-to-date spend at which billing alerts the customer (MAD).
+    pub credit_limit: Decimal,
 }
+
+impl Customer {
+    /// A customer on `plan` with nothing else known: activated today, the default limit.
+    pub fn on_plan(msisdn: &str, name: &str, plan: &str, today: NaiveDate) -> Customer {
+        Customer {
+            msisdn: msisdn.to_string(),
+            name: name.to_string(),
+            plan: plan.to_string(),
+            region: None,
+            is_student: false,
+            activated_on: today,
+            credit_limit: Decimal::new(500, 0),
+        }
+    }
+}
+
+/// The plans of the shipped catalog, for pools generated without a catalog at hand.
+pub const DEFAULT_PLANS: &[&str] = &["basic", "student", "business", "data-max"];
 
 #[derive(Debug, Clone)]
 pub struct GeneratedRecord {
@@ -212,7 +238,24 @@ const RECENT: usize = 1024;
 /// The subscriber pool for a seed: the same seed always gives the same customers,
 /// whatever the record count, so `--customers` written once serves later runs.
 pub fn customer_pool(seed: u64, n: usize) -> Vec<Customer> {
+    customer_pool_on(seed, n, DEFAULT_PLANS)
+}
+
+/// The pool for a seed with plans drawn from `plans` (a catalog's plan codes). Numbers
+/// and names depend on the seed only; plans, regions, students, activation dates (spread
+/// over eight years) and credit limits come from a second stream of the same seed.
+pub fn customer_pool_on(seed: u64, n: usize, plans: &[&str]) -> Vec<Customer> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_C057_0E25);
+    let mut traits = StdRng::seed_from_u64(seed ^ 0x0C05_7E25_7A17);
+    let regions: Vec<&str> = {
+        let mut r: Vec<&str> = super::cells::city_keys()
+            .filter_map(|k| super::cells::locate(k).map(|l| l.region))
+            .collect();
+        r.sort_unstable();
+        r.dedup();
+        r
+    };
+    let first_day = NaiveDate::from_ymd_opt(2018, 1, 1).expect("a date");
     let mut seen = HashSet::with_capacity(n);
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
@@ -223,7 +266,27 @@ pub fn customer_pool(seed: u64, n: usize) -> Vec<Customer> {
         );
         if seen.insert(msisdn.clone()) {
             let name: String = fake::faker::name::fr_fr::Name().fake_with_rng(&mut rng);
-            out.push(Customer { msisdn, name });
+            let plan = if plans.is_empty() {
+                "basic"
+            } else {
+                pick(&mut traits, plans)
+            };
+            let is_student = plan.contains("student") || traits.random_range(0..100) < 2;
+            let base = match plan {
+                "business" => 2000,
+                "student" => 150,
+                "basic" => 200,
+                _ => 500,
+            };
+            out.push(Customer {
+                msisdn,
+                name,
+                plan: plan.to_string(),
+                region: Some(pick(&mut traits, &regions).to_string()),
+                is_student,
+                activated_on: first_day + Duration::days(traits.random_range(0..8 * 365)),
+                credit_limit: Decimal::new(base + 50 * traits.random_range(0..5), 0),
+            });
         }
     }
     out

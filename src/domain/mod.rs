@@ -1,12 +1,15 @@
-//! The pure core: records, validation, normalization, the synthetic generator's model.
+//! The pure core: records, validation, normalization, the catalog and rating, the
+//! synthetic generator's model.
 //! No actix, rdkafka, tokio, postgres, prometheus or tracing here; everything is
 //! unit-tested without a server.
 
 pub mod batch;
+pub mod catalog;
 pub mod cells;
 pub mod generator;
 pub mod msisdn;
 pub mod normalize;
+pub mod rating;
 pub mod record;
 pub mod reject;
 

@@ -2,4 +2,5 @@
 
 pub mod client;
 pub mod context;
+pub mod fetch;
 pub mod publisher;

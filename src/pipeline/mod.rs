@@ -1,16 +1,20 @@
 //! The supervised actor tree of `cdrflow run` and its start-up:
 //!
 //! ```text
-//! KafkaSource ─send─► Validator ─send─► Normalizer ─send─► Committer ─► Postgres (+ output topics)
-//!   (system arbiter)  (mediation arbiter)                  (one arbiter each; partition mod n)
+//! KafkaSource ─send─► Validator ─send─► Normalizer ─send─► Rater ─send─► Committer ─► Postgres
+//!   (system arbiter)  (mediation arbiter ──────────────────────────)  (one arbiter each;
+//!                                                                      partition mod n)
+//! SuspenseResolver (every few seconds: held records whose subscriber now exists)
 //! ```
 //! Each actor runs under an actix `Supervisor`. Acknowledgements travel back up as the
 //! answer to each `send()`; only the source pulls.
 
 pub mod committer;
 pub mod messages;
+pub mod rater;
 pub mod source;
 pub mod stages;
+pub mod suspense;
 
 use crate::domain::{NumberPlan, Validation};
 use crate::http;
@@ -22,6 +26,7 @@ use actix::{Arbiter, Supervisor};
 use anyhow::Context as _;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
@@ -43,6 +48,8 @@ pub struct RunSettings {
     pub db_pool_size: usize,
     /// Committer actors; partitions are spread over them.
     pub committers: usize,
+    /// How often held records are checked for a subscriber that now exists.
+    pub suspense_interval: Duration,
 }
 
 /// Retry an external dependency at start-up with back-off, reporting each failure,
@@ -100,6 +107,12 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     .context("Failed to reach the Kafka broker")?;
 
     let pool = storage::pool(&s.database_url, settings.db_pool_size)?;
+    let catalog = {
+        let client = retry("PostgreSQL", STARTUP_PATIENCE, || pool.get()).await?;
+        storage::catalog::load(&**client, None)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no rating catalog has been applied to this database: apply one first, e.g. `cdrflow catalog apply catalog/default.toml`"))?
+    };
     let producer = client::producer(&s.brokers).context("Failed to create the Kafka producer")?;
     let publisher = settings.publish.then(|| Publisher {
         producer: producer.clone(),
@@ -125,11 +138,21 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
             })
         })
         .collect();
+    let rater = {
+        let (pool, catalog, metrics) = (pool.clone(), Arc::new(catalog), metrics.clone());
+        Supervisor::start_in_arbiter(&mediation.handle(), move |_| {
+            rater::Rater::new(pool, catalog, committers, metrics)
+        })
+    };
     let normalizer = {
         let metrics = metrics.clone();
         Supervisor::start_in_arbiter(&mediation.handle(), move |_| {
-            stages::Normalizer::new(plan, committers, metrics)
+            stages::Normalizer::new(plan, rater, metrics)
         })
+    };
+    let _resolver = {
+        let (pool, every, metrics) = (pool.clone(), settings.suspense_interval, metrics.clone());
+        Supervisor::start(move |_| suspense::SuspenseResolver::new(pool, every, metrics))
     };
     let validator = {
         let (validation, metrics) = (settings.validation.clone(), metrics.clone());

@@ -1,10 +1,11 @@
 //! The two mediation stages, thin shells around the domain: the Validator decodes and
-//! checks each record, the Normalizer turns valid records into canonical events. Each
+//! checks each record, the Normalizer turns valid records into canonical events and
+//! hands them to the Rater. Each
 //! does its CPU work in the handler (so batches keep their order) and forwards with
 //! `send()`, answering with whatever the next stage answers.
 
-use super::committer::Committer;
 use super::messages::{Batch, PipelineError};
+use super::rater::Rater;
 use crate::domain::batch::Verdict;
 use crate::domain::{Normalizer as DomainNormalizer, NumberPlan, Validation};
 use crate::telemetry::events::ActorRestarted;
@@ -69,16 +70,12 @@ impl Handler<Batch> for Validator {
 pub struct Normalizer {
     normalizer: DomainNormalizer,
     plan: NumberPlan,
-    /// Committers, each owning a fixed share of the partitions (partition mod n), so
-    /// that one partition's batches always commit in order on one connection while
-    /// different partitions commit side by side.
-    next: Vec<Addr<Committer>>,
+    next: Addr<Rater>,
     metrics: Metrics,
 }
 
 impl Normalizer {
-    pub fn new(plan: NumberPlan, next: Vec<Addr<Committer>>, metrics: Metrics) -> Self {
-        assert!(!next.is_empty(), "at least one committer");
+    pub fn new(plan: NumberPlan, next: Addr<Rater>, metrics: Metrics) -> Self {
         Normalizer {
             normalizer: DomainNormalizer::new(plan.clone()),
             plan,
@@ -120,13 +117,11 @@ impl Handler<Batch> for Normalizer {
                 decided => decided,
             };
         }
-        let committer =
-            &self.next[batch.data.partition.rem_euclid(self.next.len() as i32) as usize];
-        let forwarded = committer.send(batch);
+        let forwarded = self.next.send(batch);
         Box::pin(async move {
             forwarded
                 .await
-                .map_err(|_| PipelineError::StageDown("committer"))?
+                .map_err(|_| PipelineError::StageDown("rater"))?
         })
     }
 }

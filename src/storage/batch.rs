@@ -3,12 +3,15 @@
 //! statement (`UNNEST` of arrays) whatever the batch size.
 
 use super::StorageError;
-use crate::domain::batch::{BatchSummary, PartitionBatch, Verdict};
+use crate::domain::batch::{BatchSummary, HoldReason, PartitionBatch, RatedCdr, Verdict};
 use crate::domain::normalize::NormalizedCdr;
 use crate::domain::reject::RejectReason;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::Transaction;
-use std::collections::{HashMap, HashSet};
+use rust_decimal::Decimal;
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use tokio_postgres::types::ToSql;
 
 /// What writing a batch came to.
 #[derive(Debug)]
@@ -39,12 +42,13 @@ pub async fn write<T>(
     let partition = batch.partition;
 
     // First, so that a stale batch does no other work and so that the row lock serializes
-    // two writers of the same partition.
+    // two writers of the same partition. It also says up to where a `replay --rerate`
+    // asked for stored records to be priced again.
     let cas = tx
         .prepare_cached(include_str!("sql/offsets_cas.sql"))
         .await?;
-    if tx
-        .execute(
+    let Some(cas_row) = tx
+        .query_opt(
             &cas,
             &[
                 &group,
@@ -55,13 +59,13 @@ pub async fn write<T>(
             ],
         )
         .await?
-        == 0
-    {
+    else {
         let stored = super::offsets::stored(&**tx, group, topic, Some(&[partition])).await?;
         return Ok(Written::Fenced {
             stored: stored.get(&partition).copied(),
         });
-    }
+    };
+    let rerate_below: Option<i64> = cas_row.get(0);
 
     let mut summary = BatchSummary {
         consumed: batch.records.len() as u32,
@@ -70,40 +74,25 @@ pub async fn write<T>(
 
     // Split the batch; an exact duplicate inside the batch is a duplicate like any other.
     let mut seen = HashSet::new();
-    let mut valid: Vec<(usize, &NormalizedCdr)> = Vec::new();
+    let mut usage: Vec<(usize, &RatedCdr)> = Vec::new();
+    let mut held: Vec<(usize, &NormalizedCdr, &HoldReason)> = Vec::new();
     let mut rejected = Vec::new();
     for (i, r) in batch.records.iter().enumerate() {
         match &r.verdict {
-            Verdict::Normalized(n) if seen.insert(n.record_id.as_str()) => valid.push((i, n)),
-            Verdict::Normalized(_) => summary.duplicates += 1,
+            Verdict::Rated(x) if seen.insert(x.cdr.record_id.as_str()) => usage.push((i, x)),
+            Verdict::Held(n, why) if seen.insert(n.record_id.as_str()) => held.push((i, n, why)),
+            Verdict::Rated(_) | Verdict::Held(..) => summary.duplicates += 1,
             Verdict::Rejected(rej) => rejected.push((i, rej)),
-            Verdict::Received | Verdict::Valid(_) => {
-                // Only normalized records reach storage; a valid-but-unnormalized one is a
+            Verdict::Received | Verdict::Valid(_) | Verdict::Normalized(_) => {
+                // Only rated, held or rejected records reach storage; anything else is a
                 // wiring bug, and storing it as accepted would hide it.
                 return Err(StorageError::Config(format!(
-                    "record at offset {} reached storage unnormalized",
+                    "record at offset {} reached storage unrated",
                     r.source.offset
                 )));
             }
         }
     }
-
-    let subscribers: Vec<&str> = valid.iter().map(|(_, n)| n.subscriber.as_str()).collect();
-    let known: HashMap<String, i64> = tx
-        .query(
-            &tx.prepare_cached(
-                "SELECT msisdn, customer_id FROM customers WHERE msisdn = ANY($1::text[])",
-            )
-            .await?,
-            &[&subscribers],
-        )
-        .await?
-        .into_iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
-    let (usage, suspense): (Vec<_>, Vec<_>) = valid
-        .into_iter()
-        .partition(|(_, n)| known.contains_key(n.subscriber.as_str()));
 
     // Records already stored as usage are duplicates; the rest is new. The check is an
     // index lookup; the rows are then inserted without ON CONFLICT, whose per-row
@@ -112,38 +101,51 @@ pub async fn write<T>(
     // racing in through another partition fails this transaction on the unique key, so
     // the batch is retried and then finds the copy. (Checking suspense here as well cost
     // 40 % of throughput; suspense resolution inserts with ON CONFLICT instead.)
-    let new: Vec<(usize, &NormalizedCdr)> = if usage.is_empty() {
-        Vec::new()
-    } else {
-        let ids: Vec<&str> = usage.iter().map(|(_, n)| n.record_id.as_str()).collect();
-        let stored: HashSet<String> = tx
-            .query(
-                &tx.prepare_cached(include_str!("sql/existing_usage.sql"))
-                    .await?,
-                &[&ids],
-            )
-            .await?
-            .into_iter()
-            .map(|r| r.get(0))
-            .collect();
-        usage
-            .iter()
-            .copied()
-            .filter(|(_, n)| !stored.contains(&n.record_id))
-            .collect()
-    };
+    let (new, stored_before): (Vec<(usize, &RatedCdr)>, Vec<(usize, &RatedCdr)>) =
+        if usage.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let ids: Vec<&str> = usage
+                .iter()
+                .map(|(_, x)| x.cdr.record_id.as_str())
+                .collect();
+            let stored: HashSet<String> = tx
+                .query(
+                    &tx.prepare_cached(include_str!("sql/existing_usage.sql"))
+                        .await?,
+                    &[&ids],
+                )
+                .await?
+                .into_iter()
+                .map(|r| r.get(0))
+                .collect();
+            usage
+                .iter()
+                .copied()
+                .partition(|(_, x)| !stored.contains(&x.cdr.record_id))
+        };
     let inserted: Vec<usize> = new.iter().map(|(i, _)| *i).collect();
     // Started before the insert so that publishing overlaps the rest of the transaction.
     let early = new_usage(&inserted);
     if !new.is_empty() {
-        insert_usage(tx, batch, &new, &known).await?;
+        insert_usage(tx, batch, &new).await?;
     }
     summary.accepted = inserted.len() as u32;
-    summary.duplicates += (usage.len() - inserted.len()) as u32;
-    if !suspense.is_empty() {
-        let new = insert_suspense(tx, batch, &suspense).await?;
+    summary.duplicates += stored_before.len() as u32;
+    if let Some(below) = rerate_below {
+        let again: Vec<&RatedCdr> = stored_before
+            .iter()
+            .filter(|(i, _)| batch.records[*i].source.offset < below)
+            .map(|(_, x)| *x)
+            .collect();
+        if !again.is_empty() {
+            summary.rerated = super::rerate::rerate(tx, &again).await?;
+        }
+    }
+    if !held.is_empty() {
+        let new = insert_suspense(tx, batch, &held).await?;
         summary.suspense = new as u32;
-        summary.duplicates += (suspense.len() - new) as u32;
+        summary.duplicates += (held.len() - new) as u32;
     }
     if !rejected.is_empty() {
         let stmt = tx
@@ -218,122 +220,252 @@ pub async fn write<T>(
 pub async fn insert_accepted(
     tx: &Transaction<'_>,
     batch: &PartitionBatch,
-    customers: &HashMap<String, i64>,
 ) -> Result<usize, StorageError> {
-    let rows: Vec<(usize, &NormalizedCdr)> = batch
+    let rows: Vec<(usize, &RatedCdr)> = batch
         .records
         .iter()
         .enumerate()
         .filter_map(|(i, r)| match &r.verdict {
-            Verdict::Normalized(n) => Some((i, n)),
+            Verdict::Rated(x) => Some((i, &**x)),
             _ => None,
         })
         .collect();
-    insert_usage(tx, batch, &rows, customers).await
+    insert_usage(tx, batch, &rows).await
 }
 
 async fn insert_usage(
     tx: &Transaction<'_>,
     batch: &PartitionBatch,
-    rows: &[(usize, &NormalizedCdr)],
-    customers: &HashMap<String, i64>,
+    rows: &[(usize, &RatedCdr)],
 ) -> Result<usize, StorageError> {
     let stmt = tx
         .prepare_cached(include_str!("sql/insert_usage.sql"))
         .await?;
-    let n = rows.len();
-    let mut record_id = Vec::with_capacity(n);
-    let mut customer_id = Vec::with_capacity(n);
-    let mut record_type = Vec::with_capacity(n);
-    let mut msisdn = Vec::with_capacity(n);
-    let mut peer = Vec::with_capacity(n);
-    let mut peer_country = Vec::with_capacity(n);
-    let mut peer_class = Vec::with_capacity(n);
-    let mut event_time = Vec::with_capacity(n);
-    let mut duration = Vec::with_capacity(n);
-    let mut volume = Vec::with_capacity(n);
-    let mut session = Vec::with_capacity(n);
-    let mut cell = Vec::with_capacity(n);
-    let mut city = Vec::with_capacity(n);
-    let mut region = Vec::with_capacity(n);
-    let mut technology = Vec::with_capacity(n);
-    let mut roaming = Vec::with_capacity(n);
-    let mut offset = Vec::with_capacity(n);
-    let mut kafka_ts = Vec::with_capacity(n);
-    for (i, c) in rows {
-        record_id.push(c.record_id.as_str());
-        customer_id.push(customers[c.subscriber.as_str()]);
-        record_type.push(c.record_type.as_str());
-        msisdn.push(c.subscriber.as_str());
-        peer.push(c.peer.as_ref().map(|p| p.as_str()));
-        peer_country.push(c.peer_country.as_deref());
-        peer_class.push(c.peer_class.map(|p| p.as_str()));
-        event_time.push(c.event_time);
-        duration.push(c.duration_sec);
-        volume.push(c.volume_bytes);
-        session.push(c.session_duration_sec);
-        cell.push(c.cell_id.as_str());
-        city.push(c.city.as_deref());
-        region.push(c.region.as_str());
-        technology.push(c.technology.as_str());
-        roaming.push(c.roaming_country.as_deref());
-        offset.push(batch.records[*i].source.offset);
-        kafka_ts.push(batch.records[*i].source.timestamp);
+    let mut c = UsageColumns::with_capacity(rows.len());
+    for (i, x) in rows {
+        c.push(
+            x,
+            batch.records[*i].source.offset,
+            batch.records[*i].source.timestamp,
+        );
     }
     let rows = tx
-        .execute(
-            &stmt,
-            &[
-                &record_id,
-                &customer_id,
-                &record_type,
-                &msisdn,
-                &peer,
-                &peer_country,
-                &peer_class,
-                &event_time,
-                &duration,
-                &volume,
-                &session,
-                &cell,
-                &city,
-                &region,
-                &technology,
-                &roaming,
-                &offset,
-                &kafka_ts,
-                &batch.topic,
-                &batch.partition,
-            ],
-        )
+        .execute(&stmt, &c.params(&batch.topic, &batch.partition))
         .await?;
     Ok(rows as usize)
+}
+
+/// Usage rows as column arrays, the shape of `insert_usage.sql` (an `UNNEST` of arrays).
+/// Also used by suspense resolution, which inserts the same rows with ON CONFLICT.
+pub(crate) struct UsageColumns<'a> {
+    record_id: Vec<&'a str>,
+    customer_id: Vec<i64>,
+    record_type: Vec<&'a str>,
+    msisdn: Vec<&'a str>,
+    peer: Vec<Option<&'a str>>,
+    peer_country: Vec<Option<&'a str>>,
+    peer_class: Vec<Option<&'a str>>,
+    event_time: Vec<DateTime<Utc>>,
+    duration: Vec<Option<i32>>,
+    volume: Vec<Option<i64>>,
+    session: Vec<Option<i32>>,
+    cell: Vec<&'a str>,
+    city: Vec<Option<&'a str>>,
+    region: Vec<&'a str>,
+    technology: Vec<&'a str>,
+    roaming: Vec<Option<&'a str>>,
+    offset: Vec<i64>,
+    kafka_ts: Vec<Option<DateTime<Utc>>>,
+    rating: RatingColumns<'a>,
+}
+
+impl<'a> UsageColumns<'a> {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        UsageColumns {
+            record_id: Vec::with_capacity(n),
+            customer_id: Vec::with_capacity(n),
+            record_type: Vec::with_capacity(n),
+            msisdn: Vec::with_capacity(n),
+            peer: Vec::with_capacity(n),
+            peer_country: Vec::with_capacity(n),
+            peer_class: Vec::with_capacity(n),
+            event_time: Vec::with_capacity(n),
+            duration: Vec::with_capacity(n),
+            volume: Vec::with_capacity(n),
+            session: Vec::with_capacity(n),
+            cell: Vec::with_capacity(n),
+            city: Vec::with_capacity(n),
+            region: Vec::with_capacity(n),
+            technology: Vec::with_capacity(n),
+            roaming: Vec::with_capacity(n),
+            offset: Vec::with_capacity(n),
+            kafka_ts: Vec::with_capacity(n),
+            rating: RatingColumns::with_capacity(n),
+        }
+    }
+
+    pub(crate) fn push(&mut self, x: &'a RatedCdr, offset: i64, kafka_ts: Option<DateTime<Utc>>) {
+        let c = &x.cdr;
+        self.record_id.push(c.record_id.as_str());
+        self.customer_id.push(x.customer_id);
+        self.record_type.push(c.record_type.as_str());
+        self.msisdn.push(c.subscriber.as_str());
+        self.peer.push(c.peer.as_ref().map(|p| p.as_str()));
+        self.peer_country.push(c.peer_country.as_deref());
+        self.peer_class.push(c.peer_class.map(|p| p.as_str()));
+        self.event_time.push(c.event_time);
+        self.duration.push(c.duration_sec);
+        self.volume.push(c.volume_bytes);
+        self.session.push(c.session_duration_sec);
+        self.cell.push(c.cell_id.as_str());
+        self.city.push(c.city.as_deref());
+        self.region.push(c.region.as_str());
+        self.technology.push(c.technology.as_str());
+        self.roaming.push(c.roaming_country.as_deref());
+        self.offset.push(offset);
+        self.kafka_ts.push(kafka_ts);
+        self.rating.push(x);
+    }
+
+    pub(crate) fn params<'p>(
+        &'p self,
+        topic: &'p String,
+        partition: &'p i32,
+    ) -> Vec<&'p (dyn ToSql + Sync)> {
+        let mut p: Vec<&(dyn ToSql + Sync)> = vec![
+            &self.record_id,
+            &self.customer_id,
+            &self.record_type,
+            &self.msisdn,
+            &self.peer,
+            &self.peer_country,
+            &self.peer_class,
+            &self.event_time,
+            &self.duration,
+            &self.volume,
+            &self.session,
+            &self.cell,
+            &self.city,
+            &self.region,
+            &self.technology,
+            &self.roaming,
+            &self.offset,
+            &self.kafka_ts,
+        ];
+        p.extend(self.rating.params());
+        p.push(topic);
+        p.push(partition);
+        p
+    }
+}
+
+/// The rating of usage rows as column arrays: `$19..$29` of `insert_usage.sql`, and the
+/// SET list of a re-rating update. A split call's parts travel as array literals
+/// (`{peak,offpeak}`), cast per row in SQL: band names are plain words (the catalog
+/// checks it) and amounts are decimals, so no quoting is needed.
+pub(crate) struct RatingColumns<'a> {
+    pub(crate) period: Vec<NaiveDate>,
+    plan: Vec<&'a str>,
+    tariff_id: Vec<&'a str>,
+    zone: Vec<&'a str>,
+    bands: Vec<String>,
+    band_units: Vec<String>,
+    band_amounts: Vec<String>,
+    units: Vec<i64>,
+    pub(crate) amount: Vec<Decimal>,
+    cost: Vec<Decimal>,
+    catalog_version: Vec<i32>,
+}
+
+impl<'a> RatingColumns<'a> {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        RatingColumns {
+            period: Vec::with_capacity(n),
+            plan: Vec::with_capacity(n),
+            tariff_id: Vec::with_capacity(n),
+            zone: Vec::with_capacity(n),
+            bands: Vec::with_capacity(n),
+            band_units: Vec::with_capacity(n),
+            band_amounts: Vec::with_capacity(n),
+            units: Vec::with_capacity(n),
+            amount: Vec::with_capacity(n),
+            cost: Vec::with_capacity(n),
+            catalog_version: Vec::with_capacity(n),
+        }
+    }
+
+    pub(crate) fn push(&mut self, x: &'a RatedCdr) {
+        let r = &x.rating;
+        self.period.push(r.period);
+        self.plan.push(r.plan.as_str());
+        self.tariff_id.push(r.tariff_id.as_str());
+        self.zone.push(r.zone.as_str());
+        self.bands
+            .push(array_literal(r.parts.iter().map(|p| p.band.as_str())));
+        self.band_units
+            .push(array_literal(r.parts.iter().map(|p| p.units)));
+        self.band_amounts
+            .push(array_literal(r.parts.iter().map(|p| p.amount)));
+        self.units.push(r.units);
+        self.amount.push(r.amount);
+        self.cost.push(r.cost);
+        self.catalog_version.push(x.catalog_version);
+    }
+
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+        [
+            &self.period,
+            &self.plan,
+            &self.tariff_id,
+            &self.zone,
+            &self.bands,
+            &self.band_units,
+            &self.band_amounts,
+            &self.units,
+            &self.amount,
+            &self.cost,
+            &self.catalog_version,
+        ]
+    }
+}
+
+fn array_literal<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    let mut out = String::from("{");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{item}");
+    }
+    out.push('}');
+    out
 }
 
 async fn insert_suspense(
     tx: &Transaction<'_>,
     batch: &PartitionBatch,
-    rows: &[(usize, &NormalizedCdr)],
+    rows: &[(usize, &NormalizedCdr, &HoldReason)],
 ) -> Result<usize, StorageError> {
     let stmt = tx
         .prepare_cached(include_str!("sql/insert_suspense.sql"))
         .await?;
-    let ids: Vec<&str> = rows.iter().map(|(_, c)| c.record_id.as_str()).collect();
-    let msisdns: Vec<&str> = rows.iter().map(|(_, c)| c.subscriber.as_str()).collect();
-    let times: Vec<DateTime<Utc>> = rows.iter().map(|(_, c)| c.event_time).collect();
+    let ids: Vec<&str> = rows.iter().map(|(_, c, _)| c.record_id.as_str()).collect();
+    let msisdns: Vec<&str> = rows.iter().map(|(_, c, _)| c.subscriber.as_str()).collect();
+    let times: Vec<DateTime<Utc>> = rows.iter().map(|(_, c, _)| c.event_time).collect();
     let normalized: Vec<serde_json::Value> = rows
         .iter()
-        .map(|(_, c)| serde_json::to_value(c))
+        .map(|(_, c, _)| serde_json::to_value(c))
         .collect::<Result<_, _>>()
         .map_err(|e| StorageError::Config(format!("normalized record does not serialize: {e}")))?;
     let raws: Vec<&[u8]> = rows
         .iter()
-        .map(|(i, _)| batch.records[*i].source.payload.as_slice())
+        .map(|(i, _, _)| batch.records[*i].source.payload.as_slice())
         .collect();
     let offsets: Vec<i64> = rows
         .iter()
-        .map(|(i, _)| batch.records[*i].source.offset)
+        .map(|(i, _, _)| batch.records[*i].source.offset)
         .collect();
+    let reasons: Vec<&str> = rows.iter().map(|(_, _, why)| why.as_str()).collect();
     let new = tx
         .query(
             &stmt,
@@ -344,6 +476,7 @@ async fn insert_suspense(
                 &normalized,
                 &raws,
                 &offsets,
+                &reasons,
                 &batch.topic,
                 &batch.partition,
             ],

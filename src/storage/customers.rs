@@ -1,24 +1,74 @@
-//! Customers: the subscribers cdrflow bills. Minimal until the billing issue adds plans.
+//! Customers: the subscribers cdrflow bills, with their plan and billing attributes.
 
 use super::StorageError;
 use crate::domain::generator::Customer;
 
-/// Insert customers that do not exist yet (by MSISDN); returns how many were new.
+/// How an upsert treats a customer that exists already (same MSISDN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExisting {
+    /// Leave it as it is (generated pools: a re-run never changes real data).
+    Keep,
+    /// Take the new plan, name and attributes (an import from the operator's CRM).
+    Update,
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Upserted {
+    pub added: u64,
+    pub updated: u64,
+}
+
+/// Insert customers, 10,000 per statement; existing MSISDNs are kept or updated.
 pub async fn upsert(
     client: &tokio_postgres::Client,
     customers: &[Customer],
-) -> Result<u64, StorageError> {
-    let mut added = 0;
+    on_existing: OnExisting,
+) -> Result<Upserted, StorageError> {
+    let conflict = match on_existing {
+        OnExisting::Keep => "DO NOTHING",
+        OnExisting::Update => {
+            "DO UPDATE SET name = EXCLUDED.name, plan = EXCLUDED.plan, region = EXCLUDED.region,
+                 is_student = EXCLUDED.is_student, activated_on = EXCLUDED.activated_on,
+                 credit_limit = EXCLUDED.credit_limit, updated_at = now()
+             WHERE (customers.name, customers.plan, customers.region, customers.is_student,
+                    customers.activated_on, customers.credit_limit)
+                IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.plan, EXCLUDED.region,
+                    EXCLUDED.is_student, EXCLUDED.activated_on, EXCLUDED.credit_limit)"
+        }
+    };
+    let sql = format!(
+        "INSERT INTO customers (msisdn, name, plan, region, is_student, activated_on, credit_limit)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
+                              $6::date[], $7::numeric[])
+         ON CONFLICT (msisdn) {conflict}
+         RETURNING (xmax = 0) AS added"
+    );
+    let stmt = client.prepare(&sql).await?;
+    let mut out = Upserted::default();
     for chunk in customers.chunks(10_000) {
         let msisdns: Vec<&str> = chunk.iter().map(|c| c.msisdn.as_str()).collect();
         let names: Vec<&str> = chunk.iter().map(|c| c.name.as_str()).collect();
-        added += client
-            .execute(
-                "INSERT INTO customers (msisdn, name) SELECT * FROM UNNEST($1::text[], $2::text[])
-                 ON CONFLICT (msisdn) DO NOTHING",
-                &[&msisdns, &names],
+        let plans: Vec<&str> = chunk.iter().map(|c| c.plan.as_str()).collect();
+        let regions: Vec<Option<&str>> = chunk.iter().map(|c| c.region.as_deref()).collect();
+        let students: Vec<bool> = chunk.iter().map(|c| c.is_student).collect();
+        let activated: Vec<_> = chunk.iter().map(|c| c.activated_on).collect();
+        let limits: Vec<_> = chunk.iter().map(|c| c.credit_limit).collect();
+        for row in client
+            .query(
+                &stmt,
+                &[
+                    &msisdns, &names, &plans, &regions, &students, &activated, &limits,
+                ],
             )
-            .await?;
+            .await?
+        {
+            if row.get::<_, bool>(0) {
+                out.added += 1;
+            } else {
+                out.updated += 1;
+            }
+        }
     }
-    Ok(added)
+    Ok(out)
 }

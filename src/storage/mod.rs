@@ -2,9 +2,13 @@
 //! `sql/*.sql` and is compiled in with `include_str!`.
 
 pub mod batch;
+pub mod catalog;
 pub mod customers;
+pub mod explain;
 pub mod offsets;
+pub mod rerate;
 pub mod stats;
+pub mod suspense;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::str::FromStr;

@@ -22,6 +22,7 @@ impl BatchCommitted<'_> {
         m.records_accepted.inc_by(s.accepted as u64);
         m.records_duplicate.inc_by(s.duplicates as u64);
         m.records_suspense.inc_by(s.suspense as u64);
+        m.records_rerated.inc_by(s.rerated as u64);
         for (reason, n) in &s.rejected {
             m.records_rejected
                 .with_label_values(&[reason.as_str()])
@@ -42,6 +43,7 @@ impl BatchCommitted<'_> {
             rejected = s.rejected_total(),
             duplicates = s.duplicates,
             suspense = s.suspense,
+            rerated = s.rerated,
             commit_ms = (self.commit_seconds * 1000.0) as u64,
             "Committed batch."
         );
@@ -112,5 +114,46 @@ impl ActorRestarted {
     pub fn emit(&self, m: &Metrics) {
         m.actor_restarts.with_label_values(&[self.actor]).inc();
         warn!(actor = self.actor, "Actor restarted by its supervisor.");
+    }
+}
+
+pub struct CatalogLoaded<'a> {
+    pub version: i32,
+    pub label: &'a str,
+}
+
+impl CatalogLoaded<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        m.catalog_version.set(self.version as i64);
+        info!(
+            version = self.version,
+            label = self.label,
+            "Rating with catalog version."
+        );
+    }
+}
+
+pub struct SuspenseResolved {
+    pub rated: u64,
+    pub duplicates: u64,
+    pub unratable: u64,
+}
+
+impl SuspenseResolved {
+    pub fn emit(&self, m: &Metrics) {
+        m.suspense_resolved
+            .with_label_values(&["rated"])
+            .inc_by(self.rated);
+        m.suspense_resolved
+            .with_label_values(&["duplicate"])
+            .inc_by(self.duplicates);
+        if self.rated + self.duplicates + self.unratable > 0 {
+            info!(
+                rated = self.rated,
+                duplicates = self.duplicates,
+                unratable = self.unratable,
+                "Resolved suspense records whose subscriber now exists."
+            );
+        }
     }
 }

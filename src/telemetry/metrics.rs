@@ -13,6 +13,9 @@ pub struct Metrics {
     pub records_rejected: IntCounterVec,
     pub records_duplicate: IntCounter,
     pub records_suspense: IntCounter,
+    pub records_rerated: IntCounter,
+    pub suspense_resolved: IntCounterVec,
+    pub catalog_version: IntGauge,
     pub batches_committed: IntCounter,
     pub batches_fenced: IntCounter,
     pub batch_failures: IntCounterVec,
@@ -90,6 +93,22 @@ impl Metrics {
                 r,
                 "cdrflow_records_suspense_total",
                 "Valid records of unknown subscribers, held in suspense.",
+            )?,
+            records_rerated: counter(
+                r,
+                "cdrflow_records_rerated_total",
+                "Stored events priced again by a rerate replay whose price or catalog version changed.",
+            )?,
+            suspense_resolved: counter_vec(
+                r,
+                "cdrflow_suspense_resolved_total",
+                "Suspense records released once their subscriber existed, by resolution (rated, duplicate).",
+                &["resolution"],
+            )?,
+            catalog_version: gauge(
+                r,
+                "cdrflow_catalog_version",
+                "The catalog version the rater prices with.",
             )?,
             batches_committed: counter(
                 r,

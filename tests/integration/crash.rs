@@ -48,9 +48,13 @@ async fn killing_the_daemon_at_random_moments_loses_and_doubles_nothing() {
     );
     // The reference database needs the same customers: same seed, same pool.
     let pool = cdrflow::domain::generator::customer_pool(5, 500);
-    cdrflow::storage::customers::upsert(&reference.client().await, &pool)
-        .await
-        .unwrap();
+    cdrflow::storage::customers::upsert(
+        &reference.client().await,
+        &pool,
+        cdrflow::storage::customers::OnExisting::Keep,
+    )
+    .await
+    .unwrap();
 
     let mut rng = rand::rng();
     let config = DaemonConfig {

@@ -29,7 +29,11 @@ pub fn suffix() -> String {
     format!("{n:016x}")
 }
 
-/// A database of its own, migrated; dropped when the test ends.
+/// The catalog cdrflow ships, which every test database starts with.
+pub const DEFAULT_CATALOG: &str = include_str!("../../catalog/default.toml");
+
+/// A database of its own, migrated, with the shipped catalog applied; dropped when the
+/// test ends.
 pub struct TestDb {
     pub name: String,
     pub url: String,
@@ -37,6 +41,16 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> TestDb {
+        let db = TestDb::without_catalog().await;
+        let mut client = db.client().await;
+        cdrflow::storage::catalog::apply(&mut client, DEFAULT_CATALOG)
+            .await
+            .expect("apply the shipped catalog");
+        db
+    }
+
+    /// Migrated, but no catalog applied yet.
+    pub async fn without_catalog() -> TestDb {
         let name = format!("cdrflow_test_{}", suffix());
         let url = with_dbname(&admin_url(), &name);
         cdrflow::storage::migrate(&url)

@@ -7,13 +7,19 @@ use std::time::Duration;
 async fn poison_records_are_rejected_and_the_partition_moves_on() {
     let db = TestDb::new().await;
     let topic = topic("cdr.raw.poison", 1).await;
-    let customer = cdrflow::domain::generator::Customer {
-        msisdn: "+212612345678".into(),
-        name: "Test".into(),
-    };
-    cdrflow::storage::customers::upsert(&db.client().await, &[customer])
-        .await
-        .unwrap();
+    let customer = cdrflow::domain::generator::Customer::on_plan(
+        "+212612345678",
+        "Test",
+        "basic",
+        chrono::Utc::now().date_naive(),
+    );
+    cdrflow::storage::customers::upsert(
+        &db.client().await,
+        &[customer],
+        cdrflow::storage::customers::OnExisting::Keep,
+    )
+    .await
+    .unwrap();
 
     let nested = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
     let huge = format!(

@@ -1,0 +1,139 @@
+//! Re-pricing events that are already stored (`cdrflow replay --rerate`), inside the
+//! batch transaction that met them again.
+//!
+//! An event of an open period is updated in place and the change is logged in
+//! `rating_adjustments` (in_place). An event of a closed period is never touched: the
+//! difference between its new price and what was already billed for it (its stored
+//! amount plus earlier adjustments) is booked as an adjustment for the next open
+//! invoice. Either way, pricing the same event again with the same catalog changes
+//! nothing, so a rerate replay can run any number of times.
+
+use super::batch::RatingColumns;
+use super::StorageError;
+use crate::domain::batch::RatedCdr;
+use chrono::NaiveDate;
+use deadpool_postgres::Transaction;
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+
+struct Stored {
+    customer_id: i64,
+    period: Option<NaiveDate>,
+    amount: Option<Decimal>,
+    catalog_version: Option<i32>,
+    closed: bool,
+    owed: Decimal,
+}
+
+/// Price `events` again; returns how many changed.
+pub async fn rerate(tx: &Transaction<'_>, events: &[&RatedCdr]) -> Result<u32, StorageError> {
+    let ids: Vec<&str> = events.iter().map(|x| x.cdr.record_id.as_str()).collect();
+    let stored: HashMap<String, Stored> = tx
+        .query(
+            &tx.prepare_cached(include_str!("sql/rerate_stored.sql"))
+                .await?,
+            &[&ids],
+        )
+        .await?
+        .into_iter()
+        .map(|r| {
+            (
+                r.get(0),
+                Stored {
+                    customer_id: r.get(1),
+                    period: r.get(2),
+                    amount: r.get(3),
+                    catalog_version: r.get(4),
+                    closed: r.get(5),
+                    owed: r.get(6),
+                },
+            )
+        })
+        .collect();
+
+    let mut update_ids = Vec::new();
+    let mut update = RatingColumns::with_capacity(events.len());
+    let mut adj = Adjustments::default();
+    for x in events {
+        let Some(s) = stored.get(&x.cdr.record_id) else {
+            continue;
+        };
+        let new = x.rating.amount;
+        // Rows stored before rating existed have no price: pricing them is a change too.
+        let old = s.amount.unwrap_or(Decimal::ZERO);
+        let period = s.period.unwrap_or(x.rating.period);
+        if s.closed {
+            let billed = old + s.owed;
+            if new != billed {
+                adj.push(x, s.customer_id, period, billed, new, false);
+            }
+        } else if s.amount != Some(new) || s.catalog_version != Some(x.catalog_version) {
+            if s.amount != Some(new) {
+                adj.push(x, s.customer_id, period, old, new, true);
+            }
+            update_ids.push(x.cdr.record_id.as_str());
+            update.push(x);
+        }
+    }
+    if !update_ids.is_empty() {
+        let stmt = tx
+            .prepare_cached(include_str!("sql/rerate_update.sql"))
+            .await?;
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&update_ids];
+        params.extend(update.params());
+        tx.execute(&stmt, &params).await?;
+    }
+    if !adj.record_id.is_empty() {
+        let stmt = tx
+            .prepare_cached(include_str!("sql/insert_adjustments.sql"))
+            .await?;
+        tx.execute(
+            &stmt,
+            &[
+                &adj.record_id,
+                &adj.customer_id,
+                &adj.period,
+                &adj.catalog_version,
+                &adj.old,
+                &adj.new,
+                &adj.delta,
+                &adj.in_place,
+            ],
+        )
+        .await?;
+    }
+    Ok((update_ids.len() + adj.in_place.iter().filter(|p| !**p).count()) as u32)
+}
+
+#[derive(Default)]
+struct Adjustments<'a> {
+    record_id: Vec<&'a str>,
+    customer_id: Vec<i64>,
+    period: Vec<NaiveDate>,
+    catalog_version: Vec<i32>,
+    old: Vec<Decimal>,
+    new: Vec<Decimal>,
+    delta: Vec<Decimal>,
+    in_place: Vec<bool>,
+}
+
+impl<'a> Adjustments<'a> {
+    fn push(
+        &mut self,
+        x: &'a RatedCdr,
+        customer_id: i64,
+        period: NaiveDate,
+        old: Decimal,
+        new: Decimal,
+        in_place: bool,
+    ) {
+        self.record_id.push(x.cdr.record_id.as_str());
+        self.customer_id.push(customer_id);
+        self.period.push(period);
+        self.catalog_version.push(x.catalog_version);
+        self.old.push(old);
+        self.new.push(new);
+        self.delta.push(new - old);
+        self.in_place.push(in_place);
+    }
+}

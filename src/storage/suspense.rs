@@ -1,0 +1,133 @@
+//! Suspense resolution: records held because their subscriber was unknown are rated
+//! and stored as usage once the subscriber exists, exactly once.
+//!
+//! Each step is one transaction: lock a page of open suspense rows whose MSISDN is now a
+//! customer (`SKIP LOCKED`, so concurrent resolvers split the work), rate them with the
+//! active catalog, insert them as usage with `ON CONFLICT DO NOTHING` (the same event
+//! may have reached usage directly since), and mark them resolved. A record the catalog
+//! cannot price stays held, with the reason.
+
+use super::batch::UsageColumns;
+use super::catalog::Version;
+use super::StorageError;
+use crate::domain::batch::{rate_record, Subscriber, Verdict};
+use crate::domain::normalize::NormalizedCdr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Rows taken per transaction.
+const PAGE: i64 = 2000;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Now usage.
+    pub rated: u64,
+    /// Already usage by another way: resolved without a new row.
+    pub duplicates: u64,
+    /// The subscriber exists but the catalog cannot price the record: still held.
+    pub unratable: u64,
+}
+
+/// Resolve every open suspense record whose subscriber now exists.
+pub async fn resolve(
+    client: &mut deadpool_postgres::Client,
+    catalog: &Version,
+) -> Result<Resolved, StorageError> {
+    let mut total = Resolved::default();
+    let mut after = String::new();
+    loop {
+        let tx = client.transaction().await?;
+        let rows = tx
+            .query(
+                &tx.prepare_cached(include_str!("sql/resolve_suspense.sql"))
+                    .await?,
+                &[&after, &PAGE],
+            )
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.get(0);
+        let page_full = rows.len() as i64 == PAGE;
+
+        let mut verdicts = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let record_id: String = row.get(0);
+            let normalized: serde_json::Value = row.get(1);
+            let cdr: NormalizedCdr = serde_json::from_value(normalized).map_err(|e| {
+                StorageError::Config(format!("suspense record {record_id} does not decode: {e}"))
+            })?;
+            let subscribers = HashMap::from([(
+                cdr.subscriber.as_str().to_string(),
+                Subscriber {
+                    customer_id: row.get(5),
+                    plan: row.get(6),
+                },
+            )]);
+            let verdict = rate_record(&catalog.catalog, catalog.version, &subscribers, cdr);
+            verdicts.push((row, verdict));
+        }
+
+        // Usage rows grouped by source partition (the insert takes one per statement).
+        let mut by_source: BTreeMap<(String, i32), UsageColumns> = BTreeMap::new();
+        let mut taken: Vec<&str> = Vec::new();
+        let mut unratable: Vec<(&str, &str)> = Vec::new();
+        for (row, verdict) in &verdicts {
+            match verdict {
+                Verdict::Rated(x) => {
+                    by_source
+                        .entry((row.get(2), row.get(3)))
+                        .or_insert_with(|| UsageColumns::with_capacity(rows.len()))
+                        .push(x, row.get(4), None);
+                    taken.push(x.cdr.record_id.as_str());
+                }
+                Verdict::Held(n, why) => unratable.push((n.record_id.as_str(), why.as_str())),
+                _ => {}
+            }
+        }
+        let mut inserted: HashSet<String> = HashSet::new();
+        let stmt = tx
+            .prepare_cached(concat!(
+                include_str!("sql/insert_usage.sql"),
+                "\nON CONFLICT (record_id) DO NOTHING RETURNING record_id"
+            ))
+            .await?;
+        for ((topic, partition), columns) in &by_source {
+            for r in tx.query(&stmt, &columns.params(topic, partition)).await? {
+                inserted.insert(r.get(0));
+            }
+        }
+        let resolution: Vec<&str> = taken
+            .iter()
+            .map(|id| {
+                if inserted.contains(*id) {
+                    "rated"
+                } else {
+                    "duplicate"
+                }
+            })
+            .collect();
+        tx.execute(
+            "UPDATE suspense_records s SET resolved_at = now(), resolution = r.resolution
+               FROM UNNEST($1::text[], $2::text[]) AS r (record_id, resolution)
+              WHERE s.record_id = r.record_id",
+            &[&taken, &resolution],
+        )
+        .await?;
+        if !unratable.is_empty() {
+            let (ids, why): (Vec<&str>, Vec<&str>) = unratable.iter().copied().unzip();
+            tx.execute(
+                "UPDATE suspense_records s SET reason = r.reason
+                   FROM UNNEST($1::text[], $2::text[]) AS r (record_id, reason)
+                  WHERE s.record_id = r.record_id",
+                &[&ids, &why],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        total.rated += inserted.len() as u64;
+        total.duplicates += (taken.len() - inserted.len()) as u64;
+        total.unratable += unratable.len() as u64;
+        if !page_full {
+            break;
+        }
+    }
+    Ok(total)
+}
