@@ -7,6 +7,10 @@
 # into the same table. Steady: produce at half the measured throughput for 60 s while
 # the daemon runs, and report produce-to-commit latency percentiles.
 #
+# Rating costs something: the same backlog is also run by the pipeline spine without
+# rating (BENCH_BASELINE, a git revision, default the landed spine; built once into
+# target/baseline; "none" skips it), so that both figures come from the same run.
+#
 # Knobs: BENCH_RECORDS, BENCH_STEADY_SECS, BENCH_PARTITIONS, BENCH_BATCH_SIZE, BENCH_COMMITTERS, and
 # BENCH_DAEMON_ARGS (extra flags for `cdrflow run`, e.g. --no-publish). BENCH_STEADY_RATE=R
 # skips the backlog phase and runs only the steady one at R records/s.
@@ -20,6 +24,7 @@ PARTS=${BENCH_PARTITIONS:-4}
 BATCH=${BENCH_BATCH_SIZE:-5000}
 CUSTOMERS=10000
 COMMITTERS=${BENCH_COMMITTERS:-2}
+BASELINE=${BENCH_BASELINE:-382176c}
 PG=postgres://postgres@127.0.0.1:5432
 
 ensure_postgres
@@ -28,6 +33,16 @@ log "Building (release)"
 cargo build --release --bins >&2
 BIN=target/release/cdrflow
 LIMITS=target/release/cdrflow-bench
+BASE_BIN=
+if [ "$BASELINE" != none ] && [ -z "${BENCH_STEADY_RATE:-}" ]; then
+  log "Building the baseline $BASELINE (spine, no rating) into target/baseline"
+  src=target/baseline-src/$BASELINE
+  if [ ! -f "$src/Cargo.toml" ]; then
+    mkdir -p "$src" && git archive "$BASELINE" | tar -x -C "$src"
+  fi
+  CARGO_TARGET_DIR=$PWD/target/baseline cargo build --release --bin cdrflow --manifest-path "$src/Cargo.toml" >&2
+  BASE_BIN=target/baseline/release/cdrflow
+fi
 
 work=$(mktemp -d)
 trap 'stop_broker; rm -rf "$work"' EXIT
@@ -37,15 +52,15 @@ start_broker memory "$work"
 psql_q() { psql -h 127.0.0.1 -U postgres -d "$1" -Atqc "$2"; }
 fresh_db() { psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null; }
 
-# run_daemon TOPIC DB GROUP IDLE: runs cdrflow until idle; sets START (epoch s) and PEAK_RSS_KB.
+# run_daemon TOPIC DB GROUP IDLE [BINARY]: runs cdrflow until idle; sets START (epoch s) and PEAK_RSS_KB.
 run_daemon() {
-  local topic=$1 db=$2 group=$3 idle=$4 port
+  local topic=$1 db=$2 group=$3 idle=$4 bin=${5:-$BIN} port
   port=$(free_port)
   # Flush what earlier phases left dirty, so that their checkpoint does not land in the
   # middle of this one.
   psql_q postgres "CHECKPOINT" >/dev/null
   START=$(date +%s.%N)
-  RUST_LOG=warn "$BIN" run --brokers "$BROKER" --topic "$topic" --group "$group" --database-url "$PG/$db" \
+  RUST_LOG=warn "$bin" run --brokers "$BROKER" --topic "$topic" --group "$group" --database-url "$PG/$db" \
     --http "127.0.0.1:$port" --batch-size "$BATCH" --committers "$COMMITTERS" --exit-when-idle "$idle" \
     --normalized-topic "$topic.normalized" --rejected-topic "$topic.rejected" ${BENCH_DAEMON_ARGS:-} 2>"$work/daemon-$group.log" &
   DAEMON_PID=$!
@@ -76,6 +91,8 @@ topic=cdr.bench.$$
 db=cdrflow_bench
 fresh_db $db
 fresh_db ${db}_insert
+fresh_db ${db}_spine
+"$BIN" catalog apply catalog/default.toml --database-url "$PG/$db" >/dev/null
 log "Producing $N records to $topic ($PARTS partitions)"
 "$BIN" generate --brokers "$BROKER" --topic "$topic" --partitions "$PARTS" --count "$N" --seed 1 \
   --customers $CUSTOMERS --database-url "$PG/$db" --start 2026-09-01 --days 30 --report "$work/gen.json" >/dev/null 2>"$work/gen.log"
@@ -95,6 +112,16 @@ finish_daemon bench
 backlog=$(psql_q $db "SELECT sum(records), extract(epoch FROM max(committed_at)), extract(epoch FROM min(committed_at)) FROM committed_batches")
 backlog_rss=$PEAK_RSS_KB
 backlog_start=$START
+
+spine="||"
+if [ -n "$BASE_BIN" ]; then
+  log "Baseline: the spine without rating over the same backlog"
+  "$BASE_BIN" generate --brokers "$BROKER" --topic "$topic" --count 0 --seed 1 --customers $CUSTOMERS \
+    --database-url "$PG/${db}_spine" >/dev/null 2>&1
+  run_daemon "$topic" "${db}_spine" bench 3 "$BASE_BIN"
+  finish_daemon bench
+  spine=$(psql_q ${db}_spine "SELECT sum(records), extract(epoch FROM max(committed_at)), $START FROM committed_batches")
+fi
 
 read -r consumed last_commit first_commit <<<"$(echo "$backlog" | tr '|' ' ')"
 rate=$(python3 -c "print(int($consumed / ($last_commit - $backlog_start) / 2))")
@@ -131,9 +158,9 @@ if [ -n "${BENCH_STEADY_RATE:-}" ]; then
   echo "steady: $rate records/s offered; latency produce->commit p50|p99|max ms|records: $latency; peak RSS $((steady_rss / 1024)) MB"
   exit 0
 fi
-python3 - "$N" "$backlog" "$backlog_start" "$backlog_rss" "$consume_json" "$insert_json" "$latency" "$steady_rss" "$rate" "$work/gen.json" <<'PY'
+python3 - "$N" "$backlog" "$backlog_start" "$backlog_rss" "$consume_json" "$insert_json" "$latency" "$steady_rss" "$rate" "$work/gen.json" "$spine" "$BASELINE" <<'PY'
 import json, sys
-n, backlog, start, rss, consume, insert, latency, steady_rss, rate, gen = sys.argv[1:]
+n, backlog, start, rss, consume, insert, latency, steady_rss, rate, gen, spine, baseline = sys.argv[1:]
 consumed, last, first = (float(x) for x in backlog.split("|"))
 start, rss, steady_rss = float(start), int(rss), int(steady_rss)
 consume, insert, gen = json.loads(consume), json.loads(insert), json.load(open(gen))
@@ -151,6 +178,11 @@ print(f"                     {steady:,.0f} records/s between first and last comm
 print(f"  bare consumer      {consume['records_per_sec']:,.0f} records/s")
 print(f"  bare bulk insert   {insert['rows_per_sec']:,.0f} usage rows/s = {insert_records:,.0f} records/s at {accepted_share:.1%} accepted")
 print(f"  ratio              {wall / lower:.0%} of the lower limit ({'consumer' if lower == consume['records_per_sec'] else 'insert'})")
+if spine != "||":
+    s_records, s_last, s_start = (float(x) for x in spine.split("|"))
+    s_wall = s_records / (s_last - s_start)
+    print(f"  spine {baseline:<12} {s_wall:,.0f} records/s end to end, same backlog, no rating")
+    print(f"  rating on          {wall / s_wall:.0%} of the spine's throughput")
 print(f"  peak RSS backlog   {rss / 1024:.0f} MB")
 print(f"  steady             {int(rate):,} records/s offered; latency produce->commit p50 {p50} ms, p99 {p99} ms, max {mx} ms over {int(rows):,} records")
 print(f"  peak RSS steady    {steady_rss / 1024:.0f} MB")

@@ -440,7 +440,13 @@ impl Generator {
                 "cell_id": cell, "technology": technology,
             }),
             RecordType::Data => {
-                let mb = rust_decimal::Decimal::new(self.rng.random_range(1..=200_000), 2);
+                // Hundredths of MB, skewed like real sessions: most are small, a few large.
+                let hundredths = match self.rng.random_range(0..100) {
+                    0..70 => self.rng.random_range(1..=5_000),
+                    70..95 => self.rng.random_range(5_000..=50_000),
+                    _ => self.rng.random_range(50_000..=200_000),
+                };
+                let mb = rust_decimal::Decimal::new(hundredths, 2);
                 json!({
                     "record_type": "data", "timestamp": ts, "user_id": subscriber,
                     "data_volume_mb": serde_json::from_str::<serde_json::Number>(&mb.to_string()).expect("a decimal is a JSON number"),

@@ -39,3 +39,83 @@ pub async fn stored(
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
+
+/// A partition's stored position, with up to where a `replay --rerate` asked for
+/// re-pricing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredOffset {
+    pub next_offset: i64,
+    pub rerate_below: Option<i64>,
+}
+
+/// Stored offsets of a group on a topic with their rerate bound, for some or all
+/// partitions. With `for_update` the rows stay locked until the caller's transaction
+/// ends: a daemon committing a batch of one of them waits, and then finds the offset it
+/// expected gone.
+pub async fn positions(
+    client: &impl GenericClient,
+    group: &str,
+    topic: &str,
+    partitions: Option<&[i32]>,
+    for_update: bool,
+) -> Result<BTreeMap<i32, StoredOffset>, StorageError> {
+    let sql = if for_update {
+        "SELECT partition, next_offset, rerate_below FROM consumer_offsets
+          WHERE group_id = $1 AND topic = $2 AND ($3::int4[] IS NULL OR partition = ANY($3))
+          ORDER BY partition
+            FOR UPDATE"
+    } else {
+        "SELECT partition, next_offset, rerate_below FROM consumer_offsets
+          WHERE group_id = $1 AND topic = $2 AND ($3::int4[] IS NULL OR partition = ANY($3))"
+    };
+    let rows = client.query(sql, &[&group, &topic, &partitions]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                StoredOffset {
+                    next_offset: r.get(1),
+                    rerate_below: r.get(2),
+                },
+            )
+        })
+        .collect())
+}
+
+/// One partition moved back by `cdrflow replay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewind {
+    pub partition: i32,
+    /// The stored offset the move starts from; the row is only changed if it still holds it.
+    pub from: i64,
+    pub to: i64,
+}
+
+/// Move the stored offsets back (in the caller's transaction, on rows it has locked with
+/// [`positions`]). With `rerate`, records below the old position are priced again when
+/// they come back: `rerate_below` rises to it and never falls. Returns the rows changed.
+pub async fn rewind(
+    client: &impl GenericClient,
+    group: &str,
+    topic: &str,
+    moves: &[Rewind],
+    rerate: bool,
+) -> Result<u64, StorageError> {
+    let partitions: Vec<i32> = moves.iter().map(|m| m.partition).collect();
+    let from: Vec<i64> = moves.iter().map(|m| m.from).collect();
+    let to: Vec<i64> = moves.iter().map(|m| m.to).collect();
+    Ok(client
+        .execute(
+            "UPDATE consumer_offsets c
+                SET next_offset = m.to_offset,
+                    updated_at = now(),
+                    rerate_below = CASE WHEN $6 THEN GREATEST(COALESCE(c.rerate_below, 0), m.from_offset)
+                                        ELSE c.rerate_below END
+               FROM UNNEST($3::int4[], $4::int8[], $5::int8[]) AS m (partition, from_offset, to_offset)
+              WHERE c.group_id = $1 AND c.topic = $2 AND c.partition = m.partition
+                AND c.next_offset = m.from_offset",
+            &[&group, &topic, &partitions, &from, &to, &rerate],
+        )
+        .await?)
+}

@@ -4,8 +4,10 @@
 
 mod helpers;
 
+mod catalog;
 mod cli;
 mod crash;
 mod outage;
 mod poison;
 mod reconcile;
+mod suspense;

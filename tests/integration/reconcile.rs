@@ -97,4 +97,24 @@ async fn a_generated_stream_with_every_anomaly_reconciles_count_for_count() {
         .await
         .unwrap();
     assert_eq!(bad.get::<_, i64>(0), 0);
+
+    // Every accepted event was priced with the catalog, in the month of its event time,
+    // and every amount is the sum of its band parts.
+    let rating = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE amount IS NULL OR catalog_version <> 1 OR tariff_id IS NULL),
+                    count(*) FILTER (WHERE period <> date_trunc('month', event_time AT TIME ZONE 'Africa/Casablanca')::date),
+                    count(*) FILTER (WHERE record_type <> 'voice' AND cardinality(bands) > 1),
+                    count(*) FILTER (WHERE amount < (SELECT COALESCE(sum(a), 0) FROM unnest(band_amounts) a))
+               FROM usage_events",
+            &[],
+        )
+        .await
+        .unwrap();
+    let counts: Vec<i64> = (0..4).map(|i| rating.get(i)).collect();
+    assert_eq!(
+        counts,
+        vec![0, 0, 0, 0],
+        "unrated, wrong period, split non-voice, parts above the amount"
+    );
 }
