@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job end to end on a fresh machine: start PostgreSQL and a Kafka-protocol
-# broker (installing tansu if needed), generate a month of CDRs with anomalies, run the
-# daemon until the stream is drained, and reconcile what was sent with what was stored.
+# broker (installing tansu if needed), apply the shipped catalog, create customers,
+# generate a month of CDRs with anomalies, run the daemon until the stream is drained,
+# reconcile what was sent with what was stored, show what the month is worth and
+# explain one price; then import the missing subscribers and watch suspense get rated.
 #
 # Knobs: DEMO_RECORDS (default 200000), DEMO_CUSTOMERS (default 5000).
 set -euo pipefail
@@ -25,6 +27,10 @@ start_broker sqlite "$work"
 log "Fresh database $DB"
 psql "${DB%/*}/postgres" -qc "DROP DATABASE IF EXISTS ${DB##*/} WITH (FORCE)" >/dev/null 2>&1 || true
 "$BIN" migrate --database-url "$DB"
+log "Applying the catalog (catalog/default.toml, see docs/catalog.md)"
+"$BIN" catalog apply catalog/default.toml --database-url "$DB"
+log "Creating $CUSTOMERS customers on the catalog's plans"
+"$BIN" customers generate --count "$CUSTOMERS" --seed 42 --database-url "$DB"
 
 log "Generating $RECORDS CDRs of last month for $CUSTOMERS subscribers (with the default anomaly mix)"
 "$BIN" generate --brokers "$BROKER" --count "$RECORDS" --customers "$CUSTOMERS" --seed 42 \
@@ -63,3 +69,22 @@ print("reconciled: every record accounted for exactly once" if ok else "NOT RECO
 print("reports: out/generator-report.json, out/stats.json, out/stats.txt")
 sys.exit(0 if ok else 1)
 PY
+
+log "What the traffic is worth (MAD, before allowances, discounts and VAT)"
+psql "$DB" -P pager=off -c "
+  SELECT record_type AS service, zone, count(*) AS events, sum(units) AS units,
+         round(sum(amount), 2) AS revenue, round(sum(cost), 2) AS wholesale_cost,
+         count(*) FILTER (WHERE cardinality(bands) > 1) AS split_calls
+    FROM usage_events GROUP BY 1, 2 ORDER BY 1, 2" | tee out/revenue.txt
+
+id=$(psql "$DB" -Atc "SELECT record_id FROM usage_events WHERE cardinality(bands) > 1 ORDER BY record_id LIMIT 1")
+log "How one price was made: cdrflow explain $id"
+"$BIN" explain "$id" --database-url "$DB" --brokers "$BROKER" | tee out/explain.txt
+
+log "Suspense: the unknown subscribers become customers"
+psql "$DB" -Atc "SELECT DISTINCT msisdn FROM suspense_records WHERE resolved_at IS NULL" \
+  | awk 'BEGIN {print "msisdn,name,plan,region,student,activated_on,credit_limit"} {print $1 ",New customer " NR ",basic,,,,"}' >"$work/new-customers.csv"
+"$BIN" customers import "$work/new-customers.csv" --database-url "$DB"
+psql "$DB" -Atc "SELECT 'held: ' || count(*) FILTER (WHERE resolved_at IS NULL) || ', rated: ' || count(*) FILTER (WHERE resolution = 'rated') FROM suspense_records"
+log "Done. out/ holds the reports; docs/catalog.md explains the prices."
+

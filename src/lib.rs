@@ -4,17 +4,22 @@
 //! producers ──► Kafka cdr.raw
 //!                   │
 //!   cdrflow run     ▼   supervised actix tree (pipeline/)
-//!   KafkaSource ─► Validator ─► Normalizer ─► Committer ──► PostgreSQL
-//!   (pull, bounded   (decode,     (E.164, UTC,  (one transaction: usage, rejects,
-//!    in-flight)       reasons)     units, cell)  suspense, counters, offsets)
-//!                                                  └──► cdr.normalized / cdr.rejected
+//!   KafkaSource ─► Validator ─► Normalizer ─► Rater ─► Committer ──► PostgreSQL
+//!   (pull, bounded   (decode,     (E.164, UTC,  (catalog,  (one transaction: rated usage,
+//!    in-flight)       reasons)     units, cell)  tariff,    rejects, suspense, re-rating,
+//!                                                band, price) counters, offsets)
+//!                                                        └──► cdr.normalized / cdr.rejected
+//!   SuspenseResolver: held records are rated once their subscriber exists.
 //! ```
 //!
 //! Layers, each in its own folder:
-//! - [`domain`]: pure code — records, validation, normalization, the generator model.
+//! - [`domain`]: pure code — records, validation, normalization, the catalog and rating,
+//!   the generator model.
 //! - [`pipeline`]: the actors, thin shells that call the domain and forward with `send()`.
-//! - [`kafka`]: client construction, the rebalance context, output publishing.
-//! - [`storage`]: Postgres pool, migrations, the batch write, stats.
+//! - [`kafka`]: client construction, the rebalance context, output publishing, reading a
+//!   record back by position.
+//! - [`storage`]: Postgres pool, migrations, the batch write, the catalog versions,
+//!   customers, suspense resolution, re-rating, stats.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`telemetry`]: tracing set-up, the metrics registry, events that feed both.
 //! - [`cli`]: one module per subcommand.

@@ -113,6 +113,13 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
             .await?
             .ok_or_else(|| anyhow::anyhow!("no rating catalog has been applied to this database: apply one first, e.g. `cdrflow catalog apply catalog/default.toml`"))?
     };
+    if catalog.catalog.operator.timezone != settings.validation.timezone {
+        warn!(
+            timestamps = %settings.validation.timezone,
+            catalog = %catalog.catalog.operator.timezone,
+            "Timestamps without an offset are read in --timezone, but the catalog bills in another zone; check both."
+        );
+    }
     let producer = client::producer(&s.brokers).context("Failed to create the Kafka producer")?;
     let publisher = settings.publish.then(|| Publisher {
         producer: producer.clone(),
