@@ -92,6 +92,7 @@ db=cdrflow_bench
 fresh_db $db
 fresh_db ${db}_insert
 fresh_db ${db}_spine
+"$BIN" migrate --database-url "$PG/$db" >/dev/null 2>&1
 "$BIN" catalog apply catalog/default.toml --database-url "$PG/$db" >/dev/null
 log "Producing $N records to $topic ($PARTS partitions)"
 "$BIN" generate --brokers "$BROKER" --topic "$topic" --partitions "$PARTS" --count "$N" --seed 1 \
@@ -134,6 +135,8 @@ count=$((rate * STEADY_SECS))
 stopic=cdr.steady.$$
 sdb=cdrflow_bench_steady
 fresh_db $sdb
+"$BIN" migrate --database-url "$PG/$sdb" >/dev/null 2>&1
+"$BIN" catalog apply catalog/default.toml --database-url "$PG/$sdb" >/dev/null
 log "Steady: $rate records/s for ${STEADY_SECS}s while the daemon runs"
 "$BIN" generate --brokers "$BROKER" --topic "$stopic" --partitions "$PARTS" --count 0 --seed 2 --customers $CUSTOMERS \
   --database-url "$PG/$sdb" --start 2026-09-01 --days 30 >/dev/null 2>&1
