@@ -14,6 +14,9 @@
 //! - Data: per started KB (or per started `block_kb`), priced per MB, in the band in
 //!   which the session started.
 //!
+//! Time is rated to the second: an event time with a fraction of a second is taken from
+//! the start of its second.
+//!
 //! Every amount is rounded half away from zero to 6 decimals per part; the event's
 //! amount is the sum of its parts, fee and top-up, so the explanation adds up exactly.
 
@@ -109,6 +112,7 @@ pub fn rate(catalog: &Catalog, plan: &str, cdr: &NormalizedCdr) -> Result<Rating
         .plan(plan)
         .ok_or_else(|| RatingError::UnknownPlan(plan.to_string()))?;
     let zone = zone_of(catalog, cdr);
+    let at = cdr.event_time.with_nanosecond(0).unwrap_or(cdr.event_time);
     let tariff = p
         .tariff(catalog.zones.len(), cdr.record_type, zone)
         .ok_or_else(|| RatingError::NoTariff {
@@ -127,7 +131,7 @@ pub fn rate(catalog: &Catalog, plan: &str, cdr: &NormalizedCdr) -> Result<Rating
                 step: 60,
             });
             let charged = charging.charged_seconds(seconds);
-            let parts = split(catalog, cdr.event_time, charged)
+            let parts = split(catalog, at, charged)
                 .into_iter()
                 .map(|(band, from, secs)| {
                     let price = tariff.prices[band];
@@ -144,7 +148,7 @@ pub fn rate(catalog: &Catalog, plan: &str, cdr: &NormalizedCdr) -> Result<Rating
             (seconds, charged, parts, cost)
         }
         RecordType::Sms => {
-            let part = single_part(catalog, tariff, cdr.event_time, 1, tariff_price_one);
+            let part = single_part(catalog, tariff, at, 1, tariff_price_one);
             (1, 1, vec![part], round_amount(tariff.wholesale))
         }
         RecordType::Data => {

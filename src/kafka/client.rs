@@ -153,3 +153,44 @@ pub async fn offsets_for_time(
 
 /// How long one metadata or offsets look-up may wait for the broker.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// For each `(partition, offset)`, the offset and timestamp of the first record the
+/// broker delivers from there: lets `replay` check an offsets-for-times answer against
+/// the record it points at. A partition with nothing to deliver within the look-up
+/// timeout is left out.
+pub async fn first_records(
+    brokers: &str,
+    topic: &str,
+    positions: &BTreeMap<i32, i64>,
+) -> Result<BTreeMap<i32, (i64, Option<DateTime<Utc>>)>, KafkaError> {
+    use rdkafka::message::Message as _;
+    let (brokers, topic, positions) = (brokers.to_string(), topic.to_string(), positions.clone());
+    tokio::task::spawn_blocking(move || {
+        let consumer = lookup_consumer(&brokers)?;
+        let mut tpl = TopicPartitionList::new();
+        for (p, offset) in &positions {
+            tpl.add_partition_offset(&topic, *p, Offset::Offset(*offset))?;
+        }
+        // Assigned, not subscribed: nothing joins the group or commits.
+        consumer.assign(&tpl)?;
+        let mut out = BTreeMap::new();
+        let deadline = std::time::Instant::now() + LOOKUP_TIMEOUT;
+        while out.len() < positions.len() && std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) if positions.contains_key(&m.partition()) => {
+                    out.entry(m.partition()).or_insert((
+                        m.offset(),
+                        m.timestamp()
+                            .to_millis()
+                            .and_then(DateTime::<Utc>::from_timestamp_millis),
+                    ));
+                }
+                Some(Ok(_)) | None => {}
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)?
+}

@@ -133,6 +133,17 @@ pub async fn write<T>(
     summary.accepted = inserted.len() as u32;
     summary.duplicates += stored_before.len() as u32;
     if let Some(below) = rerate_below {
+        if below <= batch.to_offset {
+            // This batch reaches the end of the range a rerate replay asked for: later
+            // replays without --rerate must skip what is stored, as usual.
+            let clear = tx
+                .prepare_cached(
+                    "UPDATE consumer_offsets SET rerate_below = NULL
+                      WHERE group_id = $1 AND topic = $2 AND partition = $3",
+                )
+                .await?;
+            tx.execute(&clear, &[&group, &topic, &partition]).await?;
+        }
         let again: Vec<&RatedCdr> = stored_before
             .iter()
             .filter(|(i, _)| batch.records[*i].source.offset < below)

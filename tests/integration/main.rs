@@ -10,4 +10,5 @@ mod crash;
 mod outage;
 mod poison;
 mod reconcile;
+mod replay;
 mod suspense;
