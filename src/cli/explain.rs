@@ -127,12 +127,7 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         let mut matches = true;
         match rating::rate(&catalog.catalog, plan, c) {
             Ok(r) => {
-                let _ = writeln!(
-                    out,
-                    "   catalog version {version} ({}), priced {}",
-                    catalog.label,
-                    e.rated_at.map_or("-".into(), |t| t.to_rfc3339())
-                );
+                let _ = writeln!(out, "   catalog version {version} ({})", catalog.label);
                 for line in r.explain(&catalog.catalog) {
                     let _ = writeln!(out, "   {line}");
                 }

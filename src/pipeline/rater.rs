@@ -7,7 +7,9 @@
 //! Lookups of consecutive batches overlap (a serialized lookup measured as a bubble that
 //! cost a third of the throughput), but batches still reach the committers in the order
 //! they arrived: each batch waits, after its lookup, until the batch before it has been
-//! queued at its committer.
+//! queued at its committer. Subscribers found are kept for a few seconds, so that most
+//! batches need no lookup at all: a customer's change of plan is in force within that
+//! time, like a new catalog version.
 
 use super::committer::Committer;
 use super::messages::{Batch, PipelineError};
@@ -19,9 +21,11 @@ use crate::telemetry::Metrics;
 use actix::prelude::*;
 use deadpool_postgres::Pool;
 use futures::future::{FutureExt, Shared};
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::warn;
 
@@ -29,6 +33,46 @@ use tracing::warn;
 /// force for batches rated after it is seen; nothing already stored changes (that is
 /// what `replay --rerate` is for).
 const CATALOG_CHECK: Duration = Duration::from_secs(5);
+
+/// How long a subscriber found in Postgres is trusted without asking again.
+const SUBSCRIBER_TTL: Duration = Duration::from_secs(5);
+/// Subscribers kept at most; beyond it the cache starts over (memory stays bounded
+/// whatever the number of customers).
+const SUBSCRIBER_CACHE_MAX: usize = 500_000;
+
+/// Subscribers found recently. Unknown MSISDNs are never kept: their records go to
+/// suspense, which is resolved by its own pass once the customer exists.
+#[derive(Default)]
+struct SubscriberCache {
+    found: HashMap<String, (Subscriber, Instant)>,
+}
+
+impl SubscriberCache {
+    /// Fresh entries for `msisdns` into `into`; the MSISDNs to look up.
+    fn split(&self, msisdns: Vec<&str>, into: &mut HashMap<String, Subscriber>) -> Vec<String> {
+        let now = Instant::now();
+        let mut missing = Vec::new();
+        for m in msisdns {
+            match self.found.get(m) {
+                Some((sub, at)) if now.duration_since(*at) < SUBSCRIBER_TTL => {
+                    into.insert(m.to_string(), sub.clone());
+                }
+                _ => missing.push(m.to_string()),
+            }
+        }
+        missing
+    }
+
+    fn keep(&mut self, found: &HashMap<String, Subscriber>) {
+        if self.found.len() + found.len() > SUBSCRIBER_CACHE_MAX {
+            self.found.clear();
+        }
+        let now = Instant::now();
+        for (m, sub) in found {
+            self.found.insert(m.clone(), (sub.clone(), now));
+        }
+    }
+}
 
 /// Resolves once the previous batch is queued at its committer (or was dropped).
 type Queued = Shared<oneshot::Receiver<()>>;
@@ -38,6 +82,8 @@ pub struct Rater {
     catalog: Arc<Version>,
     /// The previous batch's place in line.
     previous: Queued,
+    /// Shared with the batches' futures, which run on this actor's thread.
+    cache: Rc<RefCell<SubscriberCache>>,
     /// Committers, each owning a fixed share of the partitions (partition mod n), so
     /// that one partition's batches always commit in order on one connection while
     /// different partitions commit side by side.
@@ -64,6 +110,7 @@ impl Rater {
             pool,
             catalog,
             previous: previous.shared(),
+            cache: Rc::default(),
             next,
             metrics,
         }
@@ -146,29 +193,35 @@ impl Handler<Batch> for Rater {
     type Result = ResponseFuture<<Batch as Message>::Result>;
 
     fn handle(&mut self, mut batch: Batch, _: &mut Self::Context) -> Self::Result {
-        let msisdns: Vec<String> = batch
-            .data
-            .subscribers()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let (pool, catalog) = (self.pool.clone(), self.catalog.clone());
+        let mut known = HashMap::new();
+        let missing = self
+            .cache
+            .borrow()
+            .split(batch.data.subscribers(), &mut known);
+        let (pool, catalog, cache) = (self.pool.clone(), self.catalog.clone(), self.cache.clone());
         let committer =
             self.next[batch.data.partition.rem_euclid(self.next.len() as i32) as usize].clone();
         let (queued, mine) = oneshot::channel();
         let previous = std::mem::replace(&mut self.previous, mine.shared());
         Box::pin(async move {
-            let found = subscribers(&pool, msisdns).await;
+            let found = if missing.is_empty() {
+                Ok(HashMap::new())
+            } else {
+                subscribers(&pool, missing).await
+            };
             // In line: the batch before this one is at its committer first.
             let _ = previous.await;
-            let found = match found {
-                Ok(found) => found,
+            match found {
+                Ok(found) => {
+                    cache.borrow_mut().keep(&found);
+                    known.extend(found);
+                }
                 Err(e) => {
                     let _ = queued.send(());
                     return Err(e.into());
                 }
             };
-            batch.data.rate(&catalog.catalog, catalog.version, &found);
+            batch.data.rate(&catalog.catalog, catalog.version, &known);
             let committed = committer.send(batch);
             let _ = queued.send(());
             committed

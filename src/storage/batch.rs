@@ -370,18 +370,20 @@ impl<'a> UsageColumns<'a> {
     }
 }
 
-/// The rating of usage rows as column arrays: `$19..$29` of `insert_usage.sql`, and the
+/// The rating of usage rows as column arrays: `$19..$30` of `insert_usage.sql`, and the
 /// SET list of a re-rating update. A split call's parts travel as array literals
 /// (`{peak,offpeak}`), cast per row in SQL: band names are plain words (the catalog
-/// checks it) and amounts are decimals, so no quoting is needed.
+/// checks it) and amounts are decimals, so no quoting is needed. An event in one band
+/// has no parts arrays, only its `band`.
 pub(crate) struct RatingColumns<'a> {
     pub(crate) period: Vec<NaiveDate>,
     plan: Vec<&'a str>,
     tariff_id: Vec<&'a str>,
     zone: Vec<&'a str>,
-    bands: Vec<String>,
-    band_units: Vec<String>,
-    band_amounts: Vec<String>,
+    band: Vec<Option<&'a str>>,
+    bands: Vec<Option<String>>,
+    band_units: Vec<Option<String>>,
+    band_amounts: Vec<Option<String>>,
     units: Vec<i64>,
     pub(crate) amount: Vec<Decimal>,
     cost: Vec<Decimal>,
@@ -395,6 +397,7 @@ impl<'a> RatingColumns<'a> {
             plan: Vec::with_capacity(n),
             tariff_id: Vec::with_capacity(n),
             zone: Vec::with_capacity(n),
+            band: Vec::with_capacity(n),
             bands: Vec::with_capacity(n),
             band_units: Vec::with_capacity(n),
             band_amounts: Vec::with_capacity(n),
@@ -411,24 +414,27 @@ impl<'a> RatingColumns<'a> {
         self.plan.push(r.plan.as_str());
         self.tariff_id.push(r.tariff_id.as_str());
         self.zone.push(r.zone.as_str());
+        self.band.push(r.parts.first().map(|p| p.band.as_str()));
+        let split = r.parts.len() > 1;
         self.bands
-            .push(array_literal(r.parts.iter().map(|p| p.band.as_str())));
+            .push(split.then(|| array_literal(r.parts.iter().map(|p| p.band.as_str()))));
         self.band_units
-            .push(array_literal(r.parts.iter().map(|p| p.units)));
+            .push(split.then(|| array_literal(r.parts.iter().map(|p| p.units))));
         self.band_amounts
-            .push(array_literal(r.parts.iter().map(|p| p.amount)));
+            .push(split.then(|| array_literal(r.parts.iter().map(|p| p.amount))));
         self.units.push(r.units);
         self.amount.push(r.amount);
         self.cost.push(r.cost);
         self.catalog_version.push(x.catalog_version);
     }
 
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 12] {
         [
             &self.period,
             &self.plan,
             &self.tariff_id,
             &self.zone,
+            &self.band,
             &self.bands,
             &self.band_units,
             &self.band_amounts,

@@ -22,7 +22,6 @@ pub struct StoredEvent {
     pub src_offset: i64,
     pub kafka_ts: Option<DateTime<Utc>>,
     pub ingested_at: DateTime<Utc>,
-    pub rated_at: Option<DateTime<Utc>>,
     /// The bytes as received, when the event came through suspense (which keeps them).
     pub raw: Option<Vec<u8>>,
 }
@@ -77,8 +76,7 @@ pub async fn event(
         src_offset: r.get(12),
         kafka_ts: r.get(13),
         ingested_at: r.get(14),
-        rated_at: r.get(15),
-        raw: r.get(16),
+        raw: r.get(15),
     }))
 }
 

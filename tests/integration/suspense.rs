@@ -96,7 +96,7 @@ async fn held_records_are_rated_exactly_once_when_their_subscriber_is_imported()
     assert_eq!(amount, "1.275".parse::<Decimal>().unwrap());
     let amounts: Vec<(String, Decimal, String)> = client
         .query(
-            "SELECT record_type, amount, array_to_string(bands, '+') FROM usage_events WHERE msisdn = '+212699000001' ORDER BY record_type",
+            "SELECT record_type, amount, band FROM usage_events WHERE msisdn = '+212699000001' ORDER BY record_type",
             &[],
         )
         .await

@@ -9,7 +9,7 @@ SELECT json_build_object(
          'technology', u.technology, 'roaming_country', u.roaming_country) AS normalized,
        u.customer_id, c.name, u.plan, u.catalog_version, u.amount, u.units, u.tariff_id,
        u.zone, u.bands, u.src_topic, u.src_partition, u.src_offset, u.kafka_ts, u.ingested_at,
-       u.rated_at, s.raw AS suspense_raw, c.msisdn
+       s.raw AS suspense_raw, c.msisdn
   FROM usage_events u
   JOIN customers c ON c.customer_id = u.customer_id
   LEFT JOIN suspense_records s ON s.record_id = u.record_id
