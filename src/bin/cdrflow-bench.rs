@@ -178,7 +178,12 @@ async fn insert(args: InsertArgs) -> anyhow::Result<()> {
                         payload: Vec::new(),
                         timestamp: Some(now),
                     },
-                    verdict: rate_record(&catalog.catalog, catalog.version, &known, n),
+                    verdict: rate_record(
+                        &catalog.catalog,
+                        catalog.version,
+                        known.get(n.subscriber.as_str()),
+                        n,
+                    ),
                 });
             }
         }

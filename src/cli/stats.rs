@@ -82,9 +82,19 @@ fn table(s: &stats::Stats) -> String {
             out += &format!("  {:<22} {:>10}\n", r, s.totals.rejected[r]);
         }
     }
+    let r = &s.stored_rows;
     out += &format!(
-        "\nrows stored: usage_events {}, rejected_records {}, suspense_records {}\n",
-        s.stored_rows.usage_events, s.stored_rows.rejected_records, s.stored_rows.suspense_records
+        "\nrows stored: usage_events {} ({} unrated), rejected_records {}, suspense_records {} ({} still held, {} released)\n",
+        r.usage_events,
+        r.usage_unrated,
+        r.rejected_records,
+        r.suspense_records,
+        r.suspense_held,
+        r.suspense_records - r.suspense_held
+    );
+    out += &format!(
+        "rated amount: {} (before allowances, discounts and taxes)\n",
+        crate::domain::rating::fixed(r.usage_amount)
     );
     out
 }

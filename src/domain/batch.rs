@@ -10,7 +10,7 @@ use super::rating::{self, Rating};
 use super::record::ValidCdr;
 use super::reject::{RejectReason, Rejection};
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Where a record came from.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ pub struct Subscriber {
 pub fn rate_record(
     catalog: &Catalog,
     version: i32,
-    subscribers: &HashMap<String, Subscriber>,
+    subscriber: Option<&Subscriber>,
     mut cdr: NormalizedCdr,
 ) -> Verdict {
     if let Some((city, region)) = catalog.locate(&cdr.cell_id) {
@@ -87,7 +87,7 @@ pub fn rate_record(
             cdr.region = region.to_string();
         }
     }
-    let Some(sub) = subscribers.get(cdr.subscriber.as_str()) else {
+    let Some(sub) = subscriber else {
         return Verdict::Held(cdr, HoldReason::UnknownSubscriber);
     };
     match rating::rate(catalog, &sub.plan, &cdr) {
@@ -148,16 +148,20 @@ impl PartitionBatch {
         out
     }
 
-    /// Rate every normalized record; rejects stay as they are.
-    pub fn rate(
+    /// Rate every normalized record, finding each subscriber with `lookup`; rejects stay
+    /// as they are.
+    pub fn rate<'s>(
         &mut self,
         catalog: &Catalog,
         version: i32,
-        subscribers: &HashMap<String, Subscriber>,
+        lookup: impl Fn(&str) -> Option<&'s Subscriber>,
     ) {
         for r in &mut self.records {
             r.verdict = match std::mem::replace(&mut r.verdict, Verdict::Received) {
-                Verdict::Normalized(n) => rate_record(catalog, version, subscribers, n),
+                Verdict::Normalized(n) => {
+                    let subscriber = lookup(n.subscriber.as_str());
+                    rate_record(catalog, version, subscriber, n)
+                }
                 decided => decided,
             };
         }

@@ -361,7 +361,11 @@ impl Catalog {
             Some((city, sector)) if sector.bytes().all(|b| b.is_ascii_digit()) => city,
             _ => cell_id,
         };
-        let city = self.cells.get(&prefix.to_ascii_uppercase())?;
+        // Normalized cell ids are upper case already; anything else is looked up as written.
+        let city = match self.cells.get(prefix) {
+            Some(city) => city,
+            None => self.cells.get(&prefix.to_ascii_uppercase())?,
+        };
         let region = self.regions.get(city)?;
         Some((city.as_str(), region.as_str()))
     }

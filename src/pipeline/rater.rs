@@ -48,29 +48,30 @@ struct SubscriberCache {
 }
 
 impl SubscriberCache {
-    /// Fresh entries for `msisdns` into `into`; the MSISDNs to look up.
-    fn split(&self, msisdns: Vec<&str>, into: &mut HashMap<String, Subscriber>) -> Vec<String> {
+    /// The MSISDNs of `msisdns` not known, or not fresh: to look up.
+    fn missing(&self, msisdns: Vec<&str>) -> Vec<String> {
         let now = Instant::now();
-        let mut missing = Vec::new();
-        for m in msisdns {
-            match self.found.get(m) {
-                Some((sub, at)) if now.duration_since(*at) < SUBSCRIBER_TTL => {
-                    into.insert(m.to_string(), sub.clone());
-                }
-                _ => missing.push(m.to_string()),
-            }
-        }
-        missing
+        msisdns
+            .into_iter()
+            .filter(|m| {
+                !matches!(self.found.get(*m), Some((_, at)) if now.duration_since(*at) < SUBSCRIBER_TTL)
+            })
+            .map(str::to_string)
+            .collect()
     }
 
-    fn keep(&mut self, found: &HashMap<String, Subscriber>) {
+    fn keep(&mut self, found: HashMap<String, Subscriber>) {
         if self.found.len() + found.len() > SUBSCRIBER_CACHE_MAX {
             self.found.clear();
         }
         let now = Instant::now();
         for (m, sub) in found {
-            self.found.insert(m.clone(), (sub.clone(), now));
+            self.found.insert(m, (sub, now));
         }
+    }
+
+    fn get(&self, msisdn: &str) -> Option<&Subscriber> {
+        self.found.get(msisdn).map(|(sub, _)| sub)
     }
 }
 
@@ -193,11 +194,7 @@ impl Handler<Batch> for Rater {
     type Result = ResponseFuture<<Batch as Message>::Result>;
 
     fn handle(&mut self, mut batch: Batch, _: &mut Self::Context) -> Self::Result {
-        let mut known = HashMap::new();
-        let missing = self
-            .cache
-            .borrow()
-            .split(batch.data.subscribers(), &mut known);
+        let missing = self.cache.borrow().missing(batch.data.subscribers());
         let (pool, catalog, cache) = (self.pool.clone(), self.catalog.clone(), self.cache.clone());
         let committer =
             self.next[batch.data.partition.rem_euclid(self.next.len() as i32) as usize].clone();
@@ -212,16 +209,18 @@ impl Handler<Batch> for Rater {
             // In line: the batch before this one is at its committer first.
             let _ = previous.await;
             match found {
-                Ok(found) => {
-                    cache.borrow_mut().keep(&found);
-                    known.extend(found);
-                }
+                Ok(found) => cache.borrow_mut().keep(found),
                 Err(e) => {
                     let _ = queued.send(());
                     return Err(e.into());
                 }
             };
-            batch.data.rate(&catalog.catalog, catalog.version, &known);
+            {
+                let cache = cache.borrow();
+                batch
+                    .data
+                    .rate(&catalog.catalog, catalog.version, |m| cache.get(m));
+            }
             let committed = committer.send(batch);
             let _ = queued.send(());
             committed

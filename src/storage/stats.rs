@@ -60,6 +60,12 @@ pub struct StoredRows {
     pub usage_events: i64,
     pub rejected_records: i64,
     pub suspense_records: i64,
+    /// Suspense records still held (the rest were released once their subscriber existed).
+    pub suspense_held: i64,
+    /// Usage events without a price (stored before rating existed).
+    pub usage_unrated: i64,
+    /// The sum of every event's amount, before allowances, discounts and taxes.
+    pub usage_amount: rust_decimal::Decimal,
 }
 
 pub async fn load(client: &tokio_postgres::Client, group: &str) -> Result<Stats, StorageError> {
@@ -103,8 +109,11 @@ pub async fn load(client: &tokio_postgres::Client, group: &str) -> Result<Stats,
         .collect();
     let counts = client
         .query_one(
-            "SELECT (SELECT count(*) FROM usage_events), (SELECT count(*) FROM rejected_records),
-                    (SELECT count(*) FROM suspense_records)",
+            "SELECT u.n, (SELECT count(*) FROM rejected_records), s.n, s.held, u.unrated, u.amount
+               FROM (SELECT count(*) AS n, count(*) FILTER (WHERE amount IS NULL) AS unrated,
+                            COALESCE(sum(amount), 0) AS amount FROM usage_events) u,
+                    (SELECT count(*) AS n, count(*) FILTER (WHERE resolved_at IS NULL) AS held
+                       FROM suspense_records) s",
             &[],
         )
         .await?;
@@ -117,6 +126,9 @@ pub async fn load(client: &tokio_postgres::Client, group: &str) -> Result<Stats,
             usage_events: counts.get(0),
             rejected_records: counts.get(1),
             suspense_records: counts.get(2),
+            suspense_held: counts.get(3),
+            usage_unrated: counts.get(4),
+            usage_amount: counts.get(5),
         },
     })
 }

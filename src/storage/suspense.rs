@@ -12,7 +12,7 @@ use super::catalog::Version;
 use super::StorageError;
 use crate::domain::batch::{rate_record, Subscriber, Verdict};
 use crate::domain::normalize::NormalizedCdr;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 /// Rows taken per transaction.
 const PAGE: i64 = 2000;
@@ -54,14 +54,11 @@ pub async fn resolve(
             let cdr: NormalizedCdr = serde_json::from_value(normalized).map_err(|e| {
                 StorageError::Config(format!("suspense record {record_id} does not decode: {e}"))
             })?;
-            let subscribers = HashMap::from([(
-                cdr.subscriber.as_str().to_string(),
-                Subscriber {
-                    customer_id: row.get(5),
-                    plan: row.get(6),
-                },
-            )]);
-            let verdict = rate_record(&catalog.catalog, catalog.version, &subscribers, cdr);
+            let subscriber = Subscriber {
+                customer_id: row.get(5),
+                plan: row.get(6),
+            };
+            let verdict = rate_record(&catalog.catalog, catalog.version, Some(&subscriber), cdr);
             verdicts.push((row, verdict));
         }
 
