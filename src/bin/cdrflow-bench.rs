@@ -3,9 +3,7 @@
 //! same usage rows, the same statement, the same batch size, one transaction a batch).
 
 use anyhow::Context;
-use cdrflow::domain::batch::{
-    rate_record, PartitionBatch, ProcessedRecord, SourceMeta, Subscriber,
-};
+use cdrflow::domain::batch::{rate_record, PartitionBatch, ProcessedRecord, SourceMeta};
 
 use cdrflow::domain::generator::{AnomalyRates, Generator, GeneratorConfig};
 use cdrflow::domain::{Normalizer, NumberPlan, Validation};
@@ -137,20 +135,7 @@ async fn insert(args: InsertArgs) -> anyhow::Result<()> {
         storage::customers::OnExisting::Keep,
     )
     .await?;
-    let known: std::collections::HashMap<String, Subscriber> = client
-        .query("SELECT msisdn, customer_id, plan FROM customers", &[])
-        .await?
-        .into_iter()
-        .map(|r| {
-            (
-                r.get(0),
-                Subscriber {
-                    customer_id: r.get(1),
-                    plan: r.get(2),
-                },
-            )
-        })
-        .collect();
+    let known = storage::customers::subscribers(&client, None).await?;
     if storage::catalog::active_version(&client).await?.is_none() {
         storage::catalog::apply(&mut client, DEFAULT_CATALOG).await?;
     }

@@ -66,7 +66,13 @@ impl SubscriberCache {
         }
         let now = Instant::now();
         for (m, sub) in found {
-            self.found.insert(m, (sub, now));
+            // Entries found together would expire together and make one batch look
+            // them all up again (a latency spike every TTL, measured): age each by up to
+            // half the TTL at random, so that refreshes spread out.
+            let aged =
+                Duration::from_millis(rand::random_range(0..SUBSCRIBER_TTL.as_millis() as u64 / 2));
+            self.found
+                .insert(m, (sub, now.checked_sub(aged).unwrap_or(now)));
         }
     }
 
@@ -168,26 +174,7 @@ async fn subscribers(
     pool: &Pool,
     msisdns: Vec<String>,
 ) -> Result<HashMap<String, Subscriber>, StorageError> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "SELECT msisdn, customer_id, plan FROM customers WHERE msisdn = ANY($1::text[])",
-        )
-        .await?;
-    Ok(client
-        .query(&stmt, &[&msisdns])
-        .await?
-        .into_iter()
-        .map(|r| {
-            (
-                r.get(0),
-                Subscriber {
-                    customer_id: r.get(1),
-                    plan: r.get(2),
-                },
-            )
-        })
-        .collect())
+    storage::customers::subscribers(&**pool.get().await?, Some(&msisdns)).await
 }
 
 impl Handler<Batch> for Rater {

@@ -101,7 +101,8 @@ pub async fn write<T>(
     // racing in through another partition fails this transaction on the unique key, so
     // the batch is retried and then finds the copy. (Checking suspense here as well cost
     // 40 % of throughput; suspense resolution inserts with ON CONFLICT instead.)
-    let (new, stored_before): (Vec<(usize, &RatedCdr)>, Vec<(usize, &RatedCdr)>) =
+    type Rows<'r> = Vec<(usize, &'r RatedCdr)>;
+    let (new, stored_before): (Rows, Rows) =
         if usage.is_empty() {
             (Vec::new(), Vec::new())
         } else {

@@ -1,7 +1,37 @@
 //! Customers: the subscribers cdrflow bills, with their plan and billing attributes.
 
 use super::StorageError;
+use crate::domain::batch::Subscriber;
 use crate::domain::generator::Customer;
+use std::collections::HashMap;
+use tokio_postgres::GenericClient;
+
+/// What rating needs of the customers with these MSISDNs (all customers with None).
+pub async fn subscribers(
+    client: &impl GenericClient,
+    msisdns: Option<&[String]>,
+) -> Result<HashMap<String, Subscriber>, StorageError> {
+    let stmt = client
+        .prepare(
+            "SELECT msisdn, customer_id, plan FROM customers
+              WHERE $1::text[] IS NULL OR msisdn = ANY($1::text[])",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[&msisdns])
+        .await?
+        .into_iter()
+        .map(|r| {
+            (
+                r.get(0),
+                Subscriber {
+                    customer_id: r.get(1),
+                    plan: r.get(2),
+                },
+            )
+        })
+        .collect())
+}
 
 /// How an upsert treats a customer that exists already (same MSISDN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
