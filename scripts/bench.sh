@@ -50,15 +50,24 @@ trap 'stop_broker; rm -rf "$work"' EXIT
 start_broker memory "$work"
 
 psql_q() { psql -h 127.0.0.1 -U postgres -d "$1" -Atqc "$2"; }
+quiesce() {
+  psql_q postgres "CHECKPOINT" >/dev/null
+  for _ in $(seq 1 120); do
+    [ "$(psql_q postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")" = 0 ] && break
+    sleep 1
+  done
+  psql_q postgres "CHECKPOINT" >/dev/null
+}
 fresh_db() { psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null; }
 
 # run_daemon TOPIC DB GROUP IDLE [BINARY]: runs cdrflow until idle; sets START (epoch s) and PEAK_RSS_KB.
 run_daemon() {
   local topic=$1 db=$2 group=$3 idle=$4 bin=${5:-$BIN} port
   port=$(free_port)
-  # Flush what earlier phases left dirty, so that their checkpoint does not land in the
-  # middle of this one.
-  psql_q postgres "CHECKPOINT" >/dev/null
+  # Flush what earlier phases left dirty and let autovacuum finish with their tables, so
+  # that neither lands in the middle of this phase (it did: an autovacuum of the insert
+  # limit's 870k rows ran during the first daemon phase and not the second).
+  quiesce
   START=$(date +%s.%N)
   RUST_LOG=warn "$bin" run --brokers "$BROKER" --topic "$topic" --group "$group" --database-url "$PG/$db" \
     --http "127.0.0.1:$port" --batch-size "$BATCH" --committers "$COMMITTERS" --exit-when-idle "$idle" \
@@ -106,6 +115,7 @@ log "Limit 2: bare bulk insert of the same usage rows (batch $BATCH, $COMMITTERS
 insert_json=$("$LIMITS" insert --database-url "$PG/${db}_insert" --count "$N" --seed 1 --customers $CUSTOMERS \
   --batch-size "$BATCH" --connections "$COMMITTERS" --start 2026-09-01 --days 30 2>/dev/null)
 echo "$insert_json" >&2
+fresh_db ${db}_insert
 
 log "cdrflow run over the backlog"
 run_daemon "$topic" "$db" bench 3
