@@ -102,29 +102,28 @@ pub async fn write<T>(
     // the batch is retried and then finds the copy. (Checking suspense here as well cost
     // 40 % of throughput; suspense resolution inserts with ON CONFLICT instead.)
     type Rows<'r> = Vec<(usize, &'r RatedCdr)>;
-    let (new, stored_before): (Rows, Rows) =
-        if usage.is_empty() {
-            (Vec::new(), Vec::new())
-        } else {
-            let ids: Vec<&str> = usage
-                .iter()
-                .map(|(_, x)| x.cdr.record_id.as_str())
-                .collect();
-            let stored: HashSet<String> = tx
-                .query(
-                    &tx.prepare_cached(include_str!("sql/existing_usage.sql"))
-                        .await?,
-                    &[&ids],
-                )
-                .await?
-                .into_iter()
-                .map(|r| r.get(0))
-                .collect();
-            usage
-                .iter()
-                .copied()
-                .partition(|(_, x)| !stored.contains(&x.cdr.record_id))
-        };
+    let (new, stored_before): (Rows, Rows) = if usage.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        let ids: Vec<&str> = usage
+            .iter()
+            .map(|(_, x)| x.cdr.record_id.as_str())
+            .collect();
+        let stored: HashSet<String> = tx
+            .query(
+                &tx.prepare_cached(include_str!("sql/existing_usage.sql"))
+                    .await?,
+                &[&ids],
+            )
+            .await?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+        usage
+            .iter()
+            .copied()
+            .partition(|(_, x)| !stored.contains(&x.cdr.record_id))
+    };
     let inserted: Vec<usize> = new.iter().map(|(i, _)| *i).collect();
     // Started before the insert so that publishing overlaps the rest of the transaction.
     let early = new_usage(&inserted);
