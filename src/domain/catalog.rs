@@ -370,7 +370,7 @@ impl Catalog {
         Some((city.as_str(), region.as_str()))
     }
 
-    /// Every priced cell: (tariff, band index), for storing the catalog relationally.
+    /// Every tariff with its plan, for storing the catalog relationally.
     pub fn tariffs(&self) -> impl Iterator<Item = (&Plan, &Tariff)> {
         self.plans
             .values()

@@ -3,11 +3,12 @@
 //! The work and its exactly-once guarantee live in `storage::suspense`; this actor only
 //! schedules it and reports.
 
-use crate::storage::{self, suspense};
+use crate::storage::{self, catalog::Version, suspense};
 use crate::telemetry::events::SuspenseResolved;
 use crate::telemetry::Metrics;
 use actix::prelude::*;
 use deadpool_postgres::Pool;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
 
@@ -16,6 +17,8 @@ pub struct SuspenseResolver {
     every: Duration,
     metrics: Metrics,
     running: bool,
+    /// The catalog of the last pass, parsed again only when a newer version appears.
+    catalog: Option<Arc<Version>>,
 }
 
 impl SuspenseResolver {
@@ -25,6 +28,7 @@ impl SuspenseResolver {
             every,
             metrics,
             running: false,
+            catalog: None,
         }
     }
 }
@@ -39,15 +43,25 @@ impl Actor for SuspenseResolver {
                 return;
             }
             act.running = true;
-            let (pool, metrics) = (act.pool.clone(), act.metrics.clone());
+            let (pool, metrics, catalog) =
+                (act.pool.clone(), act.metrics.clone(), act.catalog.clone());
             ctx.spawn(
                 async move {
-                    if let Err(error) = pass(&pool, &metrics).await {
-                        warn!(%error, "Failed to resolve suspense records; will try again.");
+                    match pass(&pool, &metrics, catalog).await {
+                        Ok(used) => used,
+                        Err(error) => {
+                            warn!(%error, "Failed to resolve suspense records; will try again.");
+                            None
+                        }
                     }
                 }
                 .into_actor(act)
-                .map(|_, act, _| act.running = false),
+                .map(|used, act, _| {
+                    act.running = false;
+                    if used.is_some() {
+                        act.catalog = used;
+                    }
+                }),
             );
         });
     }
@@ -55,10 +69,21 @@ impl Actor for SuspenseResolver {
 
 impl Supervised for SuspenseResolver {}
 
-async fn pass(pool: &Pool, metrics: &Metrics) -> anyhow::Result<()> {
+/// One pass with the active catalog (`current` if it still is); returns the catalog used.
+async fn pass(
+    pool: &Pool,
+    metrics: &Metrics,
+    current: Option<Arc<Version>>,
+) -> anyhow::Result<Option<Arc<Version>>> {
     let mut client = pool.get().await?;
-    let Some(catalog) = storage::catalog::load(&**client, None).await? else {
-        return Ok(());
+    let active = storage::catalog::active_version(&**client).await?;
+    let catalog = match (current, active) {
+        (_, None) => return Ok(None),
+        (Some(c), Some(v)) if c.version == v => c,
+        (_, Some(v)) => match storage::catalog::load(&**client, Some(v)).await? {
+            Some(loaded) => Arc::new(loaded),
+            None => return Ok(None),
+        },
     };
     let done = suspense::resolve(&mut client, &catalog).await?;
     SuspenseResolved {
@@ -67,5 +92,5 @@ async fn pass(pool: &Pool, metrics: &Metrics) -> anyhow::Result<()> {
         unratable: done.unratable,
     }
     .emit(metrics);
-    Ok(())
+    Ok(Some(catalog))
 }

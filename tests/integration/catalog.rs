@@ -1,19 +1,5 @@
 use crate::helpers::*;
-use std::process::Command;
 use std::time::Duration;
-
-fn cdrflow(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 async fn versions(db: &TestDb) -> Vec<(i32, String)> {
     db.client()
@@ -217,18 +203,7 @@ async fn explain_shows_how_a_stored_price_was_made() {
     // 19:59:40: 20 s peak (0.60 × 20/60 = 0.200000) + 40 s offpeak (0.30 × 40/60 = 0.200000).
     let raw = br#"{"record_type":"voice","record_id":"MSC1-777","timestamp":"2026-10-09T19:59:40","caller_id":"0612345678","callee_id":"0661000000","duration_sec":45,"cell_id":"FES_3","technology":"3G"}"#;
     produce_raw(&topic, 0, &[(None, raw.to_vec())]);
-    let mut daemon = Daemon::start(&DaemonConfig {
-        topic: &topic,
-        group: "explain",
-        database_url: &db.url,
-        idle_secs: Some(3),
-        extra: vec![],
-    });
-    assert!(
-        daemon.wait(Duration::from_secs(120)).success(),
-        "{}",
-        daemon.log_text()
-    );
+    drain(&db.url, &topic, "explain");
     let (code, out, err) = cdrflow(&[
         "explain",
         "MSC1-777",

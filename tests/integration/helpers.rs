@@ -400,3 +400,33 @@ pub fn assert_stored_offsets_at_end(stats: &serde_json::Value, topic: &str) {
         );
     }
 }
+
+/// Run the `cdrflow` binary as a user would: exit code, stdout, stderr.
+pub fn cdrflow(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Run the daemon on `topic` until it has been idle a few seconds; it must exit 0.
+pub fn drain(database_url: &str, topic: &str, group: &str) {
+    let mut d = Daemon::start(&DaemonConfig {
+        topic,
+        group,
+        database_url,
+        idle_secs: Some(3),
+        extra: vec![],
+    });
+    assert!(
+        d.wait(Duration::from_secs(300)).success(),
+        "daemon failed: {}",
+        d.log_text()
+    );
+}

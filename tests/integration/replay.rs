@@ -8,22 +8,8 @@ use cdrflow::domain::generator::GeneratorReport;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
-
-fn cdrflow(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// `cdrflow replay` on `db`, `topic` and `group` with `args` added.
 fn replay(db: &TestDb, topic: &str, group: &str, args: &[&str]) -> (i32, String, String) {
@@ -135,22 +121,6 @@ async fn business(db: &TestDb) -> Vec<(&'static str, String)> {
     out
 }
 
-/// Run the daemon on `topic` until it has been idle a few seconds.
-fn drain(db: &TestDb, topic: &str, group: &str) {
-    let mut d = Daemon::start(&DaemonConfig {
-        topic,
-        group,
-        database_url: &db.url,
-        idle_secs: Some(4),
-        extra: vec![],
-    });
-    assert!(
-        d.wait(Duration::from_secs(300)).success(),
-        "daemon failed: {}",
-        d.log_text()
-    );
-}
-
 fn assert_reconciles(s: &serde_json::Value, report: &GeneratorReport) {
     let t = &s["totals"];
     assert_eq!(t["accepted"], report.expected.accepted, "accepted");
@@ -173,7 +143,7 @@ async fn replaying_a_whole_topic_twice_changes_no_total() {
     let db = TestDb::new().await;
     let topic = topic("cdr.raw.replay", 3).await;
     let report = generate(&topic, &db, 10_000, 21, &[]);
-    drain(&db, &topic, "billing");
+    drain(&db.url, &topic, "billing");
     let first = stats(&db.url, "billing");
     assert_reconciles(&first, &report);
     assert_eq!(first["totals"]["consumed"], report.sent);
@@ -202,7 +172,7 @@ async fn replaying_a_whole_topic_twice_changes_no_total() {
             "round {round}: every offset at 0, no re-rating asked: {rewound:?}"
         );
 
-        drain(&db, &topic, "billing");
+        drain(&db.url, &topic, "billing");
         assert_eq!(business(&db).await, before, "round {round}");
         let s = stats(&db.url, "billing");
         assert_reconciles(&s, &report);
@@ -232,7 +202,7 @@ async fn a_dry_run_prints_the_moves_and_changes_nothing() {
     let db = TestDb::new().await;
     let topic = topic("cdr.raw.replaydry", 3).await;
     generate(&topic, &db, 3_000, 22, &[]);
-    drain(&db, &topic, "dry");
+    drain(&db.url, &topic, "dry");
     let ends = end_offsets(&topic);
     let before = offset_rows(&db, "dry").await;
     assert_eq!(
@@ -282,7 +252,7 @@ async fn forward_moves_unknown_partitions_and_bad_flags_change_nothing() {
     let db = TestDb::new().await;
     let topic = topic("cdr.raw.replayfwd", 3).await;
     generate(&topic, &db, 3_000, 23, &[]);
-    drain(&db, &topic, "fwd");
+    drain(&db.url, &topic, "fwd");
     let ends = end_offsets(&topic);
     assert!(ends.values().all(|e| *e > 100), "{ends:?}");
 
@@ -513,7 +483,7 @@ async fn to_datetime_goes_to_the_first_record_at_or_after_the_time() {
     for p in 0..2 {
         produce_raw(&topic, p, &junk("late", 7));
     }
-    drain(&db, &topic, "time");
+    drain(&db.url, &topic, "time");
     assert_eq!(
         next_offsets(&db, "time").await,
         BTreeMap::from([(0, 17), (1, 17)])
@@ -601,7 +571,7 @@ async fn to_datetime_goes_to_the_first_record_at_or_after_the_time() {
     );
 
     let counted = counters(&db, "time").await;
-    drain(&db, &topic, "time");
+    drain(&db.url, &topic, "time");
     let after = counters(&db, "time").await;
     assert_eq!(after["consumed"] - counted["consumed"], 34);
     assert_eq!(after["duplicate"] - counted["duplicate"], 34);
@@ -691,7 +661,7 @@ async fn a_rerate_replay_moves_open_periods_by_the_price_change_and_books_closed
     let db = TestDb::new().await;
     let topic = topic("cdr.raw.rerate", 3).await;
     let report = generate_two_months(&topic, &db, 12_000, 25);
-    drain(&db, &topic, "rerate");
+    drain(&db.url, &topic, "rerate");
     let s = stats(&db.url, "rerate");
     assert_reconciles(&s, &report);
 
@@ -794,7 +764,7 @@ async fn a_rerate_replay_moves_open_periods_by_the_price_change_and_books_closed
             "partition {p}"
         );
     }
-    drain(&db, &topic, "rerate");
+    drain(&db.url, &topic, "rerate");
 
     let sums_after = period_sums(&db).await;
     for (period, before) in &sums_before {
@@ -848,7 +818,7 @@ async fn a_rerate_replay_moves_open_periods_by_the_price_change_and_books_closed
     // The same re-rate again: nothing more moves.
     let adjustments_before = business(&db).await;
     replay_ok(&db, &topic, "rerate", &["--to-offset", "0", "--rerate"]);
-    drain(&db, &topic, "rerate");
+    drain(&db.url, &topic, "rerate");
     assert_eq!(period_sums(&db).await, sums_after);
     assert_eq!(untouched(&db, closed).await, (closed_rows, others));
     let nonzero: i64 = client
@@ -895,7 +865,7 @@ async fn a_rerate_replay_moves_open_periods_by_the_price_change_and_books_closed
     ]);
     assert_eq!(code, 0, "{out}{err}");
     replay_ok(&db, &topic, "rerate", &["--to-offset", "0"]);
-    drain(&db, &topic, "rerate");
+    drain(&db.url, &topic, "rerate");
     assert_eq!(
         period_sums(&db).await,
         sums_after,

@@ -37,21 +37,7 @@ async fn held_records_are_rated_exactly_once_when_their_subscriber_is_imported()
     ];
     let records: Vec<(Option<&[u8]>, Vec<u8>)> = records;
     produce_raw(&topic, 0, &records);
-    let run = |group: &'static str| {
-        let mut d = Daemon::start(&DaemonConfig {
-            topic: &topic,
-            group,
-            database_url: &db.url,
-            idle_secs: Some(3),
-            extra: vec![],
-        });
-        assert!(
-            d.wait(Duration::from_secs(120)).success(),
-            "{}",
-            d.log_text()
-        );
-    };
-    run("suspense");
+    drain(&db.url, &topic, "suspense");
     let client = db.client().await;
     let held: i64 = client
         .query_one("SELECT count(*) FROM suspense_records WHERE resolved_at IS NULL AND msisdn = '+212699000001'", &[])
@@ -71,22 +57,15 @@ async fn held_records_are_rated_exactly_once_when_their_subscriber_is_imported()
     )
     .unwrap();
     let import = || {
-        let out = std::process::Command::new(BIN)
-            .args([
-                "customers",
-                "import",
-                csv.to_str().unwrap(),
-                "--database-url",
-                &db.url,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let (code, out, err) = cdrflow(&[
+            "customers",
+            "import",
+            csv.to_str().unwrap(),
+            "--database-url",
+            &db.url,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        out
     };
     let first = import();
     assert!(first.contains("1 added"), "{first}");
@@ -122,7 +101,7 @@ async fn held_records_are_rated_exactly_once_when_their_subscriber_is_imported()
     );
     assert!(second.contains("suspense: 0 record(s) rated"), "{second}");
     produce_raw(&topic, 1, &records);
-    run("suspense");
+    drain(&db.url, &topic, "suspense");
     assert_eq!(
         usage_of(&client, "+212699000001").await,
         (3, "1.275".parse().unwrap())
