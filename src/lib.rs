@@ -16,6 +16,7 @@
 //! - [`domain`]: pure code — records, validation, normalization, the catalog and rating,
 //!   the generator model.
 //! - [`pipeline`]: the actors, thin shells that call the domain and forward with `send()`.
+//! - [`render`]: documents made from domain values, pure: the invoice as a PDF.
 //! - [`kafka`]: client construction, the rebalance context, output publishing, reading a
 //!   record back by position.
 //! - [`storage`]: Postgres pool, migrations, the batch write, the catalog versions,
@@ -33,5 +34,6 @@ pub mod domain;
 pub mod http;
 pub mod kafka;
 pub mod pipeline;
+pub mod render;
 pub mod storage;
 pub mod telemetry;

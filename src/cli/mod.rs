@@ -2,6 +2,7 @@
 //! environment variables; every value is checked before anything starts, and a wrong one
 //! is named in the error (clap exits with status 2).
 
+pub mod bill;
 pub mod catalog;
 pub mod customers;
 pub mod explain;
@@ -44,6 +45,8 @@ pub enum Command {
     /// How a stored event's price was made: the record, its normalization, the tariff
     /// lines with their arithmetic, the result.
     Explain(explain::ExplainArgs),
+    /// Close a billing month and issue its invoices (Postgres, JSON, PDF).
+    Bill(bill::BillArgs),
     /// Rewind a consumer group's stored offsets to process a range again (optionally
     /// re-pricing what was already accepted).
     Replay(replay::ReplayArgs),
@@ -73,5 +76,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Customers(cmd) => customers::run(cmd).await,
         Command::Explain(args) => explain::run(args).await,
         Command::Replay(args) => replay::run(args).await,
+        Command::Bill(args) => bill::run(args).await,
     }
 }

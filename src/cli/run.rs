@@ -74,6 +74,21 @@ pub struct RunArgs {
     /// Seconds between checks of suspense for records whose subscriber now exists.
     #[arg(long, env = "CDRFLOW_SUSPENSE_INTERVAL_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub suspense_interval_secs: u64,
+    /// Billing accumulator shards (customers are spread by id).
+    #[arg(long, env = "CDRFLOW_ACCUMULATORS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub accumulators: u32,
+    /// Customers whose month-to-date state each shard keeps in memory at most.
+    #[arg(long, env = "CDRFLOW_ACCUMULATOR_CUSTOMERS", default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub accumulator_customers: u64,
+    /// Minutes after which an idle customer's state leaves memory.
+    #[arg(long, env = "CDRFLOW_ACCUMULATOR_IDLE_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub accumulator_idle_minutes: u64,
+    #[arg(long, env = "CDRFLOW_ALERTS_TOPIC", default_value = "cdr.alerts")]
+    pub alerts_topic: String,
+    /// Close and invoice a billing period automatically this many days after it ended
+    /// (operator time). Off unless given.
+    #[arg(long, env = "CDRFLOW_CLOSE_AFTER_DAYS", value_parser = clap::value_parser!(u32).range(0..=365))]
+    pub close_after_days: Option<u32>,
     /// Postgres connections in the daemon's pool.
     #[arg(long, env = "CDRFLOW_DB_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub db_pool_size: u32,
@@ -85,6 +100,9 @@ impl RunArgs {
             .map_err(|e| anyhow::anyhow!("--default-region: {e}"))?;
         crate::storage::parse_url(&self.db.database_url)
             .map_err(|e| anyhow::anyhow!("--database-url: {e}"))?;
+        if self.alerts_topic.trim().is_empty() {
+            anyhow::bail!("--alerts-topic must not be empty");
+        }
         if self.topic.trim().is_empty() {
             anyhow::bail!("--topic must not be empty");
         }
@@ -111,8 +129,17 @@ impl RunArgs {
                 timezone: self.timezone,
             },
             numbering_region: self.default_region,
-            // A connection per committer, plus the rater, the suspense resolver and /readyz.
-            db_pool_size: (self.db_pool_size as usize).max(self.committers as usize + 3),
+            // A connection per committer and accumulator, plus the rater, the suspense
+            // resolver, the biller and the HTTP API.
+            db_pool_size: (self.db_pool_size as usize)
+                .max(self.committers as usize + self.accumulators as usize + 4),
+            accumulators: self.accumulators as usize,
+            accumulator: crate::pipeline::accumulator::AccumulatorSettings {
+                max_customers: self.accumulator_customers as usize,
+                idle: Duration::from_secs(self.accumulator_idle_minutes * 60),
+                alerts_topic: (!self.no_publish).then(|| self.alerts_topic.clone()),
+            },
+            close_after_days: self.close_after_days,
             committers: self.committers as usize,
             suspense_interval: Duration::from_secs(self.suspense_interval_secs),
         })

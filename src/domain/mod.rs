@@ -4,6 +4,7 @@
 //! unit-tested without a server.
 
 pub mod batch;
+pub mod billing;
 pub mod catalog;
 pub mod cells;
 pub mod generator;

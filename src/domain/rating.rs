@@ -389,4 +389,4 @@ pub fn fixed(d: Decimal) -> String {
 
 #[cfg(test)]
 #[path = "rating_tests.rs"]
-mod tests;
+pub(crate) mod tests;

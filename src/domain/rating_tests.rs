@@ -99,7 +99,7 @@ fn catalog(cat: Cat) -> Catalog {
     }
 }
 
-fn shipped() -> &'static Catalog {
+pub(crate) fn shipped() -> &'static Catalog {
     static C: OnceLock<Catalog> = OnceLock::new();
     C.get_or_init(|| catalog(Cat::Shipped))
 }
@@ -107,9 +107,9 @@ fn shipped() -> &'static Catalog {
 // ---------------------------------------------------------------------------------------
 // Events.
 
-const ME: &str = "+212612345678";
-const MA: &str = "+212661234567";
-const FR: &str = "+33612345678";
+pub(crate) const ME: &str = "+212612345678";
+pub(crate) const MA: &str = "+212661234567";
+pub(crate) const FR: &str = "+33612345678";
 const ES: &str = "+34612345678";
 const DZ: &str = "+213551234567";
 const TN: &str = "+21620123456";
@@ -123,17 +123,17 @@ fn number_plan() -> &'static NumberPlan {
     P.get_or_init(|| NumberPlan::new("MA").expect("MA is a numbering region"))
 }
 
-fn utc(s: &str) -> DateTime<Utc> {
+pub(crate) fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
         .unwrap_or_else(|e| panic!("{s}: {e}"))
         .with_timezone(&Utc)
 }
 
-fn dec(s: &str) -> Decimal {
+pub(crate) fn dec(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
-fn event(kind: RecordType, at: &str) -> NormalizedCdr {
+pub(crate) fn event(kind: RecordType, at: &str) -> NormalizedCdr {
     NormalizedCdr {
         record_id: format!("test-{}-{at}", kind.as_str()),
         record_type: kind,
@@ -153,7 +153,7 @@ fn event(kind: RecordType, at: &str) -> NormalizedCdr {
     }
 }
 
-fn with_peer(mut cdr: NormalizedCdr, peer: &str) -> NormalizedCdr {
+pub(crate) fn with_peer(mut cdr: NormalizedCdr, peer: &str) -> NormalizedCdr {
     let p = number_plan()
         .parse(peer)
         .unwrap_or_else(|e| panic!("{peer}: {e:?}"));
@@ -163,24 +163,24 @@ fn with_peer(mut cdr: NormalizedCdr, peer: &str) -> NormalizedCdr {
     cdr
 }
 
-fn voice(at: &str, seconds: i32, peer: &str) -> NormalizedCdr {
+pub(crate) fn voice(at: &str, seconds: i32, peer: &str) -> NormalizedCdr {
     let mut cdr = with_peer(event(RecordType::Voice, at), peer);
     cdr.duration_sec = Some(seconds);
     cdr
 }
 
-fn sms(at: &str, peer: &str) -> NormalizedCdr {
+pub(crate) fn sms(at: &str, peer: &str) -> NormalizedCdr {
     with_peer(event(RecordType::Sms, at), peer)
 }
 
-fn data(at: &str, bytes: i64) -> NormalizedCdr {
+pub(crate) fn data(at: &str, bytes: i64) -> NormalizedCdr {
     let mut cdr = event(RecordType::Data, at);
     cdr.volume_bytes = Some(bytes);
     cdr.session_duration_sec = Some(600);
     cdr
 }
 
-fn roaming(mut cdr: NormalizedCdr, visited: &str) -> NormalizedCdr {
+pub(crate) fn roaming(mut cdr: NormalizedCdr, visited: &str) -> NormalizedCdr {
     cdr.roaming_country = Some(visited.to_string());
     cdr
 }

@@ -2,12 +2,19 @@
 //! suspense rows, counters and the partition's offset; results published to the output
 //! topics before the commit. Batches are committed one at a time, in mailbox order, so
 //! a partition's offsets only ever move forward in sequence.
+//!
+//! After a commit, the usage it added to the buckets goes to the billing accumulators
+//! (by customer shard). That hand-over overlaps the next batch's transaction; the next
+//! commit waits for it, so at most one hand-over per committer is outstanding and
+//! a shard sees each committer's batches in commit order.
 
+use super::accumulator::{shard_of, Accumulator, Refresh, UsagePosted};
 use super::messages::{Batch, BatchAck, PipelineError};
 use super::stages::MAILBOX_CAPACITY;
 use crate::kafka::publisher::Publisher;
 use crate::storage::batch::{self, Written};
-use crate::telemetry::events::{ActorRestarted, BatchCommitted, BatchFenced};
+use crate::storage::billing::{CustomerUsage, Posted};
+use crate::telemetry::events::{ActorRestarted, BatchCommitted, BatchFenced, UsageLate};
 use crate::telemetry::Metrics;
 use actix::prelude::*;
 use chrono::Utc;
@@ -19,17 +26,57 @@ pub struct Committer {
     group: String,
     publisher: Option<Publisher>,
     metrics: Metrics,
+    accumulators: Vec<Addr<Accumulator>>,
+    /// The previous batch's hand-over to the accumulators.
+    handing_over: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Committer {
-    pub fn new(pool: Pool, group: String, publisher: Option<Publisher>, metrics: Metrics) -> Self {
+    pub fn new(
+        pool: Pool,
+        group: String,
+        publisher: Option<Publisher>,
+        metrics: Metrics,
+        accumulators: Vec<Addr<Accumulator>>,
+    ) -> Self {
         Committer {
             pool,
             group,
             publisher,
             metrics,
+            accumulators,
+            handing_over: None,
         }
     }
+}
+
+/// Send `posted` to the accumulators' shards and wait until they took it.
+async fn hand_over(accumulators: Vec<Addr<Accumulator>>, posted: Posted) {
+    let n = accumulators.len();
+    if n == 0 {
+        return;
+    }
+    let mut by_shard: Vec<Vec<CustomerUsage>> = vec![Vec::new(); n];
+    for d in posted.deltas {
+        by_shard[shard_of(d.customer_id, n)].push(d);
+    }
+    let mut refresh: Vec<Vec<i64>> = vec![Vec::new(); n];
+    for c in posted.invalidated {
+        refresh[shard_of(c, n)].push(c);
+    }
+    let sends = accumulators
+        .iter()
+        .zip(by_shard.into_iter().zip(refresh))
+        .map(|(addr, (deltas, refresh))| async move {
+            // A stopped accumulator loses only cached state, which it reloads.
+            if !deltas.is_empty() {
+                let _ = addr.send(UsagePosted(deltas)).await;
+            }
+            if !refresh.is_empty() {
+                let _ = addr.send(Refresh(refresh)).await;
+            }
+        });
+    futures::future::join_all(sends).await;
 }
 
 impl Actor for Committer {
@@ -55,9 +102,28 @@ impl Handler<Batch> for Committer {
         let group = self.group.clone();
         let publisher = self.publisher.clone();
         let metrics = self.metrics.clone();
+        let previous = self.handing_over.take();
+        let accumulators = self.accumulators.clone();
         AtomicResponse::new(Box::pin(
-            async move { commit(&pool, &group, publisher.as_ref(), &metrics, batch).await }
-                .into_actor(self),
+            async move {
+                let result = commit(&pool, &group, publisher.as_ref(), &metrics, batch).await;
+                if let Some(previous) = previous {
+                    let _ = previous.await;
+                }
+                match result {
+                    Ok((ack, Some(posted))) => {
+                        let next = actix::spawn(hand_over(accumulators, posted));
+                        (Ok(ack), Some(next))
+                    }
+                    Ok((ack, None)) => (Ok(ack), None),
+                    Err(e) => (Err(e), None),
+                }
+            }
+            .into_actor(self)
+            .map(|(result, next), act, _| {
+                act.handing_over = next;
+                result
+            }),
         ))
     }
 }
@@ -68,7 +134,7 @@ async fn commit(
     publisher: Option<&Publisher>,
     metrics: &Metrics,
     batch: Batch,
-) -> Result<BatchAck, PipelineError> {
+) -> Result<(BatchAck, Option<Posted>), PipelineError> {
     let started = Instant::now();
     let data = &batch.data;
     let mut client = pool
@@ -94,12 +160,13 @@ async fn commit(
                 stored,
             }
             .emit(metrics);
-            Ok(BatchAck::Fenced { stored })
+            Ok((BatchAck::Fenced { stored }, None))
         }
         Written::Staged {
             summary,
             inserted,
             early: delivery,
+            posted,
         } => {
             if let Some(delivery) = delivery {
                 delivery.wait().await?;
@@ -122,7 +189,11 @@ async fn commit(
                 latencies: &latencies,
             }
             .emit(metrics);
-            Ok(BatchAck::Committed(summary))
+            UsageLate {
+                records: posted.late,
+            }
+            .emit(metrics);
+            Ok((BatchAck::Committed(summary), Some(posted)))
         }
     }
 }

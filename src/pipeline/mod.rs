@@ -9,6 +9,8 @@
 //! Each actor runs under an actix `Supervisor`. Acknowledgements travel back up as the
 //! answer to each `send()`; only the source pulls.
 
+pub mod accumulator;
+pub mod biller;
 pub mod committer;
 pub mod messages;
 pub mod rater;
@@ -50,6 +52,11 @@ pub struct RunSettings {
     pub committers: usize,
     /// How often held records are checked for a subscriber that now exists.
     pub suspense_interval: Duration,
+    /// Billing accumulator shards.
+    pub accumulators: usize,
+    pub accumulator: accumulator::AccumulatorSettings,
+    /// Close periods automatically this many days after they end.
+    pub close_after_days: Option<u32>,
 }
 
 /// Retry an external dependency at start-up with back-off, reporting each failure,
@@ -100,6 +107,9 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
             settings.rejected_topic.as_str(),
         ]);
     }
+    if let Some(alerts) = &settings.accumulator.alerts_topic {
+        topics.push(alerts.as_str());
+    }
     retry("the Kafka broker", STARTUP_PATIENCE, || {
         client::ensure_topics(&s.brokers, &topics, settings.topic_partitions)
     })
@@ -131,22 +141,40 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     // so decoding the next batch overlaps with committing the previous one.
     let mediation = Arbiter::new();
     let storage_threads: Vec<Arbiter> = (0..settings.committers).map(|_| Arbiter::new()).collect();
+    let catalog = Arc::new(catalog);
+    // The accumulators share one thread: their work per batch is small next to a commit.
+    let billing_thread = Arbiter::new();
+    let accumulators: Vec<_> = (0..settings.accumulators)
+        .map(|_| {
+            let (pool, catalog, acc, producer, metrics) = (
+                pool.clone(),
+                catalog.clone(),
+                settings.accumulator.clone(),
+                producer.clone(),
+                metrics.clone(),
+            );
+            Supervisor::start_in_arbiter(&billing_thread.handle(), move |_| {
+                accumulator::Accumulator::new(pool, catalog, acc, producer, metrics)
+            })
+        })
+        .collect();
     let committers = storage_threads
         .iter()
         .map(|thread| {
-            let (pool, group, publisher, metrics) = (
+            let (pool, group, publisher, metrics, accumulators) = (
                 pool.clone(),
                 s.group.clone(),
                 publisher.clone(),
                 metrics.clone(),
+                accumulators.clone(),
             );
             Supervisor::start_in_arbiter(&thread.handle(), move |_| {
-                committer::Committer::new(pool, group, publisher, metrics)
+                committer::Committer::new(pool, group, publisher, metrics, accumulators)
             })
         })
         .collect();
     let rater = {
-        let (pool, catalog, metrics) = (pool.clone(), Arc::new(catalog), metrics.clone());
+        let (pool, catalog, metrics) = (pool.clone(), catalog.clone(), metrics.clone());
         Supervisor::start_in_arbiter(&mediation.handle(), move |_| {
             rater::Rater::new(pool, catalog, committers, metrics)
         })
@@ -158,9 +186,20 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
         })
     };
     let _resolver = {
-        let (pool, every, metrics) = (pool.clone(), settings.suspense_interval, metrics.clone());
-        Supervisor::start(move |_| suspense::SuspenseResolver::new(pool, every, metrics))
+        let (pool, every, metrics, accumulators) = (
+            pool.clone(),
+            settings.suspense_interval,
+            metrics.clone(),
+            accumulators.clone(),
+        );
+        Supervisor::start(move |_| {
+            suspense::SuspenseResolver::new(pool, every, metrics, accumulators)
+        })
     };
+    let _biller = settings.close_after_days.map(|days| {
+        let (pool, metrics) = (pool.clone(), metrics.clone());
+        Supervisor::start(move |_| biller::Biller::new(pool, days, metrics))
+    });
     let validator = {
         let (validation, metrics) = (settings.validation.clone(), metrics.clone());
         Supervisor::start_in_arbiter(&mediation.handle(), move |_| {
@@ -198,6 +237,7 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     }
     server_handle.stop(true).await;
     mediation.stop();
+    billing_thread.stop();
     for thread in storage_threads {
         thread.stop();
     }

@@ -3,6 +3,7 @@
 //! The work and its exactly-once guarantee live in `storage::suspense`; this actor only
 //! schedules it and reports.
 
+use super::accumulator::{shard_of, Accumulator, Refresh};
 use crate::storage::{self, catalog::Version, suspense};
 use crate::telemetry::events::SuspenseResolved;
 use crate::telemetry::Metrics;
@@ -17,16 +18,24 @@ pub struct SuspenseResolver {
     every: Duration,
     metrics: Metrics,
     running: bool,
+    /// Told about customers whose buckets grew, so their alerts are checked.
+    accumulators: Vec<Addr<Accumulator>>,
     /// The catalog of the last pass, parsed again only when a newer version appears.
     catalog: Option<Arc<Version>>,
 }
 
 impl SuspenseResolver {
-    pub fn new(pool: Pool, every: Duration, metrics: Metrics) -> Self {
+    pub fn new(
+        pool: Pool,
+        every: Duration,
+        metrics: Metrics,
+        accumulators: Vec<Addr<Accumulator>>,
+    ) -> Self {
         SuspenseResolver {
             pool,
             every,
             metrics,
+            accumulators,
             running: false,
             catalog: None,
         }
@@ -43,11 +52,15 @@ impl Actor for SuspenseResolver {
                 return;
             }
             act.running = true;
-            let (pool, metrics, catalog) =
-                (act.pool.clone(), act.metrics.clone(), act.catalog.clone());
+            let (pool, metrics, catalog, accumulators) = (
+                act.pool.clone(),
+                act.metrics.clone(),
+                act.catalog.clone(),
+                act.accumulators.clone(),
+            );
             ctx.spawn(
                 async move {
-                    match pass(&pool, &metrics, catalog).await {
+                    match pass(&pool, &metrics, catalog, &accumulators).await {
                         Ok(used) => used,
                         Err(error) => {
                             warn!(%error, "Failed to resolve suspense records; will try again.");
@@ -74,6 +87,7 @@ async fn pass(
     pool: &Pool,
     metrics: &Metrics,
     current: Option<Arc<Version>>,
+    accumulators: &[Addr<Accumulator>],
 ) -> anyhow::Result<Option<Arc<Version>>> {
     let mut client = pool.get().await?;
     let active = storage::catalog::active_version(&**client).await?;
@@ -92,5 +106,17 @@ async fn pass(
         unratable: done.unratable,
     }
     .emit(metrics);
+    let n = accumulators.len();
+    for (i, addr) in accumulators.iter().enumerate() {
+        let mine: Vec<i64> = done
+            .customers
+            .iter()
+            .copied()
+            .filter(|c| shard_of(*c, n) == i)
+            .collect();
+        if !mine.is_empty() {
+            let _ = addr.send(Refresh(mine)).await;
+        }
+    }
     Ok(Some(catalog))
 }

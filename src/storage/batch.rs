@@ -23,6 +23,8 @@ pub enum Written<T> {
         summary: BatchSummary,
         inserted: Vec<usize>,
         early: T,
+        /// The new usage as added to the month-to-date buckets, for the accumulators.
+        posted: super::billing::Posted,
     },
     /// The stored offset is not where the batch starts: someone else moved it (a
     /// rebalance, a replay rewind). Nothing may be committed; resume from `stored`.
@@ -127,8 +129,11 @@ pub async fn write<T>(
     let inserted: Vec<usize> = new.iter().map(|(i, _)| *i).collect();
     // Started before the insert so that publishing overlaps the rest of the transaction.
     let early = new_usage(&inserted);
+    let mut posted = super::billing::Posted::default();
     if !new.is_empty() {
         insert_usage(tx, batch, &new).await?;
+        let rows: Vec<&RatedCdr> = new.iter().map(|(_, x)| *x).collect();
+        posted = super::billing::post_usage(tx, &rows).await?;
     }
     summary.accepted = inserted.len() as u32;
     summary.duplicates += stored_before.len() as u32;
@@ -150,7 +155,9 @@ pub async fn write<T>(
             .map(|(_, x)| *x)
             .collect();
         if !again.is_empty() {
-            summary.rerated = super::rerate::rerate(tx, &again).await?;
+            let (rerated, customers) = super::rerate::rerate(tx, &again).await?;
+            summary.rerated = rerated;
+            posted.invalidated = customers;
         }
     }
     if !held.is_empty() {
@@ -223,6 +230,7 @@ pub async fn write<T>(
         summary,
         inserted,
         early,
+        posted,
     })
 }
 

@@ -2,9 +2,11 @@
 //! `sql/*.sql` and is compiled in with `include_str!`.
 
 pub mod batch;
+pub mod billing;
 pub mod catalog;
 pub mod customers;
 pub mod explain;
+pub mod invoices;
 pub mod offsets;
 pub mod rerate;
 pub mod stats;

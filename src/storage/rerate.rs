@@ -14,7 +14,7 @@ use crate::domain::batch::RatedCdr;
 use chrono::NaiveDate;
 use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 struct Stored {
     customer_id: i64,
@@ -25,8 +25,12 @@ struct Stored {
     owed: Decimal,
 }
 
-/// Price `events` again; returns how many changed.
-pub async fn rerate(tx: &Transaction<'_>, events: &[&RatedCdr]) -> Result<u32, StorageError> {
+/// Price `events` again; returns how many changed and the customers whose open-period
+/// buckets were rebuilt (their month-to-date state must be read again).
+pub async fn rerate(
+    tx: &Transaction<'_>,
+    events: &[&RatedCdr],
+) -> Result<(u32, Vec<i64>), StorageError> {
     let ids: Vec<&str> = events.iter().map(|x| x.cdr.record_id.as_str()).collect();
     let stored: HashMap<String, Stored> = tx
         .query(
@@ -54,6 +58,7 @@ pub async fn rerate(tx: &Transaction<'_>, events: &[&RatedCdr]) -> Result<u32, S
     let mut update_ids = Vec::new();
     let mut update = RatingColumns::with_capacity(events.len());
     let mut adj = Adjustments::default();
+    let mut rebuild: BTreeSet<(i64, NaiveDate)> = BTreeSet::new();
     for x in events {
         let Some(s) = stored.get(&x.cdr.record_id) else {
             continue;
@@ -73,6 +78,8 @@ pub async fn rerate(tx: &Transaction<'_>, events: &[&RatedCdr]) -> Result<u32, S
             }
             update_ids.push(x.cdr.record_id.as_str());
             update.push(x);
+            rebuild.insert((s.customer_id, period));
+            rebuild.insert((s.customer_id, x.rating.period));
         }
     }
     if !update_ids.is_empty() {
@@ -102,7 +109,18 @@ pub async fn rerate(tx: &Transaction<'_>, events: &[&RatedCdr]) -> Result<u32, S
         )
         .await?;
     }
-    Ok((update_ids.len() + adj.in_place.iter().filter(|p| !**p).count()) as u32)
+    // The buckets follow the new prices: rebuilt from the events, per customer and
+    // period touched (rare enough that rebuilding beats tracking old parts).
+    let mut customers = Vec::new();
+    for (customer, period) in &rebuild {
+        super::billing::rebuild_buckets(tx, &[*customer], &[*period]).await?;
+        customers.push(*customer);
+    }
+    customers.dedup();
+    Ok((
+        (update_ids.len() + adj.in_place.iter().filter(|p| !**p).count()) as u32,
+        customers,
+    ))
 }
 
 #[derive(Default)]

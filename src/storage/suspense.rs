@@ -10,7 +10,7 @@
 use super::batch::UsageColumns;
 use super::catalog::Version;
 use super::StorageError;
-use crate::domain::batch::{rate_record, Subscriber, Verdict};
+use crate::domain::batch::{rate_record, RatedCdr, Subscriber, Verdict};
 use crate::domain::normalize::NormalizedCdr;
 use std::collections::{BTreeMap, HashSet};
 
@@ -25,6 +25,8 @@ pub struct Resolved {
     pub duplicates: u64,
     /// The subscriber exists but the catalog cannot price the record: still held.
     pub unratable: u64,
+    /// Customers whose month-to-date buckets grew.
+    pub customers: Vec<i64>,
 }
 
 /// Resolve every open suspense record whose subscriber now exists.
@@ -91,6 +93,17 @@ pub async fn resolve(
                 inserted.insert(r.get(0));
             }
         }
+        let new_usage: Vec<&RatedCdr> = verdicts
+            .iter()
+            .filter_map(|(_, v)| match v {
+                Verdict::Rated(x) if inserted.contains(&x.cdr.record_id) => Some(&**x),
+                _ => None,
+            })
+            .collect();
+        let posted = super::billing::post_usage(&tx, &new_usage).await?;
+        total
+            .customers
+            .extend(posted.deltas.iter().map(|d| d.customer_id));
         let resolution: Vec<&str> = taken
             .iter()
             .map(|id| {
@@ -126,5 +139,7 @@ pub async fn resolve(
             break;
         }
     }
+    total.customers.sort_unstable();
+    total.customers.dedup();
     Ok(total)
 }

@@ -157,3 +157,47 @@ impl SuspenseResolved {
         }
     }
 }
+
+pub struct AlertRaised {
+    pub threshold: i16,
+}
+
+impl AlertRaised {
+    pub fn emit(&self, m: &Metrics) {
+        let label = match self.threshold {
+            80 => "80",
+            100 => "100",
+            _ => "other",
+        };
+        m.alerts_raised.with_label_values(&[label]).inc();
+        info!(threshold = self.threshold, "Credit-limit alert raised.");
+    }
+}
+
+pub struct UsageLate {
+    pub records: u32,
+}
+
+impl UsageLate {
+    pub fn emit(&self, m: &Metrics) {
+        if self.records > 0 {
+            m.records_late.inc_by(self.records as u64);
+            info!(
+                records = self.records,
+                "Usage of a closed period: owed on the next invoice."
+            );
+        }
+    }
+}
+
+pub struct InvoicesIssued {
+    pub period: chrono::NaiveDate,
+    pub invoices: u64,
+}
+
+impl InvoicesIssued {
+    pub fn emit(&self, m: &Metrics) {
+        m.invoices_issued.inc_by(self.invoices);
+        info!(period = %self.period, invoices = self.invoices, "Invoices issued.");
+    }
+}

@@ -25,6 +25,9 @@ pub struct Metrics {
     pub inflight_batches: IntGauge,
     pub actor_restarts: IntCounterVec,
     pub source_backoff_seconds: IntGauge,
+    pub alerts_raised: IntCounterVec,
+    pub records_late: IntCounter,
+    pub invoices_issued: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -72,6 +75,22 @@ impl Metrics {
                 r,
                 "cdrflow_records_consumed_total",
                 "Records read from the source topic and committed with an outcome.",
+            )?,
+            alerts_raised: counter_vec(
+                r,
+                "cdrflow_alerts_raised_total",
+                "Credit-limit alerts raised (once per customer, period and threshold).",
+                &["threshold"],
+            )?,
+            records_late: counter(
+                r,
+                "cdrflow_records_late_total",
+                "Accepted records of an already closed period, billed on the next invoice.",
+            )?,
+            invoices_issued: counter(
+                r,
+                "cdrflow_invoices_issued_total",
+                "Invoices numbered and stored by this process.",
             )?,
             records_accepted: counter(
                 r,

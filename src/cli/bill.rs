@@ -1,0 +1,98 @@
+//! `cdrflow bill --period YYYY-MM`: close a billing period and issue its invoices, and
+//! optionally write each as JSON and PDF into a folder. Running it again issues only
+//! what is missing (nothing, once a period is done) and writes the same files.
+
+use super::DatabaseArgs;
+use crate::domain::billing::{self, Invoice};
+use crate::render::pdf::invoice_pdf;
+use crate::storage::{self, invoices};
+use anyhow::Context as _;
+use chrono::NaiveDate;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+fn parse_period(s: &str) -> Result<NaiveDate, String> {
+    billing::parse_period(s).ok_or_else(|| format!("{s:?} is not a month written YYYY-MM"))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BillArgs {
+    /// The billing month, YYYY-MM (operator time).
+    #[arg(long, value_parser = parse_period)]
+    pub period: NaiveDate,
+    /// Write every invoice of the period as NUMBER.json and NUMBER.pdf into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// With --out, write the JSON only.
+    #[arg(long)]
+    pub no_pdf: bool,
+    /// Customers invoiced per transaction.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub chunk: i64,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+}
+
+pub async fn run(args: BillArgs) -> anyhow::Result<ExitCode> {
+    storage::migrate(&args.db.database_url)
+        .await
+        .context("Failed to migrate the database")?;
+    let pool = storage::pool(&args.db.database_url, 2)?;
+    let mut client = pool.get().await.context("Failed to connect to PostgreSQL")?;
+    let catalog = storage::catalog::load(&**client, None)
+        .await?
+        .context("no rating catalog has been applied to this database")?;
+    let started = Instant::now();
+    let report = invoices::bill_period(&mut client, &catalog, args.period, args.chunk).await?;
+    let billing_secs = started.elapsed().as_secs_f64();
+    println!(
+        "period {}: {} ({} invoices issued now, {} before; {} adjustments from earlier periods) in {:.1} s",
+        args.period.format("%Y-%m"),
+        if report.closed_now { "closed now" } else { "was closed" },
+        report.issued,
+        report.existing,
+        report.adjustments,
+        billing_secs
+    );
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("Failed to create {}", dir.display()))?;
+        let started = Instant::now();
+        let (mut json, mut pdf) = (0_u64, 0_u64);
+        let mut after = 0_i64;
+        loop {
+            let rows = client
+                .query(
+                    "SELECT seq, number, document FROM invoices WHERE period = $1 AND seq > $2
+                      ORDER BY seq LIMIT 1000",
+                    &[&args.period, &after],
+                )
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.get(0);
+            for r in &rows {
+                let number: String = r.get(1);
+                let document: String = r.get(2);
+                std::fs::write(dir.join(format!("{number}.json")), &document)
+                    .with_context(|| format!("Failed to write {number}.json"))?;
+                json += 1;
+                if !args.no_pdf {
+                    let invoice: Invoice = serde_json::from_str(&document)
+                        .with_context(|| format!("stored invoice {number} does not decode"))?;
+                    let bytes = invoice_pdf(&invoice)
+                        .with_context(|| format!("Failed to render {number}.pdf"))?;
+                    std::fs::write(dir.join(format!("{number}.pdf")), bytes)
+                        .with_context(|| format!("Failed to write {number}.pdf"))?;
+                    pdf += 1;
+                }
+            }
+        }
+        println!(
+            "wrote {json} JSON and {pdf} PDF invoices to {} in {:.1} s",
+            dir.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

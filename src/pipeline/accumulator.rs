@@ -1,0 +1,399 @@
+//! The BillingAccumulators: per-customer month-to-date state, sharded by customer id,
+//! fed after each commit with the usage that transaction really added to the buckets.
+//!
+//! The state is a cache of `usage_buckets`, which the batch transaction keeps exact: a
+//! customer not in memory is loaded from Postgres (the load already holds the delta that
+//! triggered it, so that delta is not applied again), and idle customers are evicted,
+//! which bounds memory. After each change the customer's estimated invoice total (the
+//! billing code of `cdrflow bill`) is compared with the credit limit; a threshold that
+//! looks reached is checked again against Postgres before it is raised, and the unique
+//! key on (customer, period, threshold) makes an alert happen once per period whatever
+//! restarts and replays happen.
+
+use crate::domain::billing::{self, Usage};
+use crate::storage::billing::{self as store, Account, Alert, CustomerUsage};
+use crate::storage::catalog::Version;
+use crate::storage::{self, StorageError};
+use crate::telemetry::events::{ActorRestarted, AlertRaised};
+use crate::telemetry::Metrics;
+use actix::prelude::*;
+use chrono::{NaiveDate, Utc};
+use deadpool_postgres::Pool;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::warn;
+
+/// New usage for customers of one shard, after its transaction committed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UsagePosted(pub Vec<CustomerUsage>);
+
+/// These customers' buckets changed outside the batch path (suspense resolution,
+/// re-rating): read them again and check their thresholds.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Refresh(pub Vec<i64>);
+
+/// Month-to-date state of one customer, for the periods seen.
+struct CustomerState {
+    account: Account,
+    periods: BTreeMap<NaiveDate, PeriodState>,
+    touched: Instant,
+}
+
+struct PeriodState {
+    usage: Usage,
+    raised: Vec<i16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccumulatorSettings {
+    /// Customers kept in memory per shard; the least recently used go first beyond it.
+    pub max_customers: usize,
+    /// A customer not touched for this long is evicted.
+    pub idle: Duration,
+    /// Where alerts are published (None: stored only).
+    pub alerts_topic: Option<String>,
+}
+
+pub struct Accumulator {
+    pool: Pool,
+    catalog: Arc<Version>,
+    settings: AccumulatorSettings,
+    producer: FutureProducer,
+    metrics: Metrics,
+    customers: HashMap<i64, CustomerState>,
+}
+
+impl Accumulator {
+    pub fn new(
+        pool: Pool,
+        catalog: Arc<Version>,
+        settings: AccumulatorSettings,
+        producer: FutureProducer,
+        metrics: Metrics,
+    ) -> Self {
+        Accumulator {
+            pool,
+            catalog,
+            settings,
+            producer,
+            metrics,
+            customers: HashMap::new(),
+        }
+    }
+
+    fn evict(&mut self) {
+        let idle = self.settings.idle;
+        self.customers.retain(|_, c| c.touched.elapsed() < idle);
+        let over = self
+            .customers
+            .len()
+            .saturating_sub(self.settings.max_customers);
+        if over > 0 {
+            let mut by_age: Vec<(Instant, i64)> =
+                self.customers.iter().map(|(id, c)| (c.touched, *id)).collect();
+            by_age.sort_unstable();
+            for (_, id) in by_age.into_iter().take(over) {
+                self.customers.remove(&id);
+            }
+        }
+    }
+}
+
+impl Actor for Accumulator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(super::stages::MAILBOX_CAPACITY);
+        ctx.run_interval(Duration::from_secs(10), |act, _| act.evict());
+        // A newer catalog changes allowances, fees and VAT of the estimates.
+        ctx.run_interval(Duration::from_secs(30), |act, ctx| {
+            let (pool, have) = (act.pool.clone(), act.catalog.version);
+            ctx.spawn(
+                async move {
+                    let client = pool.get().await.ok()?;
+                    match storage::catalog::active_version(&**client).await.ok()? {
+                        Some(v) if v != have => storage::catalog::load(&**client, Some(v))
+                            .await
+                            .ok()
+                            .flatten(),
+                        _ => None,
+                    }
+                }
+                .into_actor(act)
+                .map(|newer, act, _| {
+                    if let Some(v) = newer {
+                        act.catalog = Arc::new(v);
+                    }
+                }),
+            );
+        });
+    }
+}
+
+impl Supervised for Accumulator {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        ActorRestarted {
+            actor: "accumulator",
+        }
+        .emit(&self.metrics);
+        self.customers.clear();
+    }
+}
+
+impl Handler<UsagePosted> for Accumulator {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: UsagePosted, _: &mut Self::Context) -> Self::Result {
+        // Apply what is in memory now; what is not is loaded (with the delta in it).
+        let mut missing: BTreeSet<(i64, NaiveDate)> = BTreeSet::new();
+        let mut touched: BTreeSet<(i64, NaiveDate)> = BTreeSet::new();
+        let now = Instant::now();
+        for d in msg.0 {
+            match self
+                .customers
+                .get_mut(&d.customer_id)
+                .and_then(|c| {
+                    c.touched = now;
+                    c.periods.get_mut(&d.period)
+                }) {
+                Some(p) => {
+                    p.usage.merge(d.usage);
+                    touched.insert((d.customer_id, d.period));
+                }
+                None => {
+                    missing.insert((d.customer_id, d.period));
+                }
+            }
+        }
+        AtomicResponse::new(self.load_and_check(missing, touched))
+    }
+}
+
+impl Handler<Refresh> for Accumulator {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Refresh, _: &mut Self::Context) -> Self::Result {
+        for id in &msg.0 {
+            self.customers.remove(id);
+        }
+        let pool = self.pool.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let client = pool.get().await.map_err(StorageError::from)?;
+                store::open_periods_of(&client, &msg.0).await
+            }
+            .into_actor(self)
+            .then(|found, act, _| -> ResponseActFuture<Self, ()> {
+                match found {
+                    Ok(pairs) => act.load_and_check(pairs.into_iter().collect(), BTreeSet::new()),
+                    Err(error) => {
+                        warn!(%error, "Failed to refresh month-to-date state.");
+                        Box::pin(fut::ready(()))
+                    }
+                }
+            }),
+        ))
+    }
+}
+
+impl Accumulator {
+    /// Load `missing` from Postgres, then check the thresholds of everything changed.
+    fn load_and_check(
+        &mut self,
+        missing: BTreeSet<(i64, NaiveDate)>,
+        mut touched: BTreeSet<(i64, NaiveDate)>,
+    ) -> ResponseActFuture<Self, ()> {
+        let pool = self.pool.clone();
+        let need_accounts: Vec<i64> = missing
+            .iter()
+            .map(|(c, _)| *c)
+            .filter(|c| !self.customers.contains_key(c))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Box::pin(
+            async move { load(&pool, &missing, &need_accounts).await.map(|l| (missing, l)) }
+                .into_actor(self)
+                .then(move |loaded, act, _| {
+                    match loaded {
+                        Ok((missing, (accounts, mut buckets, mut raised))) => {
+                            let now = Instant::now();
+                            for (id, account) in accounts {
+                                act.customers.insert(
+                                    id,
+                                    CustomerState {
+                                        account,
+                                        periods: BTreeMap::new(),
+                                        touched: now,
+                                    },
+                                );
+                            }
+                            for key in missing {
+                                let Some(c) = act.customers.get_mut(&key.0) else {
+                                    continue; // not a customer (any more): nothing to bill
+                                };
+                                c.periods.insert(
+                                    key.1,
+                                    PeriodState {
+                                        usage: buckets.remove(&key).unwrap_or_default(),
+                                        raised: raised.remove(&key).unwrap_or_default(),
+                                    },
+                                );
+                                touched.insert(key);
+                            }
+                        }
+                        Err(error) => {
+                            // The cache stays without them; the next delta loads again.
+                            warn!(%error, "Failed to load month-to-date state.");
+                        }
+                    }
+                    let candidates = act.over_threshold(&touched);
+                    let (pool, catalog, producer, topic, metrics) = (
+                        act.pool.clone(),
+                        act.catalog.clone(),
+                        act.producer.clone(),
+                        act.settings.alerts_topic.clone(),
+                        act.metrics.clone(),
+                    );
+                    async move {
+                        if candidates.is_empty() {
+                            return Vec::new();
+                        }
+                        match confirm_and_raise(&pool, &catalog, &producer, topic.as_deref(), &metrics, candidates).await {
+                            Ok(raised) => raised,
+                            Err(error) => {
+                                warn!(%error, "Failed to raise credit-limit alerts; they are checked again on the next usage.");
+                                Vec::new()
+                            }
+                        }
+                    }
+                    .into_actor(act)
+                    .map(|raised, act, _| {
+                        for (customer, period, threshold) in raised {
+                            if let Some(p) = act
+                                .customers
+                                .get_mut(&customer)
+                                .and_then(|c| c.periods.get_mut(&period))
+                            {
+                                p.raised.push(threshold);
+                            }
+                        }
+                    })
+                }),
+        )
+    }
+
+    /// Customers and periods whose estimate reaches a threshold not raised yet.
+    fn over_threshold(&self, touched: &BTreeSet<(i64, NaiveDate)>) -> Vec<(Account, NaiveDate, Vec<i16>)> {
+        let v = &self.catalog;
+        touched
+            .iter()
+            .filter_map(|(id, period)| {
+                let c = self.customers.get(id)?;
+                let p = c.periods.get(period)?;
+                let estimate = billing::invoice(&v.catalog, v.version, &c.account.bill_to, *period, &p.usage, &[]).ok()?;
+                let reached = billing::thresholds_reached(estimate.total, c.account.credit_limit, &p.raised);
+                (!reached.is_empty()).then(|| (c.account.clone(), *period, p.raised.clone()))
+            })
+            .collect()
+    }
+}
+
+type Loaded = (
+    BTreeMap<i64, Account>,
+    BTreeMap<(i64, NaiveDate), Usage>,
+    BTreeMap<(i64, NaiveDate), Vec<i16>>,
+);
+
+async fn load(
+    pool: &Pool,
+    missing: &BTreeSet<(i64, NaiveDate)>,
+    need_accounts: &[i64],
+) -> Result<Loaded, StorageError> {
+    if missing.is_empty() {
+        return Ok(Default::default());
+    }
+    let client = pool.get().await?;
+    let customers: Vec<i64> = missing.iter().map(|(c, _)| *c).collect::<BTreeSet<_>>().into_iter().collect();
+    let periods: Vec<NaiveDate> = missing.iter().map(|(_, p)| *p).collect::<BTreeSet<_>>().into_iter().collect();
+    let accounts = if need_accounts.is_empty() {
+        BTreeMap::new()
+    } else {
+        store::accounts(&client, Some(need_accounts)).await?
+    };
+    let buckets = store::buckets(&client, &customers, &periods, false).await?;
+    let raised = store::raised_alerts(&client, &customers, &periods).await?;
+    Ok((accounts, buckets, raised))
+}
+
+/// Recompute each candidate's estimate from the stored buckets (the cache may lag a
+/// concurrent writer) and raise what it really reached, publishing each new alert.
+async fn confirm_and_raise(
+    pool: &Pool,
+    catalog: &Version,
+    producer: &FutureProducer,
+    topic: Option<&str>,
+    metrics: &Metrics,
+    candidates: Vec<(Account, NaiveDate, Vec<i16>)>,
+) -> Result<Vec<(i64, NaiveDate, i16)>, StorageError> {
+    let mut client = pool.get().await?;
+    let mut out = Vec::new();
+    for (account, period, raised) in candidates {
+        let id = account.bill_to.id;
+        let tx = client.transaction().await?;
+        let usage = store::buckets(&tx, &[id], &[period], false)
+            .await?
+            .remove(&(id, period))
+            .unwrap_or_default();
+        let Ok(estimate) = billing::invoice(&catalog.catalog, catalog.version, &account.bill_to, period, &usage, &[]) else {
+            continue;
+        };
+        let mut new = Vec::new();
+        for threshold in billing::thresholds_reached(estimate.total, account.credit_limit, &raised) {
+            let alert = Alert {
+                customer_id: id,
+                msisdn: account.bill_to.msisdn.clone(),
+                period,
+                threshold,
+                amount: estimate.total,
+                credit_limit: account.credit_limit,
+                raised_at: Utc::now(),
+            };
+            if store::raise_alert(&tx, &alert).await? {
+                new.push(alert);
+            }
+            out.push((id, period, threshold));
+        }
+        // Published before the commit: a crash in between raises and publishes it again
+        // (at least once on the topic, exactly once in Postgres).
+        if let Some(topic) = topic {
+            for alert in &new {
+                let payload = serde_json::to_string(alert).unwrap_or_default();
+                let key = id.to_string();
+                if let Err((error, _)) = producer
+                    .send(FutureRecord::to(topic).key(&key).payload(&payload), Duration::from_secs(10))
+                    .await
+                {
+                    warn!(%error, "Failed to publish a credit-limit alert; it is stored.");
+                }
+            }
+        }
+        tx.commit().await?;
+        for alert in &new {
+            AlertRaised {
+                threshold: alert.threshold,
+            }
+            .emit(metrics);
+        }
+    }
+    Ok(out)
+}
+
+/// The shard of a customer.
+pub fn shard_of(customer_id: i64, shards: usize) -> usize {
+    (customer_id.unsigned_abs() % shards.max(1) as u64) as usize
+}

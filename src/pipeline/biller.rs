@@ -1,0 +1,97 @@
+//! The Biller: closes and invoices billing periods on its own once they are over by the
+//! configured grace period (`--close-after-days`), so usage arriving late within the
+//! grace still lands on its own month's invoice. Also finishes a period whose `bill`
+//! was interrupted. The work is `storage::invoices::bill_period`, as for `cdrflow bill`.
+
+use crate::storage::{self, invoices};
+use crate::telemetry::events::InvoicesIssued;
+use crate::telemetry::Metrics;
+use actix::prelude::*;
+use chrono::{NaiveDate, Utc};
+use deadpool_postgres::Pool;
+use std::time::Duration;
+use tracing::warn;
+
+/// How often the Biller looks for periods to close.
+const EVERY: Duration = Duration::from_secs(60);
+
+pub struct Biller {
+    pool: Pool,
+    grace_days: u32,
+    metrics: Metrics,
+    running: bool,
+}
+
+impl Biller {
+    pub fn new(pool: Pool, grace_days: u32, metrics: Metrics) -> Self {
+        Biller {
+            pool,
+            grace_days,
+            metrics,
+            running: false,
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.running {
+            return;
+        }
+        self.running = true;
+        let (pool, days, metrics) = (self.pool.clone(), self.grace_days, self.metrics.clone());
+        ctx.spawn(
+            async move {
+                if let Err(error) = pass(&pool, days, &metrics).await {
+                    warn!(%error, "Failed to close a billing period; will try again.");
+                }
+            }
+            .into_actor(self)
+            .map(|_, act, _| act.running = false),
+        );
+    }
+}
+
+impl Actor for Biller {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.tick(ctx);
+        ctx.run_interval(EVERY, |act, ctx| act.tick(ctx));
+    }
+}
+
+impl Supervised for Biller {}
+
+async fn pass(pool: &Pool, grace_days: u32, metrics: &Metrics) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    let Some(catalog) = storage::catalog::load(&**client, None).await? else {
+        return Ok(());
+    };
+    let today = Utc::now()
+        .with_timezone(&catalog.catalog.operator.timezone)
+        .date_naive();
+    let due: Vec<NaiveDate> = client
+        .query(
+            "SELECT period FROM billing_periods
+              WHERE billed_at IS NULL
+                AND (period + interval '1 month')::date + $1::int4 <= $2
+              ORDER BY period",
+            &[&(grace_days as i32), &today],
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    for period in due {
+        match invoices::bill_period(&mut client, &catalog, period, 1000).await {
+            Ok(report) => InvoicesIssued {
+                period,
+                invoices: report.issued,
+            }
+            .emit(metrics),
+            // `cdrflow bill` is at it: it finishes the period itself.
+            Err(invoices::BillError::Busy) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

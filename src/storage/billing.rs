@@ -1,0 +1,386 @@
+//! Month-to-date usage buckets and late usage, written in the batch transaction from the
+//! rows it inserted, and read back for the accumulators, the API and `cdrflow bill`.
+
+use super::StorageError;
+use crate::domain::batch::RatedCdr;
+use crate::domain::billing::{BillTo, Bucket, BucketKey, Usage};
+use crate::domain::record::RecordType;
+use chrono::NaiveDate;
+use deadpool_postgres::Transaction;
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, BTreeSet};
+use deadpool_postgres::GenericClient;
+
+/// New usage of one customer and period, as it was added to the buckets.
+#[derive(Debug, Clone)]
+pub struct CustomerUsage {
+    pub customer_id: i64,
+    pub period: NaiveDate,
+    pub usage: Usage,
+}
+
+/// What posting new usage did.
+#[derive(Debug, Default)]
+pub struct Posted {
+    /// Added to open periods' buckets, by customer and period.
+    pub deltas: Vec<CustomerUsage>,
+    /// Events of closed periods, owed on the next open invoice instead.
+    pub late: u32,
+    /// Customers whose buckets were rebuilt (re-rating): read them again.
+    pub invalidated: Vec<i64>,
+}
+
+/// Post newly inserted usage rows: to the buckets of open periods, as late-usage
+/// adjustments for closed ones. Must run in the transaction that inserted the rows.
+pub async fn post_usage(
+    tx: &Transaction<'_>,
+    rows: &[&RatedCdr],
+) -> Result<Posted, StorageError> {
+    if rows.is_empty() {
+        return Ok(Posted::default());
+    }
+    let periods: Vec<NaiveDate> = rows
+        .iter()
+        .map(|x| x.rating.period)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let closed = lock_periods(tx, &periods).await?;
+
+    let mut open: BTreeMap<(i64, NaiveDate), Usage> = BTreeMap::new();
+    let mut late: Vec<&RatedCdr> = Vec::new();
+    for x in rows {
+        if closed.contains(&x.rating.period) {
+            late.push(x);
+        } else {
+            open.entry((x.customer_id, x.rating.period))
+                .or_default()
+                .add(x.catalog_version, &x.rating);
+        }
+    }
+    if !late.is_empty() {
+        let stmt = tx.prepare_cached(include_str!("sql/insert_late.sql")).await?;
+        let ids: Vec<&str> = late.iter().map(|x| x.cdr.record_id.as_str()).collect();
+        let customers: Vec<i64> = late.iter().map(|x| x.customer_id).collect();
+        let periods: Vec<NaiveDate> = late.iter().map(|x| x.rating.period).collect();
+        let versions: Vec<i32> = late.iter().map(|x| x.catalog_version).collect();
+        let amounts: Vec<Decimal> = late.iter().map(|x| x.rating.amount).collect();
+        tx.execute(&stmt, &[&ids, &customers, &periods, &versions, &amounts])
+            .await?;
+    }
+    let deltas: Vec<CustomerUsage> = open
+        .into_iter()
+        .map(|((customer_id, period), usage)| CustomerUsage {
+            customer_id,
+            period,
+            usage,
+        })
+        .collect();
+    upsert_buckets(tx, &deltas).await?;
+    Ok(Posted {
+        deltas,
+        late: late.len() as u32,
+        invalidated: Vec::new(),
+    })
+}
+
+/// Lock the rows of `periods` in `billing_periods` until the transaction ends and return
+/// the closed ones. A period without a row is given one, so that it can be locked.
+async fn lock_periods(
+    tx: &Transaction<'_>,
+    periods: &[NaiveDate],
+) -> Result<BTreeSet<NaiveDate>, StorageError> {
+    let lock = tx.prepare_cached(include_str!("sql/lock_periods.sql")).await?;
+    let mut rows = tx.query(&lock, &[&periods]).await?;
+    if rows.len() < periods.len() {
+        let add = tx
+            .prepare_cached(
+                "INSERT INTO billing_periods (period) SELECT unnest($1::date[]) ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        tx.execute(&add, &[&periods]).await?;
+        rows = tx.query(&lock, &[&periods]).await?;
+    }
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.get::<_, bool>(1))
+        .map(|r| r.get(0))
+        .collect())
+}
+
+async fn upsert_buckets(
+    tx: &Transaction<'_>,
+    deltas: &[CustomerUsage],
+) -> Result<(), StorageError> {
+    let n: usize = deltas.iter().map(|d| d.usage.buckets.len()).sum();
+    if n == 0 {
+        return Ok(());
+    }
+    let mut c = BucketColumns::with_capacity(n);
+    for d in deltas {
+        for (k, b) in &d.usage.buckets {
+            c.push(d.customer_id, d.period, k, b);
+        }
+    }
+    let stmt = tx
+        .prepare_cached(include_str!("sql/upsert_buckets.sql"))
+        .await?;
+    tx.execute(&stmt, &c.params()).await?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct BucketColumns<'a> {
+    customer: Vec<i64>,
+    period: Vec<NaiveDate>,
+    tariff: Vec<&'a str>,
+    band: Vec<&'a str>,
+    version: Vec<i32>,
+    service: Vec<&'a str>,
+    zone: Vec<&'a str>,
+    price: Vec<Decimal>,
+    units: Vec<i64>,
+    events: Vec<i64>,
+    amount: Vec<Decimal>,
+    extra: Vec<Decimal>,
+    cost: Vec<Decimal>,
+}
+
+impl<'a> BucketColumns<'a> {
+    fn with_capacity(n: usize) -> Self {
+        BucketColumns {
+            customer: Vec::with_capacity(n),
+            period: Vec::with_capacity(n),
+            tariff: Vec::with_capacity(n),
+            band: Vec::with_capacity(n),
+            version: Vec::with_capacity(n),
+            service: Vec::with_capacity(n),
+            zone: Vec::with_capacity(n),
+            price: Vec::with_capacity(n),
+            units: Vec::with_capacity(n),
+            events: Vec::with_capacity(n),
+            amount: Vec::with_capacity(n),
+            extra: Vec::with_capacity(n),
+            cost: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, customer: i64, period: NaiveDate, k: &'a BucketKey, b: &'a Bucket) {
+        self.customer.push(customer);
+        self.period.push(period);
+        self.tariff.push(&k.tariff_id);
+        self.band.push(&k.band);
+        self.version.push(k.catalog_version);
+        self.service.push(b.service.as_str());
+        self.zone.push(&b.zone);
+        self.price.push(b.price);
+        self.units.push(b.units);
+        self.events.push(b.events);
+        self.amount.push(b.amount);
+        self.extra.push(b.extra);
+        self.cost.push(b.cost);
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 13] {
+        [
+            &self.customer,
+            &self.period,
+            &self.tariff,
+            &self.band,
+            &self.version,
+            &self.service,
+            &self.zone,
+            &self.price,
+            &self.units,
+            &self.events,
+            &self.amount,
+            &self.extra,
+            &self.cost,
+        ]
+    }
+}
+
+/// Buckets of `customers` in `periods`: as stored (`from_events` false) or as the stored
+/// events make them (true).
+pub async fn buckets<C: GenericClient>(
+    client: &C,
+    customers: &[i64],
+    periods: &[NaiveDate],
+    from_events: bool,
+) -> Result<BTreeMap<(i64, NaiveDate), Usage>, StorageError> {
+    let sql = if from_events {
+        include_str!("sql/buckets_from_usage.sql")
+    } else {
+        "SELECT customer_id, period, tariff_id, band, catalog_version, service, zone, price,
+                units, events, amount, extra, cost
+           FROM usage_buckets WHERE customer_id = ANY($1::int8[]) AND period = ANY($2::date[])"
+    };
+    let stmt = client.prepare_cached(sql).await?;
+    let mut out: BTreeMap<(i64, NaiveDate), Usage> = BTreeMap::new();
+    for r in client.query(&stmt, &[&customers, &periods]).await? {
+        let service: String = r.get(5);
+        let service = RecordType::parse(&service).ok_or_else(|| {
+            StorageError::Config(format!("usage bucket with unknown service {service:?}"))
+        })?;
+        out.entry((r.get(0), r.get(1))).or_default().add_bucket(
+            BucketKey {
+                tariff_id: r.get(2),
+                band: r.get(3),
+                catalog_version: r.get(4),
+            },
+            Bucket {
+                service,
+                zone: r.get(6),
+                price: r.get(7),
+                units: r.get(8),
+                events: r.get(9),
+                amount: r.get(10),
+                extra: r.get(11),
+                cost: r.get(12),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Replace the buckets of `customers` in the open `periods` by what their stored events
+/// make: after events were priced again in place.
+pub async fn rebuild_buckets(
+    tx: &Transaction<'_>,
+    customers: &[i64],
+    periods: &[NaiveDate],
+) -> Result<(), StorageError> {
+    let delete = tx
+        .prepare_cached(
+            "DELETE FROM usage_buckets WHERE customer_id = ANY($1::int8[]) AND period = ANY($2::date[])",
+        )
+        .await?;
+    tx.execute(&delete, &[&customers, &periods]).await?;
+    let insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO usage_buckets (customer_id, period, tariff_id, band, catalog_version,
+                                        service, zone, price, units, events, amount, extra, cost)
+             {}",
+            include_str!("sql/buckets_from_usage.sql")
+        ))
+        .await?;
+    tx.execute(&insert, &[&customers, &periods]).await?;
+    Ok(())
+}
+
+/// A customer as billing sees them: who the invoice is for, and their credit limit.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub bill_to: BillTo,
+    pub credit_limit: Decimal,
+}
+
+/// The accounts of `customers` (all customers with None), by id.
+pub async fn accounts<C: GenericClient>(
+    client: &C,
+    customers: Option<&[i64]>,
+) -> Result<BTreeMap<i64, Account>, StorageError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT customer_id, name, msisdn, plan, region, is_student, activated_on, credit_limit
+               FROM customers WHERE $1::int8[] IS NULL OR customer_id = ANY($1::int8[])",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[&customers])
+        .await?
+        .into_iter()
+        .map(|r| {
+            (
+                r.get(0),
+                Account {
+                    bill_to: BillTo {
+                        id: r.get(0),
+                        name: r.get(1),
+                        msisdn: r.get(2),
+                        plan: r.get(3),
+                        region: r.get(4),
+                        is_student: r.get(5),
+                        activated_on: r.get(6),
+                    },
+                    credit_limit: r.get(7),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Thresholds already raised, by customer and period.
+pub async fn raised_alerts<C: GenericClient>(
+    client: &C,
+    customers: &[i64],
+    periods: &[NaiveDate],
+) -> Result<BTreeMap<(i64, NaiveDate), Vec<i16>>, StorageError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT customer_id, period, threshold FROM alerts
+              WHERE customer_id = ANY($1::int8[]) AND period = ANY($2::date[])",
+        )
+        .await?;
+    let mut out: BTreeMap<(i64, NaiveDate), Vec<i16>> = BTreeMap::new();
+    for r in client.query(&stmt, &[&customers, &periods]).await? {
+        out.entry((r.get(0), r.get(1))).or_default().push(r.get(2));
+    }
+    Ok(out)
+}
+
+/// A credit-limit alert.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Alert {
+    pub customer_id: i64,
+    pub msisdn: String,
+    pub period: NaiveDate,
+    pub threshold: i16,
+    pub amount: Decimal,
+    pub credit_limit: Decimal,
+    pub raised_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Store `alert` unless this customer, period and threshold has one; true if stored.
+pub async fn raise_alert(tx: &Transaction<'_>, alert: &Alert) -> Result<bool, StorageError> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO alerts (customer_id, period, threshold, amount, credit_limit, raised_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    Ok(tx
+        .execute(
+            &stmt,
+            &[
+                &alert.customer_id,
+                &alert.period,
+                &alert.threshold,
+                &alert.amount,
+                &alert.credit_limit,
+                &alert.raised_at,
+            ],
+        )
+        .await?
+        == 1)
+}
+
+/// Open periods in which these customers have buckets.
+pub async fn open_periods_of<C: GenericClient>(
+    client: &C,
+    customers: &[i64],
+) -> Result<Vec<(i64, NaiveDate)>, StorageError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT DISTINCT b.customer_id, b.period FROM usage_buckets b
+               LEFT JOIN billing_periods p ON p.period = b.period
+              WHERE b.customer_id = ANY($1::int8[]) AND p.closed_at IS NULL",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[&customers])
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
