@@ -7,9 +7,14 @@
 # into the same table. Steady: produce at half the measured throughput for 60 s while
 # the daemon runs, and report produce-to-commit latency percentiles.
 #
-# Rating costs something: the same backlog is also run by the pipeline spine without
-# rating (BENCH_BASELINE, a git revision, default the landed spine; built once into
-# target/baseline; "none" skips it), so that both figures come from the same run.
+# Each stage costs something: the same backlog is also run by an earlier build
+# (BENCH_BASELINE, a git revision, default 08bee36: rating without the billing
+# accumulators; 382176c is the spine without rating; built once into target/baseline;
+# "none" skips it), so that both figures come from the same run.
+#
+# Billing: once the backlog is committed, `cdrflow bill` closes September for all
+# BENCH_CUSTOMERS customers (default 100,000), then writes every invoice as JSON and PDF
+# (timed apart).
 #
 # Knobs: BENCH_RECORDS, BENCH_STEADY_SECS, BENCH_PARTITIONS, BENCH_BATCH_SIZE, BENCH_COMMITTERS, and
 # BENCH_DAEMON_ARGS (extra flags for `cdrflow run`, e.g. --no-publish). BENCH_STEADY_RATE=R
@@ -22,9 +27,9 @@ N=${BENCH_RECORDS:-1000000}
 STEADY_SECS=${BENCH_STEADY_SECS:-60}
 PARTS=${BENCH_PARTITIONS:-4}
 BATCH=${BENCH_BATCH_SIZE:-5000}
-CUSTOMERS=10000
+CUSTOMERS=${BENCH_CUSTOMERS:-100000}
 COMMITTERS=${BENCH_COMMITTERS:-2}
-BASELINE=${BENCH_BASELINE:-382176c}
+BASELINE=${BENCH_BASELINE:-08bee36}
 PG=postgres://postgres@127.0.0.1:5432
 
 ensure_postgres
@@ -35,7 +40,7 @@ BIN=target/release/cdrflow
 LIMITS=target/release/cdrflow-bench
 BASE_BIN=
 if [ "$BASELINE" != none ] && [ -z "${BENCH_STEADY_RATE:-}" ]; then
-  log "Building the baseline $BASELINE (spine, no rating) into target/baseline"
+  log "Building the baseline $BASELINE into target/baseline"
   src=target/baseline-src/$BASELINE
   if [ ! -f "$src/Cargo.toml" ]; then
     mkdir -p "$src" && git archive "$BASELINE" | tar -x -C "$src"
@@ -124,9 +129,21 @@ backlog=$(psql_q $db "SELECT sum(records), extract(epoch FROM max(committed_at))
 backlog_rss=$PEAK_RSS_KB
 backlog_start=$START
 
+log "Billing September for every customer"
+quiesce
+bill_out=$("$BIN" bill --period 2026-09 --database-url "$PG/$db" 2>/dev/null)
+echo "$bill_out" >&2
+files_out=$("$BIN" bill --period 2026-09 --database-url "$PG/$db" --out "$work/invoices" 2>/dev/null | tail -1)
+echo "$files_out" >&2
+invoices=$(psql_q $db "SELECT count(*) || '|' || max(seq) || '|' || count(DISTINCT seq) FROM invoices WHERE period = '2026-09-01'")
+bill_secs=$(echo "$bill_out" | grep -o 'in [0-9.]* s' | grep -o '[0-9.]*')
+files_secs=$(echo "$files_out" | grep -o 'in [0-9.]* s' | grep -o '[0-9.]*')
+pdf_bytes=$(du -sb "$work/invoices" | cut -f1)
+rm -rf "$work/invoices"
+
 spine="||"
 if [ -n "$BASE_BIN" ]; then
-  log "Baseline: the spine without rating over the same backlog"
+  log "Baseline $BASELINE over the same backlog"
   "$BASE_BIN" generate --brokers "$BROKER" --topic "$topic" --count 0 --seed 1 --customers $CUSTOMERS \
     --database-url "$PG/${db}_spine" >/dev/null 2>&1
   run_daemon "$topic" "${db}_spine" bench 3 "$BASE_BIN"
@@ -171,9 +188,9 @@ if [ -n "${BENCH_STEADY_RATE:-}" ]; then
   echo "steady: $rate records/s offered; latency produce->commit p50|p99|max ms|records: $latency; peak RSS $((steady_rss / 1024)) MB"
   exit 0
 fi
-python3 - "$N" "$backlog" "$backlog_start" "$backlog_rss" "$consume_json" "$insert_json" "$latency" "$steady_rss" "$rate" "$work/gen.json" "$spine" "$BASELINE" <<'PY'
+python3 - "$N" "$backlog" "$backlog_start" "$backlog_rss" "$consume_json" "$insert_json" "$latency" "$steady_rss" "$rate" "$work/gen.json" "$spine" "$BASELINE" "$invoices|$bill_secs|$files_secs|$pdf_bytes" "$CUSTOMERS" <<'PY'
 import json, sys
-n, backlog, start, rss, consume, insert, latency, steady_rss, rate, gen, spine, baseline = sys.argv[1:]
+n, backlog, start, rss, consume, insert, latency, steady_rss, rate, gen, spine, baseline, bill, customers = sys.argv[1:]
 consumed, last, first = (float(x) for x in backlog.split("|"))
 start, rss, steady_rss = float(start), int(rss), int(steady_rss)
 consume, insert, gen = json.loads(consume), json.loads(insert), json.load(open(gen))
@@ -194,9 +211,14 @@ print(f"  ratio              {wall / lower:.0%} of the lower limit ({'consumer' 
 if spine != "||":
     s_records, s_last, s_start = (float(x) for x in spine.split("|"))
     s_wall = s_records / (s_last - s_start)
-    print(f"  spine {baseline:<12} {s_wall:,.0f} records/s end to end, same backlog, no rating")
-    print(f"  rating on          {wall / s_wall:.0%} of the spine's throughput")
+    print(f"  baseline {baseline:<9} {s_wall:,.0f} records/s end to end, same backlog")
+    print(f"  this build         {wall / s_wall:.0%} of the baseline's throughput")
 print(f"  peak RSS backlog   {rss / 1024:.0f} MB")
+count, max_seq, distinct, bill_secs, files_secs, files_bytes = bill.split("|")
+print(f"  bill 2026-09       {int(count):,} invoices for {int(customers):,} customers in {float(bill_secs):.1f} s "
+      f"(numbers 1..{max_seq}, {int(distinct):,} distinct)")
+print(f"  invoice files      {int(count):,} JSON + PDF written in {float(files_secs):.1f} s "
+      f"({float(files_secs) / max(int(count), 1) * 1000:.2f} ms an invoice, {int(files_bytes) / max(2 * int(count), 1) / 1024:.1f} KiB a file)")
 print(f"  steady             {int(rate):,} records/s offered; latency produce->commit p50 {p50} ms, p99 {p99} ms, max {mx} ms over {int(rows):,} records")
 print(f"  peak RSS steady    {steady_rss / 1024:.0f} MB")
 PY

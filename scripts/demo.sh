@@ -3,7 +3,8 @@
 # broker (installing tansu if needed), apply the shipped catalog, create customers,
 # generate a month of CDRs with anomalies, run the daemon until the stream is drained,
 # reconcile what was sent with what was stored, show what the month is worth and
-# explain one price; then import the missing subscribers and watch suspense get rated.
+# explain one price; import the missing subscribers and watch suspense get rated; then
+# close the month: invoices in Postgres, as JSON and as PDF, and the alerts raised.
 #
 # Knobs: DEMO_RECORDS (default 200000), DEMO_CUSTOMERS (default 5000).
 set -euo pipefail
@@ -86,5 +87,24 @@ psql "$DB" -Atc "SELECT DISTINCT msisdn FROM suspense_records WHERE resolved_at 
   | awk 'BEGIN {print "msisdn,name,plan,region,student,activated_on,credit_limit"} {print $1 ",New customer " NR ",basic,,,,"}' >"$work/new-customers.csv"
 "$BIN" customers import "$work/new-customers.csv" --database-url "$DB"
 psql "$DB" -Atc "SELECT 'held: ' || count(*) FILTER (WHERE resolved_at IS NULL) || ', rated: ' || count(*) FILTER (WHERE resolution = 'rated') FROM suspense_records"
-log "Done. out/ holds the reports; docs/catalog.md explains the prices."
+
+period=$(psql "$DB" -Atc "SELECT to_char(period, 'YYYY-MM') FROM usage_events GROUP BY period ORDER BY count(*) DESC LIMIT 1")
+log "Closing $period: one invoice per active customer (Postgres, out/invoices/*.json and *.pdf)"
+rm -rf out/invoices
+"$BIN" bill --period "$period" --database-url "$DB" --out out/invoices
+psql "$DB" -P pager=off -c "
+  SELECT count(*) AS invoices, min(number) AS first, max(number) AS last,
+         sum(subtotal) AS subtotal, sum(vat) AS vat, sum(total) AS total
+    FROM invoices WHERE period = '$period-01'" | tee out/invoices.txt
+psql "$DB" -P pager=off -c "
+  SELECT kind, count(*) AS lines, sum(amount) AS amount
+    FROM invoice_lines l JOIN invoices i USING (number)
+   WHERE i.period = '$period-01' GROUP BY kind ORDER BY kind" | tee -a out/invoices.txt
+psql "$DB" -P pager=off -c "
+  SELECT threshold || ' %' AS credit_limit_alert, count(*) AS customers FROM alerts
+   WHERE period = '$period-01' GROUP BY threshold ORDER BY threshold" | tee -a out/invoices.txt
+first=$(psql "$DB" -Atc "SELECT number FROM invoices WHERE period = '$period-01' ORDER BY total DESC LIMIT 1")
+log "The largest invoice, $first (out/invoices/$first.pdf):"
+if command -v pdftotext >/dev/null; then pdftotext -layout "out/invoices/$first.pdf" - | sed -e '/^\s*$/d'; else head -40 "out/invoices/$first.json"; fi
+log "Done. out/ holds the reports and invoices; docs/catalog.md explains the prices."
 

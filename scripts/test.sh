@@ -7,6 +7,11 @@ source scripts/lib.sh
 
 ensure_postgres
 ensure_tansu
+# pdftotext reads the rendered invoices back in the PDF tests.
+if ! command -v pdftotext >/dev/null; then
+  log "Installing poppler-utils (pdftotext)"
+  apt-get update -qq && apt-get install -y -qq poppler-utils >/dev/null
+fi
 work=$(mktemp -d)
 trap 'stop_broker; rm -rf "$work"' EXIT
 # sqlite storage: the tests check offsets, which tansu's memory engine reports wrongly.

@@ -9,19 +9,22 @@
 //!    in-flight)       reasons)     units, cell)  tariff,    rejects, suspense, re-rating,
 //!                                                band, price) counters, offsets)
 //!                                                        └──► cdr.normalized / cdr.rejected
+//!                                                 Committer ─► BillingAccumulator[customer mod k]
+//!                                                 (month-to-date state, credit-limit alerts)
 //!   SuspenseResolver: held records are rated once their subscriber exists.
+//!   Biller: closes and invoices a month after its grace period (`cdrflow bill` by hand).
 //! ```
 //!
 //! Layers, each in its own folder:
 //! - [`domain`]: pure code — records, validation, normalization, the catalog and rating,
-//!   the generator model.
+//!   billing (buckets, allowances, discounts, invoices), the generator model.
 //! - [`pipeline`]: the actors, thin shells that call the domain and forward with `send()`.
 //! - [`render`]: documents made from domain values, pure: the invoice as a PDF.
 //! - [`kafka`]: client construction, the rebalance context, output publishing, reading a
 //!   record back by position.
 //! - [`storage`]: Postgres pool, migrations, the batch write, the catalog versions,
-//!   customers, suspense resolution, re-rating, stats.
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//!   customers, suspense resolution, re-rating, usage buckets and alerts, invoices, stats.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, the billing API.
 //! - [`telemetry`]: tracing set-up, the metrics registry, events that feed both.
 //! - [`cli`]: one module per subcommand.
 //!

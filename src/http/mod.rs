@@ -1,5 +1,8 @@
 //! The daemon's HTTP face: `/metrics` (Prometheus text), `/healthz` (the process is up),
-//! `/readyz` (Postgres and the broker answer).
+//! `/readyz` (Postgres and the broker answer), and the billing API:
+//! `GET /api/customers/{id}/usage[?period=YYYY-MM]` (month-to-date buckets, allowances
+//! left, the estimated invoice), `GET /api/invoices?period=&customer=`,
+//! `GET /api/invoices/{number}.json` and `.pdf`.
 
 use crate::telemetry::Metrics;
 use actix_web::dev::Server;
@@ -10,10 +13,12 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod api;
+
 #[derive(Clone)]
 pub struct State {
     metrics: Metrics,
-    pool: Pool,
+    pub(crate) pool: Pool,
     producer: FutureProducer,
     topic: String,
 }
@@ -38,6 +43,9 @@ pub fn serve(addr: SocketAddr, state: State) -> std::io::Result<Server> {
             .route("/metrics", web::get().to(metrics))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
+            .route("/api/customers/{id}/usage", web::get().to(api::usage))
+            .route("/api/invoices", web::get().to(api::invoices))
+            .route("/api/invoices/{file}", web::get().to(api::invoice))
     })
     .workers(1)
     // Signals are the pipeline's to handle: it must drain before the server goes.

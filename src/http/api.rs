@@ -1,0 +1,173 @@
+//! The billing API: month-to-date usage of a customer (the same billing code as the
+//! invoice, on the stored buckets), invoice listings, and invoice documents as JSON
+//! (exactly as stored) and PDF (rendered from that JSON).
+
+use super::State;
+use crate::domain::billing::{self, Invoice};
+use crate::render::pdf::invoice_pdf;
+use crate::storage::{self, billing as store, invoices};
+use actix_web::{web, HttpResponse};
+use chrono::{NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+fn error(status: actix_web::http::StatusCode, message: impl std::fmt::Display) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"error": message.to_string()}))
+}
+
+fn bad_request(message: impl std::fmt::Display) -> HttpResponse {
+    error(actix_web::http::StatusCode::BAD_REQUEST, message)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
+    error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, e)
+}
+
+fn not_found(what: impl std::fmt::Display) -> HttpResponse {
+    error(actix_web::http::StatusCode::NOT_FOUND, what)
+}
+
+fn period_param(p: Option<&str>) -> Result<Option<NaiveDate>, HttpResponse> {
+    match p {
+        None | Some("") => Ok(None),
+        Some(s) => billing::parse_period(s)
+            .map(Some)
+            .ok_or_else(|| bad_request(format!("period {s:?} is not YYYY-MM"))),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct UsageQuery {
+    period: Option<String>,
+}
+
+pub async fn usage(
+    state: web::Data<State>,
+    id: web::Path<i64>,
+    q: web::Query<UsageQuery>,
+) -> HttpResponse {
+    let id = id.into_inner();
+    let client = match state.pool.get().await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e),
+    };
+    let catalog = match storage::catalog::load(&**client, None).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return unavailable("no catalog applied"),
+        Err(e) => return unavailable(e),
+    };
+    let period = match period_param(q.period.as_deref()) {
+        Ok(Some(p)) => p,
+        Ok(None) => crate::domain::rating::period_of(&catalog.catalog, Utc::now()),
+        Err(r) => return r,
+    };
+    let account = match store::accounts(&client, Some(&[id])).await {
+        Ok(mut a) => match a.remove(&id) {
+            Some(a) => a,
+            None => return not_found(format!("no customer {id}")),
+        },
+        Err(e) => return unavailable(e),
+    };
+    let usage = match store::buckets(&client, &[id], &[period], false).await {
+        Ok(mut b) => b.remove(&(id, period)).unwrap_or_default(),
+        Err(e) => return unavailable(e),
+    };
+    let estimate = match billing::invoice(
+        &catalog.catalog,
+        catalog.version,
+        &account.bill_to,
+        period,
+        &usage,
+        &[],
+    ) {
+        Ok(i) => i,
+        Err(e) => return error(actix_web::http::StatusCode::CONFLICT, e),
+    };
+    let buckets: Vec<_> = usage
+        .buckets
+        .iter()
+        .map(|(k, b)| {
+            json!({
+                "service": b.service.as_str(), "zone": b.zone, "band": k.band,
+                "tariff_id": k.tariff_id, "catalog_version": k.catalog_version,
+                "price": b.price, "units": b.units, "events": b.events,
+                "amount": b.gross(),
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "customer_id": id,
+        "period": period.format("%Y-%m").to_string(),
+        "currency": estimate.currency,
+        "events": usage.events(),
+        "rated": usage.gross(),
+        "buckets": buckets,
+        "allowances": estimate.allowances,
+        "estimate": {
+            "lines": estimate.lines,
+            "subtotal": estimate.subtotal,
+            "vat": estimate.vat,
+            "total": estimate.total,
+        },
+        "credit_limit": account.credit_limit,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct InvoicesQuery {
+    period: Option<String>,
+    customer: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub async fn invoices(state: web::Data<State>, q: web::Query<InvoicesQuery>) -> HttpResponse {
+    let period = match period_param(q.period.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
+    let client = match state.pool.get().await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e),
+    };
+    match invoices::list(&client, period, q.customer, limit).await {
+        Ok(list) => HttpResponse::Ok().json(list),
+        Err(e) => unavailable(e),
+    }
+}
+
+pub async fn invoice(state: web::Data<State>, file: web::Path<String>) -> HttpResponse {
+    let file = file.into_inner();
+    let (number, pdf) = match (file.strip_suffix(".json"), file.strip_suffix(".pdf")) {
+        (Some(n), _) => (n.to_string(), false),
+        (_, Some(n)) => (n.to_string(), true),
+        _ => return bad_request("ask for NUMBER.json or NUMBER.pdf"),
+    };
+    let client = match state.pool.get().await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e),
+    };
+    let document = match invoices::stored_document(&client, &number).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return not_found(format!("no invoice {number}")),
+        Err(e) => return unavailable(e),
+    };
+    if !pdf {
+        return HttpResponse::Ok()
+            .content_type("application/json")
+            .body(document);
+    }
+    let rendered = serde_json::from_str::<Invoice>(&document)
+        .map_err(|e| e.to_string())
+        .and_then(|inv| invoice_pdf(&inv).map_err(|e| e.to_string()));
+    match rendered {
+        Ok(bytes) => HttpResponse::Ok()
+            .content_type("application/pdf")
+            .insert_header((
+                "Content-Disposition",
+                format!("inline; filename=\"{number}.pdf\""),
+            ))
+            .body(bytes),
+        Err(e) => error(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
