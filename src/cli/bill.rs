@@ -39,7 +39,10 @@ pub async fn run(args: BillArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("Failed to migrate the database")?;
     let pool = storage::pool(&args.db.database_url, 2)?;
-    let mut client = pool.get().await.context("Failed to connect to PostgreSQL")?;
+    let mut client = pool
+        .get()
+        .await
+        .context("Failed to connect to PostgreSQL")?;
     let catalog = storage::catalog::load(&**client, None)
         .await?
         .context("no rating catalog has been applied to this database")?;

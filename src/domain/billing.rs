@@ -75,12 +75,11 @@ impl Usage {
             .parts
             .iter()
             .map(|p| (p.band.as_str(), p.units, p.price, p.amount))
-            .chain(r.parts.is_empty().then_some((
-                first_band,
-                0,
-                Decimal::ZERO,
-                Decimal::ZERO,
-            )))
+            .chain(
+                r.parts
+                    .is_empty()
+                    .then_some((first_band, 0, Decimal::ZERO, Decimal::ZERO)),
+            )
             .enumerate()
         {
             let first = i == 0;
@@ -197,8 +196,10 @@ pub fn allowances(catalog: &Catalog, plan: &Plan, usage: &Usage) -> Vec<Allowanc
                 // fully covered bucket is credited to the last decimal.
                 b.amount - credited
             } else {
-                round_amount(b.price * Decimal::from(take) / Decimal::from(per_price_unit(b.service)))
-                    .min(b.amount - credited)
+                round_amount(
+                    b.price * Decimal::from(take) / Decimal::from(per_price_unit(b.service)),
+                )
+                .min(b.amount - credited)
             };
             covered.insert(key, (done + take, credited + c));
             credit += c;
@@ -362,7 +363,9 @@ pub struct Invoice {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BillingError {
-    #[error("customer {customer} is on plan {plan:?}, which catalog version {version} does not have")]
+    #[error(
+        "customer {customer} is on plan {plan:?}, which catalog version {version} does not have"
+    )]
     UnknownPlan {
         customer: i64,
         plan: String,
@@ -433,9 +436,15 @@ pub fn invoice(
         let events: i64 = of.iter().map(|b| b.events).sum();
         let rated: Decimal = of.iter().map(|b| b.gross()).sum();
         let (description, quantity) = match service {
-            RecordType::Voice => (format!("Voice calls ({events})"), Decimal::from(units) / Decimal::from(60)),
+            RecordType::Voice => (
+                format!("Voice calls ({events})"),
+                Decimal::from(units) / Decimal::from(60),
+            ),
             RecordType::Sms => (format!("SMS ({events})"), Decimal::from(units)),
-            RecordType::Data => (format!("Mobile data ({events} sessions)"), Decimal::from(units) / Decimal::from(1024)),
+            RecordType::Data => (
+                format!("Mobile data ({events} sessions)"),
+                Decimal::from(units) / Decimal::from(1024),
+            ),
         };
         lines.push(InvoiceLine {
             kind: LineKind::Usage,
@@ -483,13 +492,20 @@ pub fn invoice(
             amount: -money(a.credit),
         });
     }
-    let base: Decimal = lines.iter().map(|l| l.amount).sum::<Decimal>().max(Decimal::ZERO);
+    let base: Decimal = lines
+        .iter()
+        .map(|l| l.amount)
+        .sum::<Decimal>()
+        .max(Decimal::ZERO);
     let discounts = &catalog.discounts;
     let mut discount = |applies: bool, rate: Decimal, what: String| {
         if applies && !rate.is_zero() && !base.is_zero() {
             lines.push(InvoiceLine {
                 kind: LineKind::Discount,
-                description: format!("{what} discount {}%", (rate * Decimal::ONE_HUNDRED).normalize()),
+                description: format!(
+                    "{what} discount {}%",
+                    (rate * Decimal::ONE_HUNDRED).normalize()
+                ),
                 service: None,
                 date: None,
                 quantity: None,
@@ -499,9 +515,17 @@ pub fn invoice(
             });
         }
     };
-    discount(customer.is_student, discounts.student, "Student".to_string());
     discount(
-        loyal(customer.activated_on, discounts.loyalty_after_months, period),
+        customer.is_student,
+        discounts.student,
+        "Student".to_string(),
+    );
+    discount(
+        loyal(
+            customer.activated_on,
+            discounts.loyalty_after_months,
+            period,
+        ),
         discounts.loyalty,
         format!("Loyalty ({} months)", discounts.loyalty_after_months),
     );

@@ -87,7 +87,10 @@ fn a_students_month_is_invoiced_exactly_as_computed_by_hand() {
         quantities,
         vec![Some(dec("69.00")), Some(dec("2.00")), Some(dec("3072.00"))]
     );
-    assert_eq!(line(&inv, LineKind::PlanFee), vec![("Monthly fee, Student", dec("49.00"))]);
+    assert_eq!(
+        line(&inv, LineKind::PlanFee),
+        vec![("Monthly fee, Student", dec("49.00"))]
+    );
     // 60 domestic minutes = 3600 s, most expensive first: peak 150 + 120 = 270 s (1.50 +
     // 1.20 = 2.70), then the 0.30 buckets in key order: off-peak 180 s (0.90), weekend
     // 3150 of its 3600 s (3150 / 60 × 0.30 = 15.75): 2.70 + 0.90 + 15.75 = 19.35. The
@@ -97,7 +100,10 @@ fn a_students_month_is_invoiced_exactly_as_computed_by_hand() {
         line(&inv, LineKind::Allowance),
         vec![
             ("Included 60 min voice (domestic): 60 used", dec("-19.35")),
-            ("Included 2048 MB data (domestic): 2048 used", dec("-102.40")),
+            (
+                "Included 2048 MB data (domestic): 2048 used",
+                dec("-102.40")
+            ),
         ]
     );
     // Discount base: 27.60 + 1.65 + 153.60 + 49.00 − 19.35 − 102.40 = 110.10; 10 % = 11.01.
@@ -105,7 +111,10 @@ fn a_students_month_is_invoiced_exactly_as_computed_by_hand() {
         line(&inv, LineKind::Discount),
         vec![("Student discount 10%", dec("-11.01"))]
     );
-    assert_eq!(line(&inv, LineKind::RegulatoryFee), vec![("Regulatory fee", dec("1.00"))]);
+    assert_eq!(
+        line(&inv, LineKind::RegulatoryFee),
+        vec![("Regulatory fee", dec("1.00"))]
+    );
     // Subtotal 110.10 − 11.01 + 1.00 = 100.09; VAT 20 % = 20.018 → 20.02; total 120.11.
     assert_eq!(inv.subtotal, dec("100.09"));
     assert_eq!(inv.vat, dec("20.02"));
@@ -123,16 +132,30 @@ fn a_customer_without_usage_gets_the_fee_only_invoice() {
     basic.is_student = false;
     let inv = invoice(shipped(), 1, &basic, november(), &Usage::default(), &[]).unwrap();
     // basic has no monthly fee: the regulatory fee 1.00 and its VAT 0.20.
-    assert_eq!(line(&inv, LineKind::RegulatoryFee), vec![("Regulatory fee", dec("1.00"))]);
+    assert_eq!(
+        line(&inv, LineKind::RegulatoryFee),
+        vec![("Regulatory fee", dec("1.00"))]
+    );
     assert_eq!(inv.lines.len(), 1);
-    assert_eq!((inv.subtotal, inv.vat, inv.total), (dec("1.00"), dec("0.20"), dec("1.20")));
+    assert_eq!(
+        (inv.subtotal, inv.vat, inv.total),
+        (dec("1.00"), dec("0.20"), dec("1.20"))
+    );
 }
 
 #[test]
 fn loyalty_counts_tenure_at_the_end_of_the_period() {
     // 12 months after 2025-11-30 is 2026-11-30, the last day of November: loyal.
-    assert!(loyal(NaiveDate::from_ymd_opt(2025, 11, 30).unwrap(), 12, november()));
-    assert!(!loyal(NaiveDate::from_ymd_opt(2025, 12, 1).unwrap(), 12, november()));
+    assert!(loyal(
+        NaiveDate::from_ymd_opt(2025, 11, 30).unwrap(),
+        12,
+        november()
+    ));
+    assert!(!loyal(
+        NaiveDate::from_ymd_opt(2025, 12, 1).unwrap(),
+        12,
+        november()
+    ));
 }
 
 #[test]
@@ -143,15 +166,30 @@ fn late_usage_is_a_dated_line_neither_discounted_nor_covered() {
         events: 2,
         amount: dec("3.125"),
     };
-    let inv = invoice(shipped(), 1, &student(), november(), &Usage::default(), &[a]).unwrap();
+    let inv = invoice(
+        shipped(),
+        1,
+        &student(),
+        november(),
+        &Usage::default(),
+        &[a],
+    )
+    .unwrap();
     // 49.00 fee − 4.90 student discount (on the fee only) + 3.13 late + 1.00 = 48.23.
     assert_eq!(
         line(&inv, LineKind::Adjustment),
         vec![("Late usage of 2026-10-31 (2 events)", dec("3.13"))]
     );
-    assert_eq!(line(&inv, LineKind::Discount), vec![("Student discount 10%", dec("-4.90"))]);
+    assert_eq!(
+        line(&inv, LineKind::Discount),
+        vec![("Student discount 10%", dec("-4.90"))]
+    );
     assert_eq!(inv.subtotal, dec("48.23"));
-    let adjustment = inv.lines.iter().find(|l| l.kind == LineKind::Adjustment).unwrap();
+    let adjustment = inv
+        .lines
+        .iter()
+        .find(|l| l.kind == LineKind::Adjustment)
+        .unwrap();
     assert_eq!(adjustment.date, NaiveDate::from_ymd_opt(2026, 10, 31));
 }
 
@@ -188,11 +226,20 @@ fn an_allowance_covers_the_most_expensive_units_first() {
 
 #[test]
 fn thresholds_are_reached_once_each() {
-    assert_eq!(thresholds_reached(dec("79.99"), dec("100"), &[]), Vec::<i16>::new());
+    assert_eq!(
+        thresholds_reached(dec("79.99"), dec("100"), &[]),
+        Vec::<i16>::new()
+    );
     assert_eq!(thresholds_reached(dec("80.00"), dec("100"), &[]), vec![80]);
     assert_eq!(thresholds_reached(dec("120"), dec("100"), &[80]), vec![100]);
-    assert_eq!(thresholds_reached(dec("120"), dec("100"), &[80, 100]), Vec::<i16>::new());
-    assert_eq!(thresholds_reached(dec("120"), Decimal::ZERO, &[]), Vec::<i16>::new());
+    assert_eq!(
+        thresholds_reached(dec("120"), dec("100"), &[80, 100]),
+        Vec::<i16>::new()
+    );
+    assert_eq!(
+        thresholds_reached(dec("120"), Decimal::ZERO, &[]),
+        Vec::<i16>::new()
+    );
 }
 
 #[test]
@@ -200,7 +247,10 @@ fn periods_are_parsed_from_year_and_month() {
     assert_eq!(parse_period("2026-11"), Some(november()));
     assert_eq!(parse_period("2026-13"), None);
     assert_eq!(parse_period("26-11"), None);
-    assert_eq!(period_end(november()), NaiveDate::from_ymd_opt(2026, 11, 30).unwrap());
+    assert_eq!(
+        period_end(november()),
+        NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()
+    );
 }
 
 // ---------------------------------------------------------------------------------------

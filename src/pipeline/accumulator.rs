@@ -93,8 +93,11 @@ impl Accumulator {
             .len()
             .saturating_sub(self.settings.max_customers);
         if over > 0 {
-            let mut by_age: Vec<(Instant, i64)> =
-                self.customers.iter().map(|(id, c)| (c.touched, *id)).collect();
+            let mut by_age: Vec<(Instant, i64)> = self
+                .customers
+                .iter()
+                .map(|(id, c)| (c.touched, *id))
+                .collect();
             by_age.sort_unstable();
             for (_, id) in by_age.into_iter().take(over) {
                 self.customers.remove(&id);
@@ -153,13 +156,10 @@ impl Handler<UsagePosted> for Accumulator {
         let mut touched: BTreeSet<(i64, NaiveDate)> = BTreeSet::new();
         let now = Instant::now();
         for d in msg.0 {
-            match self
-                .customers
-                .get_mut(&d.customer_id)
-                .and_then(|c| {
-                    c.touched = now;
-                    c.periods.get_mut(&d.period)
-                }) {
+            match self.customers.get_mut(&d.customer_id).and_then(|c| {
+                c.touched = now;
+                c.periods.get_mut(&d.period)
+            }) {
                 Some(p) => {
                     p.usage.merge(d.usage);
                     touched.insert((d.customer_id, d.period));
@@ -264,7 +264,7 @@ impl Accumulator {
                             return Vec::new();
                         }
                         match confirm_and_raise(&pool, &catalog, &producer, topic.as_deref(), &metrics, candidates).await {
-                            Ok(raised) => raised,
+                            Ok(confirmed) => confirmed,
                             Err(error) => {
                                 warn!(%error, "Failed to raise credit-limit alerts; they are checked again on the next usage.");
                                 Vec::new()
@@ -272,14 +272,17 @@ impl Accumulator {
                         }
                     }
                     .into_actor(act)
-                    .map(|raised, act, _| {
-                        for (customer, period, threshold) in raised {
+                    .map(|confirmed, act, _| {
+                        // What Postgres said replaces the cache: a load that raced a
+                        // later commit may have counted that commit's delta twice.
+                        for c in confirmed {
                             if let Some(p) = act
                                 .customers
-                                .get_mut(&customer)
-                                .and_then(|c| c.periods.get_mut(&period))
+                                .get_mut(&c.customer)
+                                .and_then(|s| s.periods.get_mut(&c.period))
                             {
-                                p.raised.push(threshold);
+                                p.usage = c.usage;
+                                p.raised.extend(c.raised);
                             }
                         }
                     })
@@ -288,15 +291,27 @@ impl Accumulator {
     }
 
     /// Customers and periods whose estimate reaches a threshold not raised yet.
-    fn over_threshold(&self, touched: &BTreeSet<(i64, NaiveDate)>) -> Vec<(Account, NaiveDate, Vec<i16>)> {
+    fn over_threshold(
+        &self,
+        touched: &BTreeSet<(i64, NaiveDate)>,
+    ) -> Vec<(Account, NaiveDate, Vec<i16>)> {
         let v = &self.catalog;
         touched
             .iter()
             .filter_map(|(id, period)| {
                 let c = self.customers.get(id)?;
                 let p = c.periods.get(period)?;
-                let estimate = billing::invoice(&v.catalog, v.version, &c.account.bill_to, *period, &p.usage, &[]).ok()?;
-                let reached = billing::thresholds_reached(estimate.total, c.account.credit_limit, &p.raised);
+                let estimate = billing::invoice(
+                    &v.catalog,
+                    v.version,
+                    &c.account.bill_to,
+                    *period,
+                    &p.usage,
+                    &[],
+                )
+                .ok()?;
+                let reached =
+                    billing::thresholds_reached(estimate.total, c.account.credit_limit, &p.raised);
                 (!reached.is_empty()).then(|| (c.account.clone(), *period, p.raised.clone()))
             })
             .collect()
@@ -318,8 +333,18 @@ async fn load(
         return Ok(Default::default());
     }
     let client = pool.get().await?;
-    let customers: Vec<i64> = missing.iter().map(|(c, _)| *c).collect::<BTreeSet<_>>().into_iter().collect();
-    let periods: Vec<NaiveDate> = missing.iter().map(|(_, p)| *p).collect::<BTreeSet<_>>().into_iter().collect();
+    let customers: Vec<i64> = missing
+        .iter()
+        .map(|(c, _)| *c)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let periods: Vec<NaiveDate> = missing
+        .iter()
+        .map(|(_, p)| *p)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let accounts = if need_accounts.is_empty() {
         BTreeMap::new()
     } else {
@@ -328,6 +353,15 @@ async fn load(
     let buckets = store::buckets(&client, &customers, &periods, false).await?;
     let raised = store::raised_alerts(&client, &customers, &periods).await?;
     Ok((accounts, buckets, raised))
+}
+
+/// A candidate as Postgres has it.
+struct Confirmed {
+    customer: i64,
+    period: NaiveDate,
+    usage: Usage,
+    /// Thresholds now raised (by this check or an earlier one).
+    raised: Vec<i16>,
 }
 
 /// Recompute each candidate's estimate from the stored buckets (the cache may lag a
@@ -339,7 +373,7 @@ async fn confirm_and_raise(
     topic: Option<&str>,
     metrics: &Metrics,
     candidates: Vec<(Account, NaiveDate, Vec<i16>)>,
-) -> Result<Vec<(i64, NaiveDate, i16)>, StorageError> {
+) -> Result<Vec<Confirmed>, StorageError> {
     let mut client = pool.get().await?;
     let mut out = Vec::new();
     for (account, period, raised) in candidates {
@@ -349,11 +383,20 @@ async fn confirm_and_raise(
             .await?
             .remove(&(id, period))
             .unwrap_or_default();
-        let Ok(estimate) = billing::invoice(&catalog.catalog, catalog.version, &account.bill_to, period, &usage, &[]) else {
+        let Ok(estimate) = billing::invoice(
+            &catalog.catalog,
+            catalog.version,
+            &account.bill_to,
+            period,
+            &usage,
+            &[],
+        ) else {
             continue;
         };
         let mut new = Vec::new();
-        for threshold in billing::thresholds_reached(estimate.total, account.credit_limit, &raised) {
+        let mut reached = Vec::new();
+        for threshold in billing::thresholds_reached(estimate.total, account.credit_limit, &raised)
+        {
             let alert = Alert {
                 customer_id: id,
                 msisdn: account.bill_to.msisdn.clone(),
@@ -366,7 +409,7 @@ async fn confirm_and_raise(
             if store::raise_alert(&tx, &alert).await? {
                 new.push(alert);
             }
-            out.push((id, period, threshold));
+            reached.push(threshold);
         }
         // Published before the commit: a crash in between raises and publishes it again
         // (at least once on the topic, exactly once in Postgres).
@@ -375,7 +418,10 @@ async fn confirm_and_raise(
                 let payload = serde_json::to_string(alert).unwrap_or_default();
                 let key = id.to_string();
                 if let Err((error, _)) = producer
-                    .send(FutureRecord::to(topic).key(&key).payload(&payload), Duration::from_secs(10))
+                    .send(
+                        FutureRecord::to(topic).key(&key).payload(&payload),
+                        Duration::from_secs(10),
+                    )
                     .await
                 {
                     warn!(%error, "Failed to publish a credit-limit alert; it is stored.");
@@ -383,6 +429,12 @@ async fn confirm_and_raise(
             }
         }
         tx.commit().await?;
+        out.push(Confirmed {
+            customer: id,
+            period,
+            usage,
+            raised: reached,
+        });
         for alert in &new {
             AlertRaised {
                 threshold: alert.threshold,

@@ -6,10 +6,10 @@ use crate::domain::batch::RatedCdr;
 use crate::domain::billing::{BillTo, Bucket, BucketKey, Usage};
 use crate::domain::record::RecordType;
 use chrono::NaiveDate;
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
-use deadpool_postgres::GenericClient;
 
 /// New usage of one customer and period, as it was added to the buckets.
 #[derive(Debug, Clone)]
@@ -32,10 +32,7 @@ pub struct Posted {
 
 /// Post newly inserted usage rows: to the buckets of open periods, as late-usage
 /// adjustments for closed ones. Must run in the transaction that inserted the rows.
-pub async fn post_usage(
-    tx: &Transaction<'_>,
-    rows: &[&RatedCdr],
-) -> Result<Posted, StorageError> {
+pub async fn post_usage(tx: &Transaction<'_>, rows: &[&RatedCdr]) -> Result<Posted, StorageError> {
     if rows.is_empty() {
         return Ok(Posted::default());
     }
@@ -59,7 +56,9 @@ pub async fn post_usage(
         }
     }
     if !late.is_empty() {
-        let stmt = tx.prepare_cached(include_str!("sql/insert_late.sql")).await?;
+        let stmt = tx
+            .prepare_cached(include_str!("sql/insert_late.sql"))
+            .await?;
         let ids: Vec<&str> = late.iter().map(|x| x.cdr.record_id.as_str()).collect();
         let customers: Vec<i64> = late.iter().map(|x| x.customer_id).collect();
         let periods: Vec<NaiveDate> = late.iter().map(|x| x.rating.period).collect();
@@ -90,7 +89,9 @@ async fn lock_periods(
     tx: &Transaction<'_>,
     periods: &[NaiveDate],
 ) -> Result<BTreeSet<NaiveDate>, StorageError> {
-    let lock = tx.prepare_cached(include_str!("sql/lock_periods.sql")).await?;
+    let lock = tx
+        .prepare_cached(include_str!("sql/lock_periods.sql"))
+        .await?;
     let mut rows = tx.query(&lock, &[&periods]).await?;
     if rows.len() < periods.len() {
         let add = tx

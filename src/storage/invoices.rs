@@ -8,9 +8,9 @@ use super::catalog::Version;
 use super::StorageError;
 use crate::domain::billing::{self, Adjustment, AdjustmentKind, BillingError, Invoice};
 use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use deadpool_postgres::GenericClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BillError {
@@ -93,7 +93,10 @@ async fn bill_locked(
     let mut after = 0_i64;
     loop {
         let ids: Vec<i64> = client
-            .query(include_str!("sql/customers_to_bill.sql"), &[&period, &end, &after, &chunk])
+            .query(
+                include_str!("sql/customers_to_bill.sql"),
+                &[&period, &end, &after, &chunk],
+            )
             .await?
             .into_iter()
             .map(|r| r.get(0))
@@ -253,10 +256,7 @@ async fn store(
     let subtotals: Vec<Decimal> = invoices.iter().map(|i| i.subtotal).collect();
     let vats: Vec<Decimal> = invoices.iter().map(|i| i.vat).collect();
     let totals: Vec<Decimal> = invoices.iter().map(|i| i.total).collect();
-    let documents: Vec<String> = invoices
-        .iter()
-        .map(document)
-        .collect::<Result<_, _>>()?;
+    let documents: Vec<String> = invoices.iter().map(document).collect::<Result<_, _>>()?;
     tx.execute(
         "INSERT INTO invoices (number, seq, customer_id, period, catalog_version, currency,
                                subtotal, vat, total, document, issued_at)
@@ -265,8 +265,17 @@ async fn store(
                        $7::numeric[], $8::numeric[], $9::numeric[], $10::text[])
              AS x (n, s, c, p, v, cur, st, vat, t, d)",
         &[
-            &numbers, &seqs, &customers, &periods, &versions, &currencies, &subtotals, &vats,
-            &totals, &documents, &issued_at,
+            &numbers,
+            &seqs,
+            &customers,
+            &periods,
+            &versions,
+            &currencies,
+            &subtotals,
+            &vats,
+            &totals,
+            &documents,
+            &issued_at,
         ],
     )
     .await?;
@@ -327,7 +336,10 @@ pub async fn stored_document<C: GenericClient>(
     number: &str,
 ) -> Result<Option<String>, StorageError> {
     Ok(client
-        .query_opt("SELECT document FROM invoices WHERE number = $1", &[&number])
+        .query_opt(
+            "SELECT document FROM invoices WHERE number = $1",
+            &[&number],
+        )
         .await?
         .map(|r| r.get(0)))
 }
