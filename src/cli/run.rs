@@ -138,6 +138,7 @@ impl RunArgs {
                 max_customers: self.accumulator_customers as usize,
                 idle: Duration::from_secs(self.accumulator_idle_minutes * 60),
                 alerts_topic: (!self.no_publish).then(|| self.alerts_topic.clone()),
+                shard: (0, 1),
             },
             close_after_days: self.close_after_days,
             committers: self.committers as usize,

@@ -9,6 +9,10 @@
 //! looks reached is checked again against Postgres before it is raised, and the unique
 //! key on (customer, period, threshold) makes an alert happen once per period whatever
 //! restarts and replays happen.
+//!
+//! On start (and after a supervisor restart) each shard sweeps its customers with usage
+//! in open periods: their state is rebuilt from Postgres and their thresholds checked,
+//! so an alert whose batch committed just before a crash is still raised.
 
 use crate::domain::billing::{self, Usage};
 use crate::storage::billing::{self as store, Account, Alert, CustomerUsage};
@@ -36,6 +40,21 @@ pub struct UsagePosted(pub Vec<CustomerUsage>);
 #[rtype(result = "()")]
 pub struct Refresh(pub Vec<i64>);
 
+/// Answered once every message before it is handled (at shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+/// Rebuild the next page of this shard's customers with usage in open periods.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Sweep {
+    after: (i64, NaiveDate),
+}
+
+/// Customers and periods rebuilt per sweep step.
+const SWEEP_PAGE: i64 = 2000;
+
 /// Month-to-date state of one customer, for the periods seen.
 struct CustomerState {
     account: Account,
@@ -56,6 +75,8 @@ pub struct AccumulatorSettings {
     pub idle: Duration,
     /// Where alerts are published (None: stored only).
     pub alerts_topic: Option<String>,
+    /// This shard's number and the number of shards, for the start-up sweep.
+    pub shard: (usize, usize),
 }
 
 pub struct Accumulator {
@@ -111,6 +132,10 @@ impl Actor for Accumulator {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(super::stages::MAILBOX_CAPACITY);
+        // Customer ids are positive and no usage predates 1900.
+        if let Some(start) = NaiveDate::from_ymd_opt(1900, 1, 1) {
+            ctx.notify(Sweep { after: (0, start) });
+        }
         ctx.run_interval(Duration::from_secs(10), |act, _| act.evict());
         // A newer catalog changes allowances, fees and VAT of the estimates.
         ctx.run_interval(Duration::from_secs(30), |act, ctx| {
@@ -170,6 +195,45 @@ impl Handler<UsagePosted> for Accumulator {
             }
         }
         AtomicResponse::new(self.load_and_check(missing, touched))
+    }
+}
+
+impl Handler<Drain> for Accumulator {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) {}
+}
+
+impl Handler<Sweep> for Accumulator {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Sweep, _: &mut Self::Context) -> Self::Result {
+        let pool = self.pool.clone();
+        let (shard, shards) = self.settings.shard;
+        let (shard, shards) = (shard as i64, shards.max(1) as i64);
+        AtomicResponse::new(Box::pin(
+            async move {
+                let client = pool.get().await.map_err(StorageError::from)?;
+                store::open_usage_page(&client, shards, shard, msg.after, SWEEP_PAGE).await
+            }
+            .into_actor(self)
+            .then(|page, act, ctx| -> ResponseActFuture<Self, ()> {
+                match page {
+                    Ok(pairs) => {
+                        if pairs.len() as i64 == SWEEP_PAGE {
+                            if let Some(&after) = pairs.last() {
+                                ctx.notify(Sweep { after });
+                            }
+                        }
+                        act.load_and_check(pairs.into_iter().collect(), BTreeSet::new())
+                    }
+                    Err(error) => {
+                        warn!(%error, "Failed to rebuild month-to-date state at start; it is loaded on use.");
+                        Box::pin(fut::ready(()))
+                    }
+                }
+            }),
+        ))
     }
 }
 

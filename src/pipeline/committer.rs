@@ -50,6 +50,27 @@ impl Committer {
     }
 }
 
+/// Wait for the last hand-over to the accumulators (at shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+impl Handler<Drain> for Committer {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+        let pending = self.handing_over.take();
+        AtomicResponse::new(Box::pin(
+            async move {
+                if let Some(p) = pending {
+                    let _ = p.await;
+                }
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
 /// Send `posted` to the accumulators' shards and wait until they took it.
 async fn hand_over(accumulators: Vec<Addr<Accumulator>>, posted: Posted) {
     let n = accumulators.len();

@@ -145,20 +145,23 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     // The accumulators share one thread: their work per batch is small next to a commit.
     let billing_thread = Arbiter::new();
     let accumulators: Vec<_> = (0..settings.accumulators)
-        .map(|_| {
-            let (pool, catalog, acc, producer, metrics) = (
+        .map(|shard| {
+            let (pool, catalog, producer, metrics) = (
                 pool.clone(),
                 catalog.clone(),
-                settings.accumulator.clone(),
                 producer.clone(),
                 metrics.clone(),
             );
+            let acc = accumulator::AccumulatorSettings {
+                shard: (shard, settings.accumulators),
+                ..settings.accumulator.clone()
+            };
             Supervisor::start_in_arbiter(&billing_thread.handle(), move |_| {
                 accumulator::Accumulator::new(pool, catalog, acc, producer, metrics)
             })
         })
         .collect();
-    let committers = storage_threads
+    let committers: Vec<_> = storage_threads
         .iter()
         .map(|thread| {
             let (pool, group, publisher, metrics, accumulators) = (
@@ -173,6 +176,7 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
             })
         })
         .collect();
+    let committer_addrs = committers.clone();
     let rater = {
         let (pool, catalog, metrics) = (pool.clone(), catalog.clone(), metrics.clone());
         Supervisor::start_in_arbiter(&mediation.handle(), move |_| {
@@ -232,6 +236,13 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     });
 
     let exit = done_rx.await.unwrap_or(SourceExit::Shutdown);
+    // Every batch is committed; let the last hand-overs and the alerts they raise finish.
+    for c in &committer_addrs {
+        let _ = c.send(committer::Drain).await;
+    }
+    for a in &accumulators {
+        let _ = a.send(accumulator::Drain).await;
+    }
     if let Some(p) = &publisher {
         p.flush(Duration::from_secs(10));
     }

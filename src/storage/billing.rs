@@ -385,3 +385,29 @@ pub async fn open_periods_of<C: GenericClient>(
         .map(|r| (r.get(0), r.get(1)))
         .collect())
 }
+
+/// A page of (customer, period) with usage in an open period, for customers of one shard
+/// (`customer_id mod shards = shard`), after `after` in key order.
+pub async fn open_usage_page<C: GenericClient>(
+    client: &C,
+    shards: i64,
+    shard: i64,
+    after: (i64, NaiveDate),
+    limit: i64,
+) -> Result<Vec<(i64, NaiveDate)>, StorageError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT DISTINCT b.customer_id, b.period FROM usage_buckets b
+               LEFT JOIN billing_periods p ON p.period = b.period
+              WHERE p.closed_at IS NULL AND b.customer_id % $1 = $2
+                AND (b.customer_id, b.period) > ($3, $4)
+              ORDER BY 1, 2 LIMIT $5",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[&shards, &shard, &after.0, &after.1, &limit])
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
