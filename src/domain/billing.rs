@@ -584,6 +584,21 @@ pub fn invoice(
     })
 }
 
+/// A cheap ceiling of the invoice total: gross usage, plan fee and regulatory fee with
+/// VAT, before allowances and discounts (which only lower it; the rounding of at most a
+/// few lines is covered by one minor unit a line). Lets the accumulators skip the full
+/// invoice for customers far from their limit.
+pub fn total_ceiling(catalog: &Catalog, customer: &BillTo, usage: &Usage) -> Decimal {
+    let fee = catalog
+        .plan(&customer.plan)
+        .map_or(Decimal::ZERO, |p| p.monthly_fee);
+    let lines = Decimal::from(8);
+    let minor = Decimal::new(1, minor_unit(&catalog.operator.currency));
+    (usage.gross().max(Decimal::ZERO) + fee + catalog.operator.regulatory_fee + lines * minor)
+        * (Decimal::ONE + catalog.operator.vat_rate)
+        + minor
+}
+
 /// Credit-limit thresholds, in percent, that raise an alert once per period.
 pub const ALERT_THRESHOLDS: [i16; 2] = [80, 100];
 

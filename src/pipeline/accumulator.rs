@@ -24,6 +24,7 @@ use actix::prelude::*;
 use chrono::{NaiveDate, Utc};
 use deadpool_postgres::Pool;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -365,6 +366,15 @@ impl Accumulator {
             .filter_map(|(id, period)| {
                 let c = self.customers.get(id)?;
                 let p = c.periods.get(period)?;
+                // Most customers are far below: the ceiling says so without the invoice.
+                let lowest = billing::ALERT_THRESHOLDS
+                    .iter()
+                    .find(|t| !p.raised.contains(t))?;
+                let ceiling = billing::total_ceiling(&v.catalog, &c.account.bill_to, &p.usage);
+                if ceiling * Decimal::ONE_HUNDRED < c.account.credit_limit * Decimal::from(*lowest)
+                {
+                    return None;
+                }
                 let estimate = billing::invoice(
                     &v.catalog,
                     v.version,
