@@ -27,6 +27,10 @@ pub struct BillArgs {
     /// With --out, write the JSON only.
     #[arg(long)]
     pub no_pdf: bool,
+    /// Close the month even though it has not ended yet (every later event of it then
+    /// becomes late usage, billed on the next invoice).
+    #[arg(long)]
+    pub force: bool,
     /// Customers invoiced per transaction.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub chunk: i64,
@@ -46,6 +50,15 @@ pub async fn run(args: BillArgs) -> anyhow::Result<ExitCode> {
     let catalog = storage::catalog::load(&**client, None)
         .await?
         .context("no rating catalog has been applied to this database")?;
+    let tz = catalog.catalog.operator.timezone;
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    let end = billing::period_end(args.period);
+    if end >= today && !args.force {
+        anyhow::bail!(
+            "{} has not ended yet (its last day is {end}, {tz}): closing it now would bill the rest of its usage as late usage on the next invoice; wait, or pass --force",
+            args.period.format("%Y-%m")
+        );
+    }
     let started = Instant::now();
     let report = invoices::bill_period(&mut client, &catalog, args.period, args.chunk).await?;
     let billing_secs = started.elapsed().as_secs_f64();

@@ -538,7 +538,12 @@ pub fn invoice(
         };
         lines.push(InvoiceLine {
             kind: LineKind::Adjustment,
-            description: format!("{what} of {} ({} events)", a.date, a.events),
+            description: format!(
+                "{what} of {} ({} event{})",
+                a.date,
+                a.events,
+                if a.events == 1 { "" } else { "s" }
+            ),
             service: None,
             date: Some(a.date),
             quantity: None,

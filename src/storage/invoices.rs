@@ -157,7 +157,7 @@ async fn bill_locked(
     }
     client
         .execute(
-            "UPDATE billing_periods SET billed_at = now(),
+            "UPDATE billing_periods SET billed_at = COALESCE(billed_at, now()),
                     invoices = (SELECT count(*) FROM invoices WHERE period = $1)
               WHERE period = $1",
             &[&period],
