@@ -477,10 +477,15 @@ pub fn invoice(
         lines.push(InvoiceLine {
             kind: LineKind::Allowance,
             description: format!(
-                "Included {} {} {} ({}): {} used",
+                "Included {} {}{} ({}): {} used",
                 a.granted.normalize(),
                 a.unit,
-                a.service,
+                // "100 SMS", not "100 SMS sms"
+                if a.service == "sms" {
+                    String::new()
+                } else {
+                    format!(" {}", a.service)
+                },
                 a.zones.join(", "),
                 a.used.normalize()
             ),
@@ -593,13 +598,26 @@ pub fn invoice(
 /// VAT, before allowances and discounts (which only lower it; the rounding of at most a
 /// few lines is covered by one minor unit a line). Lets the accumulators skip the full
 /// invoice for customers far from their limit.
-pub fn total_ceiling(catalog: &Catalog, customer: &BillTo, usage: &Usage) -> Decimal {
+pub fn total_ceiling(
+    catalog: &Catalog,
+    customer: &BillTo,
+    usage: &Usage,
+    adjustments: &[Adjustment],
+) -> Decimal {
+    let owed: Decimal = adjustments
+        .iter()
+        .map(|a| a.amount.max(Decimal::ZERO))
+        .sum();
     let fee = catalog
         .plan(&customer.plan)
         .map_or(Decimal::ZERO, |p| p.monthly_fee);
     let lines = Decimal::from(8);
     let minor = Decimal::new(1, minor_unit(&catalog.operator.currency));
-    (usage.gross().max(Decimal::ZERO) + fee + catalog.operator.regulatory_fee + lines * minor)
+    (usage.gross().max(Decimal::ZERO)
+        + owed
+        + fee
+        + catalog.operator.regulatory_fee
+        + lines * minor)
         * (Decimal::ONE + catalog.operator.vat_rate)
         + minor
 }

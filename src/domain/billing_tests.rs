@@ -295,6 +295,13 @@ proptest! {
     ) {
         let mut customer = student();
         customer.plan = plan.to_string();
+        // Two random events can share a record id (same kind, same minute): the store
+        // keeps the first, so the reference is the events with distinct ids.
+        let mut first = HashSet::new();
+        let events: Vec<NormalizedCdr> = events
+            .into_iter()
+            .filter(|e| first.insert(e.record_id.clone()))
+            .collect();
         let reference = usage_of(plan, &events);
         let expected = document_of(&invoice(shipped(), 1, &customer, november(), &reference, &[]).unwrap());
 
@@ -327,7 +334,7 @@ proptest! {
         }
         let inv = invoice(shipped(), 1, &customer, november(), &total, &[]).unwrap();
         prop_assert_eq!(document_of(&inv), expected);
-        prop_assert!(total_ceiling(shipped(), &customer, &total) >= inv.total);
+        prop_assert!(total_ceiling(shipped(), &customer, &total, &[]) >= inv.total);
         let sum: Decimal = inv.lines.iter().map(|l| l.amount).sum();
         prop_assert_eq!(sum, inv.subtotal);
         prop_assert_eq!(inv.subtotal + inv.vat, inv.total);

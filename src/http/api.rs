@@ -72,16 +72,40 @@ pub async fn usage(
         Ok(mut b) => b.remove(&(id, period)).unwrap_or_default(),
         Err(e) => return unavailable(e),
     };
-    let estimate = match billing::invoice(
-        &catalog.catalog,
-        catalog.version,
-        &account.bill_to,
-        period,
-        &usage,
-        &[],
-    ) {
-        Ok(i) => i,
-        Err(e) => return error(actix_web::http::StatusCode::CONFLICT, e),
+    // An invoiced period shows its invoice; an open one the estimate, by the same code,
+    // with what is owed from closed periods so far.
+    let issued = match invoices::list(&client, Some(period), Some(id), 1).await {
+        Ok(mut l) => l.pop(),
+        Err(e) => return unavailable(e),
+    };
+    let stored: Option<Invoice> = match &issued {
+        Some(i) => match invoices::stored_document(&client, &i.number).await {
+            Ok(Some(d)) => serde_json::from_str(&d).ok(),
+            Ok(None) => None,
+            Err(e) => return unavailable(e),
+        },
+        None => None,
+    };
+    let estimate = match stored {
+        Some(inv) => inv,
+        None => {
+            let tz = catalog.catalog.operator.timezone.name();
+            let owed = match invoices::owed(&client, &[id], period, tz).await {
+                Ok(mut o) => o.remove(&id).unwrap_or_default(),
+                Err(e) => return unavailable(e),
+            };
+            match billing::invoice(
+                &catalog.catalog,
+                catalog.version,
+                &account.bill_to,
+                period,
+                &usage,
+                &owed,
+            ) {
+                Ok(i) => i,
+                Err(e) => return error(actix_web::http::StatusCode::CONFLICT, e),
+            }
+        }
     };
     let buckets: Vec<_> = usage
         .buckets
@@ -110,6 +134,7 @@ pub async fn usage(
             "total": estimate.total,
         },
         "credit_limit": account.credit_limit,
+        "invoice": issued.map(|i| i.number),
     }))
 }
 

@@ -40,6 +40,23 @@ pub fn serve(addr: SocketAddr, state: State) -> std::io::Result<Server> {
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            // Malformed query strings and path ids get the API's JSON error, not text.
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                let body = json!({"error": e.to_string()});
+                actix_web::error::InternalError::from_response(
+                    e,
+                    HttpResponse::BadRequest().json(body),
+                )
+                .into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                let body = json!({"error": e.to_string()});
+                actix_web::error::InternalError::from_response(
+                    e,
+                    HttpResponse::BadRequest().json(body),
+                )
+                .into()
+            }))
             .route("/metrics", web::get().to(metrics))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))

@@ -14,9 +14,10 @@
 //! in open periods: their state is rebuilt from Postgres and their thresholds checked,
 //! so an alert whose batch committed just before a crash is still raised.
 
-use crate::domain::billing::{self, Usage};
+use crate::domain::billing::{self, Adjustment, Usage};
 use crate::storage::billing::{self as store, Account, Alert, CustomerUsage};
 use crate::storage::catalog::Version;
+use crate::storage::invoices;
 use crate::storage::{self, StorageError};
 use crate::telemetry::events::{ActorRestarted, AlertRaised};
 use crate::telemetry::Metrics;
@@ -66,6 +67,8 @@ struct CustomerState {
 struct PeriodState {
     usage: Usage,
     raised: Vec<i16>,
+    /// Owed from closed periods when loaded (late usage, re-rating): on this invoice too.
+    owed: Vec<Adjustment>,
 }
 
 #[derive(Debug, Clone)]
@@ -280,12 +283,13 @@ impl Accumulator {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        let tz = self.catalog.catalog.operator.timezone.name().to_string();
         Box::pin(
-            async move { load(&pool, &missing, &need_accounts).await.map(|l| (missing, l)) }
+            async move { load(&pool, &tz, &missing, &need_accounts).await.map(|l| (missing, l)) }
                 .into_actor(self)
                 .then(move |loaded, act, _| {
                     match loaded {
-                        Ok((missing, (accounts, mut buckets, mut raised))) => {
+                        Ok((missing, (accounts, mut buckets, mut raised, mut owed))) => {
                             let now = Instant::now();
                             for (id, account) in accounts {
                                 act.customers.insert(
@@ -306,6 +310,7 @@ impl Accumulator {
                                     PeriodState {
                                         usage: buckets.remove(&key).unwrap_or_default(),
                                         raised: raised.remove(&key).unwrap_or_default(),
+                                        owed: owed.remove(&key).unwrap_or_default(),
                                     },
                                 );
                                 touched.insert(key);
@@ -359,7 +364,7 @@ impl Accumulator {
     fn over_threshold(
         &self,
         touched: &BTreeSet<(i64, NaiveDate)>,
-    ) -> Vec<(Account, NaiveDate, Vec<i16>)> {
+    ) -> Vec<Candidate> {
         let v = &self.catalog;
         touched
             .iter()
@@ -370,7 +375,8 @@ impl Accumulator {
                 let lowest = billing::ALERT_THRESHOLDS
                     .iter()
                     .find(|t| !p.raised.contains(t))?;
-                let ceiling = billing::total_ceiling(&v.catalog, &c.account.bill_to, &p.usage);
+                let ceiling =
+                    billing::total_ceiling(&v.catalog, &c.account.bill_to, &p.usage, &p.owed);
                 if ceiling * Decimal::ONE_HUNDRED < c.account.credit_limit * Decimal::from(*lowest)
                 {
                     return None;
@@ -381,25 +387,40 @@ impl Accumulator {
                     &c.account.bill_to,
                     *period,
                     &p.usage,
-                    &[],
+                    &p.owed,
                 )
                 .ok()?;
                 let reached =
                     billing::thresholds_reached(estimate.total, c.account.credit_limit, &p.raised);
-                (!reached.is_empty()).then(|| (c.account.clone(), *period, p.raised.clone()))
+                (!reached.is_empty()).then(|| Candidate {
+                    account: c.account.clone(),
+                    period: *period,
+                    raised: p.raised.clone(),
+                    owed: p.owed.clone(),
+                })
             })
             .collect()
     }
+}
+
+/// A customer's period whose estimate looks past a threshold not raised yet.
+struct Candidate {
+    account: Account,
+    period: NaiveDate,
+    raised: Vec<i16>,
+    owed: Vec<Adjustment>,
 }
 
 type Loaded = (
     BTreeMap<i64, Account>,
     BTreeMap<(i64, NaiveDate), Usage>,
     BTreeMap<(i64, NaiveDate), Vec<i16>>,
+    BTreeMap<(i64, NaiveDate), Vec<Adjustment>>,
 );
 
 async fn load(
     pool: &Pool,
+    tz: &str,
     missing: &BTreeSet<(i64, NaiveDate)>,
     need_accounts: &[i64],
 ) -> Result<Loaded, StorageError> {
@@ -426,7 +447,18 @@ async fn load(
     };
     let buckets = store::buckets(&client, &customers, &periods, false).await?;
     let raised = store::raised_alerts(&client, &customers, &periods).await?;
-    Ok((accounts, buckets, raised))
+    let mut owed = BTreeMap::new();
+    for period in &periods {
+        let of: Vec<i64> = missing
+            .iter()
+            .filter(|(_, p)| p == period)
+            .map(|(c, _)| *c)
+            .collect();
+        for (c, a) in invoices::owed(&client, &of, *period, tz).await? {
+            owed.insert((c, *period), a);
+        }
+    }
+    Ok((accounts, buckets, raised, owed))
 }
 
 /// A candidate as Postgres has it.
@@ -446,11 +478,17 @@ async fn confirm_and_raise(
     producer: &FutureProducer,
     topic: Option<&str>,
     metrics: &Metrics,
-    candidates: Vec<(Account, NaiveDate, Vec<i16>)>,
+    candidates: Vec<Candidate>,
 ) -> Result<Vec<Confirmed>, StorageError> {
     let mut client = pool.get().await?;
     let mut out = Vec::new();
-    for (account, period, raised) in candidates {
+    for Candidate {
+        account,
+        period,
+        raised,
+        owed,
+    } in candidates
+    {
         let id = account.bill_to.id;
         let tx = client.transaction().await?;
         let usage = store::buckets(&tx, &[id], &[period], false)
@@ -463,7 +501,7 @@ async fn confirm_and_raise(
             &account.bill_to,
             period,
             &usage,
-            &[],
+            &owed,
         ) else {
             continue;
         };

@@ -195,6 +195,17 @@ pub async fn close_period<C: GenericClient>(
 
 type Owed = (BTreeMap<i64, Vec<Adjustment>>, BTreeMap<i64, Vec<i64>>);
 
+/// What `period`'s invoices of these customers will carry from closed periods, as it
+/// stands now: for month-to-date estimates. `tz` is the operator's time zone.
+pub async fn owed<C: GenericClient>(
+    client: &C,
+    customers: &[i64],
+    period: NaiveDate,
+    tz: &str,
+) -> Result<BTreeMap<i64, Vec<Adjustment>>, StorageError> {
+    Ok(adjustments(client, customers, period, tz).await?.0)
+}
+
 /// Adjustments owed from periods before `period` and not billed yet: per customer, one
 /// per kind and event day, with the ids they stand for.
 async fn adjustments<C: GenericClient>(

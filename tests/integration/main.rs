@@ -4,6 +4,10 @@
 
 mod helpers;
 
+mod alerts;
+mod api;
+mod biller;
+mod billing;
 mod catalog;
 mod cli;
 mod crash;

@@ -1,0 +1,379 @@
+//! Credit-limit alerts, against the real database, broker and daemon. What a credit
+//! controller must be able to trust: a customer who passes 80 % and then 100 % of their
+//! limit is told exactly once each, with the estimate that crossed it, and no restart,
+//! crash or replay (with or without re-rating) tells them again.
+
+use crate::helpers::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const MSISDN: &str = "+212661000777";
+
+/// A one-minute domestic call of our customer starting at `local` (Casablanca, +01:00).
+fn call(local: &str) -> (Option<&'static [u8]>, Vec<u8>) {
+    let payload = format!(
+        r#"{{"record_type":"voice","timestamp":"{local}+01:00","caller_id":"{MSISDN}","callee_id":"+212661234567","duration_sec":60,"cell_id":"CASABLANCA_1","technology":"4G"}}"#
+    );
+    (Some(MSISDN.as_bytes()), payload.into_bytes())
+}
+
+/// `n` calls on `day`, ten minutes apart from 10:00 local: all peak on a weekday.
+fn calls(day: &str, n: usize) -> Vec<(Option<&'static [u8]>, Vec<u8>)> {
+    (0..n)
+        .map(|i| call(&format!("{day}T{:02}:{:02}:00", 10 + i / 6, (i % 6) * 10)))
+        .collect()
+}
+
+fn dec(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+/// Every row of `alerts`: (id, customer, period, threshold, amount, limit, raised_at).
+async fn alert_rows(db: &TestDb) -> Vec<(i64, i64, String, i16, Decimal, Decimal, String)> {
+    db.client()
+        .await
+        .query(
+            "SELECT id, customer_id, period::text, threshold, amount, credit_limit, raised_at::text
+               FROM alerts ORDER BY threshold",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+            )
+        })
+        .collect()
+}
+
+/// The customer's stored usage: (events, Σ amount) from usage_events and from the buckets.
+async fn usage(db: &TestDb, customer: i64) -> ((i64, Decimal), (i64, Decimal)) {
+    let client = db.client().await;
+    let events = client
+        .query_one(
+            "SELECT count(*), coalesce(sum(amount), 0) FROM usage_events WHERE customer_id = $1",
+            &[&customer],
+        )
+        .await
+        .unwrap();
+    let buckets = client
+        .query_one(
+            "SELECT coalesce(sum(events), 0)::int8, coalesce(sum(amount + extra), 0)
+               FROM usage_buckets WHERE customer_id = $1",
+            &[&customer],
+        )
+        .await
+        .unwrap();
+    (
+        (events.get(0), events.get(1)),
+        (buckets.get(0), buckets.get(1)),
+    )
+}
+
+/// Whether the group's stored offset on every partition is the topic's end offset.
+async fn offsets_at_end(db: &TestDb, topic: &str, group: &str) -> bool {
+    let stored: BTreeMap<i32, i64> = db
+        .client()
+        .await
+        .query(
+            "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2",
+            &[&group, &topic],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    stored == end_offsets(topic)
+}
+
+/// Wait until the daemon has stored the end offset of every partition of `topic`.
+async fn wait_consumed(d: &mut Daemon, db: &TestDb, topic: &str, group: &str) {
+    let started = Instant::now();
+    while !offsets_at_end(db, topic, group).await {
+        assert!(d.alive(), "daemon died: {}", d.log_text());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{topic} not consumed within 60 s; log:\n{}",
+            d.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Wait until the daemon's metric `sample` is `value`.
+fn wait_metric(d: &mut Daemon, sample: &str, value: f64) {
+    let started = Instant::now();
+    while d.metric(sample) != Some(value) {
+        assert!(d.alive(), "daemon died: {}", d.log_text());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{sample} is {:?}, not {value}, after 60 s; log:\n{}",
+            d.metric(sample),
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Alerts logged by one daemon run ("Credit-limit alert raised." per alert).
+fn alerts_logged(d: &Daemon) -> usize {
+    d.log_text().matches("Credit-limit alert raised.").count()
+}
+
+/// Every message on `topic` (all partitions, from the start): (key, JSON payload).
+fn read_topic(topic: &str) -> Vec<(Option<String>, serde_json::Value)> {
+    let ends = end_offsets(topic);
+    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&brokers())
+        .set("group.id", format!("cdrflow-test-read-{}", suffix()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for (p, end) in &ends {
+        if *end > 0 {
+            tpl.add_partition_offset(topic, *p, Offset::Beginning)
+                .unwrap();
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut next: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, 0)).collect();
+    let mut out = Vec::new();
+    let started = Instant::now();
+    while next != ends {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "read {topic}: at {next:?} of {ends:?}"
+        );
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        next.insert(m.partition(), m.offset() + 1);
+        out.push((
+            m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            serde_json::from_slice(m.payload().unwrap_or_default()).unwrap(),
+        ));
+    }
+    out
+}
+
+fn replay(db: &TestDb, topic: &str, group: &str, args: &[&str]) {
+    let brokers = brokers();
+    let mut all = vec![
+        "replay",
+        "--database-url",
+        &db.url,
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--brokers",
+        &brokers,
+    ];
+    all.extend(args);
+    let (code, out, err) = cdrflow(&all);
+    assert_eq!(code, 0, "replay {args:?} failed:\n{out}{err}");
+    assert!(out.contains("applied"), "{out}");
+}
+
+/// A customer pushed past 80 % and then 100 % of their credit limit gets exactly two
+/// alerts, each once, stored and published with the estimate that crossed it; a crash, a
+/// restart and replays of the whole topic, plain and re-rating, raise nothing more.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_customer_pushed_past_80_and_100_percent_gets_exactly_two_alerts_even_across_a_restart_and_a_replay(
+) {
+    let db = TestDb::new().await;
+    let raw = topic("cdr.raw.alerts", 1).await;
+    // One partition, so the drain below knows every alert is there.
+    let alerts = topic("cdr.alerts", 1).await;
+    let group = "alerts";
+
+    // Basic plan, limit 20.00. Activated in June 2026: no loyalty discount in September
+    // (12 months of tenure needed), so the estimate is (Σ calls + 1.00 fee) × 1.20.
+    let csv = tempdir().join("customers.csv");
+    std::fs::write(
+        &csv,
+        "msisdn,name,plan,region,student,activated_on,credit_limit\n0661000777,Salma Bennani,basic,Casablanca-Settat,no,2026-06-01,20.00\n",
+    )
+    .unwrap();
+    let (code, out, err) = cdrflow(&[
+        "customers",
+        "import",
+        csv.to_str().unwrap(),
+        "--database-url",
+        &db.url,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 added"), "{out}");
+    let customer: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT customer_id FROM customers WHERE msisdn = $1",
+            &[&MSISDN],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    let start = |idle_secs: Option<u64>| {
+        Daemon::start(&DaemonConfig {
+            topic: &raw,
+            group,
+            database_url: &db.url,
+            idle_secs,
+            extra: vec!["--alerts-topic".into(), alerts.clone()],
+        })
+    };
+    let stop = |mut d: Daemon| {
+        d.signal("TERM");
+        assert!(
+            d.wait(Duration::from_secs(60)).success(),
+            "{}",
+            d.log_text()
+        );
+        d
+    };
+    let m80 = "cdrflow_alerts_raised_total{threshold=\"80\"}";
+    let m100 = "cdrflow_alerts_raised_total{threshold=\"100\"}";
+
+    // Phase 1, Monday 14 September: 13 peak minutes at 0.90 + 0.10 connection = 13.00;
+    // estimate (13.00 + 1.00) × 1.20 = 16.80 ≥ 16.00 (80 % of 20.00) and < 20.00. Twelve
+    // calls would give 15.60 < 16.00: the alert can only be raised once all thirteen are
+    // in, so its amount is 16.80 however the records are batched.
+    produce_raw(&raw, 0, &calls("2026-09-14", 13));
+    let mut d = start(None);
+    wait_consumed(&mut d, &db, &raw, group).await;
+    wait_metric(&mut d, m80, 1.0);
+    assert_eq!(d.metric(m100).unwrap_or(0.0), 0.0);
+    let d = stop(d);
+    assert_eq!(alerts_logged(&d), 1, "{}", d.log_text());
+    assert_eq!(
+        usage(&db, customer).await,
+        ((13, dec("13.00")), (13, dec("13.00")))
+    );
+    let rows = alert_rows(&db).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (
+            rows[0].1,
+            rows[0].2.as_str(),
+            rows[0].3,
+            rows[0].4,
+            rows[0].5
+        ),
+        (customer, "2026-09-01", 80, dec("16.80"), dec("20.00"))
+    );
+
+    // Phase 2, Tuesday 15 September: 3 more peak minutes, 16.00 in all; estimate
+    // (16.00 + 1.00) × 1.20 = 20.40 ≥ 20.00 (15 calls: 19.20 < 20.00). 80 % is not
+    // raised again.
+    produce_raw(&raw, 0, &calls("2026-09-15", 3));
+    let mut d = start(None);
+    wait_consumed(&mut d, &db, &raw, group).await;
+    wait_metric(&mut d, m100, 1.0);
+    assert_eq!(d.metric(m80).unwrap_or(0.0), 0.0);
+    let d = stop(d);
+    assert_eq!(alerts_logged(&d), 1, "{}", d.log_text());
+    assert_eq!(
+        usage(&db, customer).await,
+        ((16, dec("16.00")), (16, dec("16.00")))
+    );
+    let raised = alert_rows(&db).await;
+    assert_eq!(raised.len(), 2, "{raised:?}");
+    assert_eq!(raised[0], rows[0], "the 80 % alert is untouched");
+    assert_eq!(
+        (
+            raised[1].1,
+            raised[1].2.as_str(),
+            raised[1].3,
+            raised[1].4,
+            raised[1].5
+        ),
+        (customer, "2026-09-01", 100, dec("20.40"), dec("20.00"))
+    );
+
+    // A crash after a plain replay of the whole topic: every record comes back as a
+    // duplicate and feeds no estimate.
+    replay(&db, &raw, group, &["--to-offset", "0"]);
+    let mut d = start(None);
+    wait_consumed(&mut d, &db, &raw, group).await;
+    d.kill9();
+    assert_eq!(alerts_logged(&d), 0, "{}", d.log_text());
+    // Restarted, and again with re-rating: the buckets are rebuilt from the events and
+    // the accumulators reload them, with the alerts already raised.
+    for args in [&["--to-offset", "0"][..], &["--to-offset", "0", "--rerate"]] {
+        replay(&db, &raw, group, args);
+        let mut d = start(Some(3));
+        assert!(
+            d.wait(Duration::from_secs(60)).success(),
+            "{}",
+            d.log_text()
+        );
+        assert_eq!(alerts_logged(&d), 0, "{args:?}: {}", d.log_text());
+        assert!(offsets_at_end(&db, &raw, group).await, "{args:?}");
+        assert_eq!(alert_rows(&db).await, raised, "{args:?}");
+        assert_eq!(
+            usage(&db, customer).await,
+            ((16, dec("16.00")), (16, dec("16.00"))),
+            "{args:?}"
+        );
+    }
+    let unbounded: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM consumer_offsets WHERE group_id = $1 AND rerate_below IS NOT NULL",
+            &[&group],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unbounded, 0, "the re-rate ran to its end");
+
+    // The topic holds each alert once: every run above was clean (an alert is published
+    // before its transaction commits, so only a crash in between could repeat one).
+    let published = read_topic(&alerts);
+    let key = customer.to_string();
+    let want = |threshold: i64, amount: &str| {
+        serde_json::json!({
+            "customer_id": customer,
+            "msisdn": MSISDN,
+            "period": "2026-09-01",
+            "threshold": threshold,
+            "amount": amount,
+            "credit_limit": "20.00",
+        })
+    };
+    let mut got: Vec<(Option<String>, serde_json::Value)> = published
+        .into_iter()
+        .map(|(k, mut v)| {
+            let raised_at = v
+                .as_object_mut()
+                .and_then(|o| o.remove("raised_at"))
+                .unwrap_or_default();
+            assert!(raised_at.is_string(), "raised_at in {v}");
+            (k, v)
+        })
+        .collect();
+    got.sort_by_key(|(_, v)| v["threshold"].as_i64());
+    assert_eq!(
+        got,
+        vec![
+            (Some(key.clone()), want(80, "16.80")),
+            (Some(key), want(100, "20.40")),
+        ]
+    );
+}
