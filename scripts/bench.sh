@@ -146,6 +146,10 @@ if [ -n "$BASE_BIN" ]; then
   log "Baseline $BASELINE over the same backlog"
   "$BASE_BIN" generate --brokers "$BROKER" --topic "$topic" --count 0 --seed 1 --customers $CUSTOMERS \
     --database-url "$PG/${db}_spine" >/dev/null 2>&1
+  # A baseline that rates needs the catalog (the spine has no such command).
+  if "$BASE_BIN" catalog --help >/dev/null 2>&1; then
+    "$BASE_BIN" catalog apply catalog/default.toml --database-url "$PG/${db}_spine" >/dev/null
+  fi
   run_daemon "$topic" "${db}_spine" bench 3 "$BASE_BIN"
   finish_daemon bench
   spine=$(psql_q ${db}_spine "SELECT sum(records), extract(epoch FROM max(committed_at)), $START FROM committed_batches")
@@ -167,7 +171,8 @@ fresh_db $sdb
 log "Steady: $rate records/s for ${STEADY_SECS}s while the daemon runs"
 "$BIN" generate --brokers "$BROKER" --topic "$stopic" --partitions "$PARTS" --count 0 --seed 2 --customers $CUSTOMERS \
   --database-url "$PG/$sdb" --start 2026-09-01 --days 30 >/dev/null 2>&1
-run_daemon "$stopic" $sdb steady 5
+# Idle 20 s: building a large customer pool delays the generator's first record.
+run_daemon "$stopic" $sdb steady 20
 sleep 5
 "$BIN" generate --brokers "$BROKER" --topic "$stopic" --count "$count" --rate "$rate" --seed 2 --customers $CUSTOMERS \
   --start 2026-09-01 --days 30 >/dev/null 2>"$work/steady-gen.log"

@@ -65,10 +65,16 @@ struct CustomerState {
 }
 
 struct PeriodState {
+    /// The buckets: all of them once read in full, else the deltas since the summary.
     usage: Usage,
+    /// The gross amount Postgres had when the summary was read, not in `usage` (zero once
+    /// the buckets are read in full).
+    base: Decimal,
     raised: Vec<i16>,
-    /// Owed from closed periods when loaded (late usage, re-rating): on this invoice too.
+    /// Owed from closed periods (late usage, re-rating), known exactly after a full read.
     owed: Vec<Adjustment>,
+    /// At most what closed periods add, from the summary (zero after a full read).
+    owed_at_most: Decimal,
 }
 
 #[derive(Debug, Clone)]
@@ -276,51 +282,46 @@ impl Accumulator {
         mut touched: BTreeSet<(i64, NaiveDate)>,
     ) -> ResponseActFuture<Self, ()> {
         let pool = self.pool.clone();
-        let need_accounts: Vec<i64> = missing
-            .iter()
-            .map(|(c, _)| *c)
-            .filter(|c| !self.customers.contains_key(c))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let tz = self.catalog.catalog.operator.timezone.name().to_string();
         Box::pin(
-            async move { load(&pool, &tz, &missing, &need_accounts).await.map(|l| (missing, l)) }
-                .into_actor(self)
-                .then(move |loaded, act, _| {
-                    match loaded {
-                        Ok((missing, (accounts, mut buckets, mut raised, mut owed))) => {
-                            let now = Instant::now();
-                            for (id, account) in accounts {
-                                act.customers.insert(
-                                    id,
-                                    CustomerState {
-                                        account,
-                                        periods: BTreeMap::new(),
-                                        touched: now,
-                                    },
-                                );
-                            }
-                            for key in missing {
-                                let Some(c) = act.customers.get_mut(&key.0) else {
-                                    continue; // not a customer (any more): nothing to bill
-                                };
-                                c.periods.insert(
-                                    key.1,
-                                    PeriodState {
-                                        usage: buckets.remove(&key).unwrap_or_default(),
-                                        raised: raised.remove(&key).unwrap_or_default(),
-                                        owed: owed.remove(&key).unwrap_or_default(),
-                                    },
-                                );
-                                touched.insert(key);
-                            }
-                        }
-                        Err(error) => {
-                            // The cache stays without them; the next delta loads again.
-                            warn!(%error, "Failed to load month-to-date state.");
+            async move {
+                let pairs: Vec<(i64, NaiveDate)> = missing.iter().copied().collect();
+                if pairs.is_empty() {
+                    return Ok(BTreeMap::new());
+                }
+                let client = pool.get().await.map_err(StorageError::from)?;
+                store::month_summaries(&client, &pairs).await
+            }
+            .into_actor(self)
+            .then(move |loaded, act, _| {
+                match loaded {
+                    Ok(summaries) => {
+                        let now = Instant::now();
+                        for ((id, period), m) in summaries {
+                            let c = act.customers.entry(id).or_insert_with(|| CustomerState {
+                                account: m.account.clone(),
+                                periods: BTreeMap::new(),
+                                touched: now,
+                            });
+                            c.account = m.account;
+                            c.touched = now;
+                            c.periods.insert(
+                                period,
+                                PeriodState {
+                                    usage: Usage::default(),
+                                    base: m.gross,
+                                    raised: m.raised,
+                                    owed: Vec::new(),
+                                    owed_at_most: m.owed_at_most,
+                                },
+                            );
+                            touched.insert((id, period));
                         }
                     }
+                    Err(error) => {
+                        // The cache stays without them; the next delta loads again.
+                        warn!(%error, "Failed to load month-to-date state.");
+                    }
+                }
                     let candidates = act.over_threshold(&touched);
                     let (pool, catalog, producer, topic, metrics) = (
                         act.pool.clone(),
@@ -352,6 +353,9 @@ impl Accumulator {
                                 .and_then(|s| s.periods.get_mut(&c.period))
                             {
                                 p.usage = c.usage;
+                                p.base = Decimal::ZERO;
+                                p.owed = c.owed;
+                                p.owed_at_most = Decimal::ZERO;
                                 p.raised.extend(c.raised);
                             }
                         }
@@ -361,10 +365,7 @@ impl Accumulator {
     }
 
     /// Customers and periods whose estimate reaches a threshold not raised yet.
-    fn over_threshold(
-        &self,
-        touched: &BTreeSet<(i64, NaiveDate)>,
-    ) -> Vec<Candidate> {
+    fn over_threshold(&self, touched: &BTreeSet<(i64, NaiveDate)>) -> Vec<Candidate> {
         let v = &self.catalog;
         touched
             .iter()
@@ -375,11 +376,22 @@ impl Accumulator {
                 let lowest = billing::ALERT_THRESHOLDS
                     .iter()
                     .find(|t| !p.raised.contains(t))?;
+                let unread = p.base + p.owed_at_most;
                 let ceiling =
-                    billing::total_ceiling(&v.catalog, &c.account.bill_to, &p.usage, &p.owed);
+                    billing::total_ceiling(&v.catalog, &c.account.bill_to, &p.usage, &p.owed)
+                        + unread * (Decimal::ONE + v.catalog.operator.vat_rate);
                 if ceiling * Decimal::ONE_HUNDRED < c.account.credit_limit * Decimal::from(*lowest)
                 {
                     return None;
+                }
+                let candidate = Candidate {
+                    account: c.account.clone(),
+                    period: *period,
+                    raised: p.raised.clone(),
+                };
+                if !unread.is_zero() {
+                    // Near a threshold with buckets not read yet: Postgres decides.
+                    return Some(candidate);
                 }
                 let estimate = billing::invoice(
                     &v.catalog,
@@ -392,12 +404,7 @@ impl Accumulator {
                 .ok()?;
                 let reached =
                     billing::thresholds_reached(estimate.total, c.account.credit_limit, &p.raised);
-                (!reached.is_empty()).then(|| Candidate {
-                    account: c.account.clone(),
-                    period: *period,
-                    raised: p.raised.clone(),
-                    owed: p.owed.clone(),
-                })
+                (!reached.is_empty()).then_some(candidate)
             })
             .collect()
     }
@@ -408,57 +415,6 @@ struct Candidate {
     account: Account,
     period: NaiveDate,
     raised: Vec<i16>,
-    owed: Vec<Adjustment>,
-}
-
-type Loaded = (
-    BTreeMap<i64, Account>,
-    BTreeMap<(i64, NaiveDate), Usage>,
-    BTreeMap<(i64, NaiveDate), Vec<i16>>,
-    BTreeMap<(i64, NaiveDate), Vec<Adjustment>>,
-);
-
-async fn load(
-    pool: &Pool,
-    tz: &str,
-    missing: &BTreeSet<(i64, NaiveDate)>,
-    need_accounts: &[i64],
-) -> Result<Loaded, StorageError> {
-    if missing.is_empty() {
-        return Ok(Default::default());
-    }
-    let client = pool.get().await?;
-    let customers: Vec<i64> = missing
-        .iter()
-        .map(|(c, _)| *c)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let periods: Vec<NaiveDate> = missing
-        .iter()
-        .map(|(_, p)| *p)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let accounts = if need_accounts.is_empty() {
-        BTreeMap::new()
-    } else {
-        store::accounts(&client, Some(need_accounts)).await?
-    };
-    let buckets = store::buckets(&client, &customers, &periods, false).await?;
-    let raised = store::raised_alerts(&client, &customers, &periods).await?;
-    let mut owed = BTreeMap::new();
-    for period in &periods {
-        let of: Vec<i64> = missing
-            .iter()
-            .filter(|(_, p)| p == period)
-            .map(|(c, _)| *c)
-            .collect();
-        for (c, a) in invoices::owed(&client, &of, *period, tz).await? {
-            owed.insert((c, *period), a);
-        }
-    }
-    Ok((accounts, buckets, raised, owed))
 }
 
 /// A candidate as Postgres has it.
@@ -466,6 +422,7 @@ struct Confirmed {
     customer: i64,
     period: NaiveDate,
     usage: Usage,
+    owed: Vec<Adjustment>,
     /// Thresholds now raised (by this check or an earlier one).
     raised: Vec<i16>,
 }
@@ -482,11 +439,11 @@ async fn confirm_and_raise(
 ) -> Result<Vec<Confirmed>, StorageError> {
     let mut client = pool.get().await?;
     let mut out = Vec::new();
+    let tz = catalog.catalog.operator.timezone.name();
     for Candidate {
         account,
         period,
         raised,
-        owed,
     } in candidates
     {
         let id = account.bill_to.id;
@@ -494,6 +451,10 @@ async fn confirm_and_raise(
         let usage = store::buckets(&tx, &[id], &[period], false)
             .await?
             .remove(&(id, period))
+            .unwrap_or_default();
+        let owed = invoices::owed(&tx, &[id], period, tz)
+            .await?
+            .remove(&id)
             .unwrap_or_default();
         let Ok(estimate) = billing::invoice(
             &catalog.catalog,
@@ -545,6 +506,7 @@ async fn confirm_and_raise(
             customer: id,
             period,
             usage,
+            owed,
             raised: reached,
         });
         for alert in &new {

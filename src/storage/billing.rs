@@ -411,3 +411,53 @@ pub async fn open_usage_page<C: GenericClient>(
         .map(|r| (r.get(0), r.get(1)))
         .collect())
 }
+
+/// A customer's month as the accumulators first need it: the account, the gross amount
+/// in the buckets, thresholds already raised, and the most that closed periods may add.
+#[derive(Debug, Clone)]
+pub struct MonthSummary {
+    pub account: Account,
+    pub gross: Decimal,
+    pub raised: Vec<i16>,
+    pub owed_at_most: Decimal,
+}
+
+/// Summaries of these (customer, period) pairs, in one round trip: the sums are taken in
+/// Postgres, so a customer's buckets never travel unless an alert needs them.
+pub async fn month_summaries<C: GenericClient>(
+    client: &C,
+    pairs: &[(i64, NaiveDate)],
+) -> Result<BTreeMap<(i64, NaiveDate), MonthSummary>, StorageError> {
+    let customers: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+    let periods: Vec<NaiveDate> = pairs.iter().map(|p| p.1).collect();
+    let stmt = client
+        .prepare_cached(include_str!("sql/month_summaries.sql"))
+        .await?;
+    Ok(client
+        .query(&stmt, &[&customers, &periods])
+        .await?
+        .into_iter()
+        .map(|r| {
+            (
+                (r.get(0), r.get(1)),
+                MonthSummary {
+                    account: Account {
+                        bill_to: BillTo {
+                            id: r.get(0),
+                            name: r.get(2),
+                            msisdn: r.get(3),
+                            plan: r.get(4),
+                            region: r.get(5),
+                            is_student: r.get(6),
+                            activated_on: r.get(7),
+                        },
+                        credit_limit: r.get(8),
+                    },
+                    gross: r.get(9),
+                    raised: r.get(10),
+                    owed_at_most: r.get(11),
+                },
+            )
+        })
+        .collect())
+}

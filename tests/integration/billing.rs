@@ -782,21 +782,7 @@ async fn late_usage_is_billed_once_on_the_next_invoice() {
         .collect();
     let october_invoices = invoice_rows(&client, october).await;
     let usage_before = usage_fingerprint(&client).await;
-    let brokers = brokers();
-    let (code, out, err) = cdrflow(&[
-        "replay",
-        "--database-url",
-        &db.url,
-        "--topic",
-        &topic,
-        "--group",
-        "billing",
-        "--brokers",
-        &brokers,
-        "--to-offset",
-        "0",
-    ]);
-    assert_eq!(code, 0, "replay failed:\n{out}{err}");
+    replay_ok(&db, &topic, "billing", &["--to-offset", "0"]);
     drain(&db.url, &topic, "billing");
     let adjustments_after: Vec<String> = client
         .query("SELECT a::text FROM rating_adjustments a ORDER BY id", &[])

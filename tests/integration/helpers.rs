@@ -430,3 +430,29 @@ pub fn drain(database_url: &str, topic: &str, group: &str) {
         d.log_text()
     );
 }
+
+/// `cdrflow replay` on `db`, `topic` and `group` with `args` added: (exit code, stdout,
+/// stderr).
+pub fn replay(db: &TestDb, topic: &str, group: &str, args: &[&str]) -> (i32, String, String) {
+    let brokers = brokers();
+    let mut all = vec![
+        "replay",
+        "--database-url",
+        &db.url,
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--brokers",
+        &brokers,
+    ];
+    all.extend(args);
+    cdrflow(&all)
+}
+
+/// A replay that must succeed: its output.
+pub fn replay_ok(db: &TestDb, topic: &str, group: &str, args: &[&str]) -> String {
+    let (code, out, err) = replay(db, topic, group, args);
+    assert_eq!(code, 0, "replay {args:?} failed:\n{out}{err}");
+    out
+}

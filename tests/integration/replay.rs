@@ -11,30 +11,6 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-/// `cdrflow replay` on `db`, `topic` and `group` with `args` added.
-fn replay(db: &TestDb, topic: &str, group: &str, args: &[&str]) -> (i32, String, String) {
-    let mut all = vec![
-        "replay",
-        "--database-url",
-        &db.url,
-        "--topic",
-        topic,
-        "--group",
-        group,
-    ];
-    let brokers = std::env::var("CDRFLOW_TEST_BROKERS").unwrap_or_default();
-    all.extend(["--brokers", &brokers]);
-    all.extend(args);
-    cdrflow(&all)
-}
-
-/// A replay that must succeed: its output.
-fn replay_ok(db: &TestDb, topic: &str, group: &str, args: &[&str]) -> String {
-    let (code, out, err) = replay(db, topic, group, args);
-    assert_eq!(code, 0, "replay {args:?} failed:\n{out}{err}");
-    out
-}
-
 /// The rows of the table replay prints: partition → (stored, new, to replay), and the
 /// total to replay.
 fn table(out: &str) -> (BTreeMap<i32, (i64, i64, i64)>, i64) {

@@ -1,0 +1,14 @@
+-- Per (customer, period): the account, the gross amount of the buckets, the thresholds
+-- raised, and the positive adjustments owed from earlier closed periods (an upper bound of
+-- what they add to this period's invoice).
+SELECT c.customer_id, m.period, c.name, c.msisdn, c.plan, c.region, c.is_student,
+       c.activated_on, c.credit_limit,
+       (SELECT COALESCE(sum(b.amount + b.extra), 0) FROM usage_buckets b
+         WHERE b.customer_id = m.customer_id AND b.period = m.period) AS gross,
+       ARRAY(SELECT a.threshold FROM alerts a
+              WHERE a.customer_id = m.customer_id AND a.period = m.period) AS raised,
+       (SELECT COALESCE(sum(GREATEST(r.delta, 0)), 0) FROM rating_adjustments r
+         WHERE r.customer_id = m.customer_id AND NOT r.in_place AND r.billed_on IS NULL
+           AND r.period < m.period) AS owed_at_most
+  FROM UNNEST($1::int8[], $2::date[]) AS m (customer_id, period)
+  JOIN customers c ON c.customer_id = m.customer_id
