@@ -709,7 +709,9 @@ async fn a_rerate_replay_moves_open_periods_by_the_price_change_and_books_closed
     );
     client
         .execute(
-            "INSERT INTO billing_periods (period, closed_at) VALUES ($1::text::date, now())",
+            // The daemon has created the month's row when it stored its usage.
+            "INSERT INTO billing_periods (period, closed_at) VALUES ($1::text::date, now())
+             ON CONFLICT (period) DO UPDATE SET closed_at = now()",
             &[&closed],
         )
         .await
