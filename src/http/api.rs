@@ -68,7 +68,7 @@ pub async fn usage(
         },
         Err(e) => return unavailable(e),
     };
-    let usage = match store::buckets(&client, &[id], &[period], false).await {
+    let usage = match store::buckets(&client, &[id], &[period]).await {
         Ok(mut b) => b.remove(&(id, period)).unwrap_or_default(),
         Err(e) => return unavailable(e),
     };

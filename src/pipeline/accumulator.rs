@@ -448,7 +448,7 @@ async fn confirm_and_raise(
     {
         let id = account.bill_to.id;
         let tx = client.transaction().await?;
-        let usage = store::buckets(&tx, &[id], &[period], false)
+        let usage = store::buckets(&tx, &[id], &[period])
             .await?
             .remove(&(id, period))
             .unwrap_or_default();

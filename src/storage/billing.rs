@@ -201,21 +201,15 @@ impl<'a> BucketColumns<'a> {
     }
 }
 
-/// Buckets of `customers` in `periods`: as stored (`from_events` false) or as the stored
-/// events make them (true).
+/// The stored buckets of `customers` in `periods`.
 pub async fn buckets<C: GenericClient>(
     client: &C,
     customers: &[i64],
     periods: &[NaiveDate],
-    from_events: bool,
 ) -> Result<BTreeMap<(i64, NaiveDate), Usage>, StorageError> {
-    let sql = if from_events {
-        include_str!("sql/buckets_from_usage.sql")
-    } else {
-        "SELECT customer_id, period, tariff_id, band, catalog_version, service, zone, price,
-                units, events, amount, extra, cost
-           FROM usage_buckets WHERE customer_id = ANY($1::int8[]) AND period = ANY($2::date[])"
-    };
+    let sql = "SELECT customer_id, period, tariff_id, band, catalog_version, service, zone, price,
+                      units, events, amount, extra, cost
+                 FROM usage_buckets WHERE customer_id = ANY($1::int8[]) AND period = ANY($2::date[])";
     let stmt = client.prepare_cached(sql).await?;
     let mut out: BTreeMap<(i64, NaiveDate), Usage> = BTreeMap::new();
     for r in client.query(&stmt, &[&customers, &periods]).await? {
@@ -244,16 +238,19 @@ pub async fn buckets<C: GenericClient>(
     Ok(out)
 }
 
-/// Replace the buckets of `customers` in the open `periods` by what their stored events
-/// make: after events were priced again in place.
+/// Replace the buckets of these (customer, open period) pairs by what their stored
+/// events make: after events were priced again in place. Two statements whatever the
+/// number of pairs.
 pub async fn rebuild_buckets(
     tx: &Transaction<'_>,
-    customers: &[i64],
-    periods: &[NaiveDate],
+    pairs: &[(i64, NaiveDate)],
 ) -> Result<(), StorageError> {
+    let customers: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+    let periods: Vec<NaiveDate> = pairs.iter().map(|p| p.1).collect();
     let delete = tx
         .prepare_cached(
-            "DELETE FROM usage_buckets WHERE customer_id = ANY($1::int8[]) AND period = ANY($2::date[])",
+            "DELETE FROM usage_buckets
+              WHERE (customer_id, period) IN (SELECT * FROM UNNEST($1::int8[], $2::date[]))",
         )
         .await?;
     tx.execute(&delete, &[&customers, &periods]).await?;
@@ -309,25 +306,6 @@ pub async fn accounts<C: GenericClient>(
             )
         })
         .collect())
-}
-
-/// Thresholds already raised, by customer and period.
-pub async fn raised_alerts<C: GenericClient>(
-    client: &C,
-    customers: &[i64],
-    periods: &[NaiveDate],
-) -> Result<BTreeMap<(i64, NaiveDate), Vec<i16>>, StorageError> {
-    let stmt = client
-        .prepare_cached(
-            "SELECT customer_id, period, threshold FROM alerts
-              WHERE customer_id = ANY($1::int8[]) AND period = ANY($2::date[])",
-        )
-        .await?;
-    let mut out: BTreeMap<(i64, NaiveDate), Vec<i16>> = BTreeMap::new();
-    for r in client.query(&stmt, &[&customers, &periods]).await? {
-        out.entry((r.get(0), r.get(1))).or_default().push(r.get(2));
-    }
-    Ok(out)
 }
 
 /// A credit-limit alert.

@@ -105,7 +105,7 @@ async fn bill_locked(
         after = last;
         let tx = client.transaction().await?;
         let accounts = accounts(&tx, Some(&ids)).await?;
-        let mut usage = buckets(&tx, &ids, &[period], false).await?;
+        let mut usage = buckets(&tx, &ids, &[period]).await?;
         let (mut owed, adjustment_ids) = adjustments(&tx, &ids, period, &tz).await?;
         let mut invoices = Vec::with_capacity(ids.len());
         for (id, account) in &accounts {

@@ -111,11 +111,11 @@ pub async fn rerate(
     }
     // The buckets follow the new prices: rebuilt from the events, per customer and
     // period touched (rare enough that rebuilding beats tracking old parts).
-    let mut customers = Vec::new();
-    for (customer, period) in &rebuild {
-        super::billing::rebuild_buckets(tx, &[*customer], &[*period]).await?;
-        customers.push(*customer);
+    let pairs: Vec<(i64, NaiveDate)> = rebuild.into_iter().collect();
+    if !pairs.is_empty() {
+        super::billing::rebuild_buckets(tx, &pairs).await?;
     }
+    let mut customers: Vec<i64> = pairs.iter().map(|p| p.0).collect();
     customers.dedup();
     Ok((
         (update_ids.len() + adj.in_place.iter().filter(|p| !**p).count()) as u32,

@@ -1,4 +1,4 @@
--- The buckets of some customers and periods as their stored events make them: what the
+-- The buckets of some (customer, period) pairs as their stored events make them: what the
 -- additive upserts must always equal. A split call's parts are in its band arrays; an
 -- event in one band is priced again from the catalog's price for its band (the same
 -- rounding as rating: half away from zero at 6 decimals); what the parts do not explain
@@ -9,7 +9,8 @@ WITH e AS (
            COALESCE(bands, ARRAY[COALESCE(band, '-')]) AS bands,
            COALESCE(band_units, ARRAY[units]) AS band_units
       FROM usage_events
-     WHERE customer_id = ANY($1::int8[]) AND period = ANY($2::date[]) AND amount IS NOT NULL
+     WHERE (customer_id, period) IN (SELECT * FROM UNNEST($1::int8[], $2::date[]))
+       AND amount IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM rating_adjustments a
                         WHERE a.record_id = usage_events.record_id AND a.kind = 'late')
 ), parts AS (
