@@ -1,10 +1,12 @@
-//! The command line: one module per subcommand. Flags can also come from `CDRFLOW_*`
-//! environment variables; every value is checked before anything starts, and a wrong one
-//! is named in the error (clap exits with status 2).
+//! The command line: one module per subcommand. Settings come from flags, `CDRFLOW_*`
+//! environment variables and a settings file (see [`config`]); every value is checked
+//! before anything starts, and a wrong one is named in the error (exit status 2).
 
 pub mod bill;
 pub mod catalog;
+pub mod config;
 pub mod customers;
+pub mod demo;
 pub mod explain;
 pub mod generate;
 pub mod migrate;
@@ -22,6 +24,11 @@ use std::process::ExitCode;
     about = "Telecom mediation, rating and billing engine: CDRs from Kafka, exact money out."
 )]
 pub struct Cli {
+    /// Settings file (TOML; keys are the CDRFLOW_* variables' names without the prefix,
+    /// in lower case). Default: ./cdrflow.toml if it exists. Flags and the environment
+    /// override it.
+    #[arg(long, global = true, env = "CDRFLOW_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,6 +57,10 @@ pub enum Command {
     /// Rewind a consumer group's stored offsets to process a range again (optionally
     /// re-pricing what was already accepted).
     Replay(replay::ReplayArgs),
+    /// Everything end to end on a fresh database: migrate, catalog, customers, a month of
+    /// CDRs with anomalies, the daemon until drained, suspense, the month's invoices, and
+    /// a summary (reconciliation, revenue, invoices, throughput, where to look).
+    Demo(demo::DemoArgs),
 }
 
 /// Shared database flag. The URL may hold a password: its environment value is never
@@ -77,5 +88,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain(args) => explain::run(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Bill(args) => bill::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
     }
 }

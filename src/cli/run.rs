@@ -38,8 +38,8 @@ pub struct RunArgs {
     /// fifth slower once rating added a stage).
     #[arg(long, env = "CDRFLOW_MAX_INFLIGHT", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub max_inflight: u32,
-    /// Do not publish to the normalized and rejected topics.
-    #[arg(long)]
+    /// Do not publish to the normalized, rejected and alerts topics.
+    #[arg(long, env = "CDRFLOW_NO_PUBLISH")]
     pub no_publish: bool,
     #[arg(
         long,
@@ -50,7 +50,7 @@ pub struct RunArgs {
     #[arg(long, env = "CDRFLOW_REJECTED_TOPIC", default_value = "cdr.rejected")]
     pub rejected_topic: String,
     /// Partitions of topics cdrflow has to create.
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    #[arg(long, env = "CDRFLOW_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1024))]
     pub partitions: i32,
     /// Region whose national numbers subscribers write (ISO 3166 alpha-2).
     #[arg(long, env = "CDRFLOW_DEFAULT_REGION", default_value = "MA")]

@@ -72,6 +72,10 @@ pub fn serve(addr: SocketAddr, state: State) -> std::io::Result<Server> {
 }
 
 async fn metrics(state: web::Data<State>) -> HttpResponse {
+    let pool = state.pool.status();
+    state
+        .metrics
+        .observe_pool(pool.max_size, pool.size, pool.available, pool.waiting);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

@@ -5,8 +5,11 @@
 //! and from which offset each continues.
 
 use crate::storage;
+use crate::telemetry::events::ConsumerLagMeasured;
+use crate::telemetry::Metrics;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
@@ -132,9 +135,36 @@ pub struct SourceContext {
     pub group: String,
     pub assignment: Arc<Assignment>,
     pub inflight: Arc<InFlight>,
+    pub metrics: Metrics,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the lag of each owned
+    /// partition, from the broker's high watermark and the group's committed offset (the
+    /// mirror of the offset committed in Postgres).
+    fn stats(&self, statistics: Statistics) {
+        let owned = self.assignment.owned();
+        let mut lag = Vec::new();
+        for topic in statistics.topics.values() {
+            for p in topic.partitions.values() {
+                if !owned.contains(&p.partition) {
+                    continue;
+                }
+                let behind = if p.consumer_lag >= 0 {
+                    p.consumer_lag
+                } else if p.hi_offset >= 0 && p.app_offset >= 0 {
+                    // Nothing committed yet: how far the fetch position is behind.
+                    (p.hi_offset - p.app_offset).max(0)
+                } else {
+                    continue;
+                };
+                lag.push((p.partition, behind));
+            }
+        }
+        lag.sort_unstable();
+        ConsumerLagMeasured { partitions: &lag }.emit(&self.metrics);
+    }
+}
 
 impl SourceContext {
     /// Read the stored offsets from a thread of its own: this runs inside librdkafka's

@@ -19,7 +19,8 @@ use crate::storage::billing::{self as store, Account, Alert, CustomerUsage};
 use crate::storage::catalog::Version;
 use crate::storage::invoices;
 use crate::storage::{self, StorageError};
-use crate::telemetry::events::{ActorRestarted, AlertRaised};
+use crate::telemetry::events::{ActorRestarted, AlertRaised, DatabaseFailed};
+use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
 use actix::prelude::*;
 use chrono::{NaiveDate, Utc};
@@ -95,6 +96,7 @@ pub struct Accumulator {
     settings: AccumulatorSettings,
     producer: FutureProducer,
     metrics: Metrics,
+    stage: StageMetrics,
     customers: HashMap<i64, CustomerState>,
 }
 
@@ -111,6 +113,7 @@ impl Accumulator {
             catalog,
             settings,
             producer,
+            stage: metrics.stage("accumulator"),
             metrics,
             customers: HashMap::new(),
         }
@@ -186,6 +189,7 @@ impl Handler<UsagePosted> for Accumulator {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: UsagePosted, _: &mut Self::Context) -> Self::Result {
+        self.stage.taken();
         // Apply what is in memory now; what is not is loaded (with the delta in it).
         let mut missing: BTreeSet<(i64, NaiveDate)> = BTreeSet::new();
         let mut touched: BTreeSet<(i64, NaiveDate)> = BTreeSet::new();
@@ -238,7 +242,12 @@ impl Handler<Sweep> for Accumulator {
                         act.load_and_check(pairs.into_iter().collect(), BTreeSet::new())
                     }
                     Err(error) => {
-                        warn!(%error, "Failed to rebuild month-to-date state at start; it is loaded on use.");
+                        DatabaseFailed {
+                            actor: "accumulator",
+                            action: "rebuild month-to-date state at start; it is loaded on use",
+                            error: &error,
+                        }
+                        .emit(&act.metrics);
                         Box::pin(fut::ready(()))
                     }
                 }
@@ -265,7 +274,12 @@ impl Handler<Refresh> for Accumulator {
                 match found {
                     Ok(pairs) => act.load_and_check(pairs.into_iter().collect(), BTreeSet::new()),
                     Err(error) => {
-                        warn!(%error, "Failed to refresh month-to-date state.");
+                        DatabaseFailed {
+                            actor: "accumulator",
+                            action: "refresh month-to-date state",
+                            error: &error,
+                        }
+                        .emit(&act.metrics);
                         Box::pin(fut::ready(()))
                     }
                 }
@@ -319,7 +333,12 @@ impl Accumulator {
                     }
                     Err(error) => {
                         // The cache stays without them; the next delta loads again.
-                        warn!(%error, "Failed to load month-to-date state.");
+                        DatabaseFailed {
+                            actor: "accumulator",
+                            action: "load month-to-date state",
+                            error: &error,
+                        }
+                        .emit(&act.metrics);
                     }
                 }
                     let candidates = act.over_threshold(&touched);
@@ -337,7 +356,12 @@ impl Accumulator {
                         match confirm_and_raise(&pool, &catalog, &producer, topic.as_deref(), &metrics, candidates).await {
                             Ok(confirmed) => confirmed,
                             Err(error) => {
-                                warn!(%error, "Failed to raise credit-limit alerts; they are checked again on the next usage.");
+                                DatabaseFailed {
+                                    actor: "accumulator",
+                                    action: "raise credit-limit alerts; they are checked again on the next usage",
+                                    error: &error,
+                                }
+                                .emit(&metrics);
                                 Vec::new()
                             }
                         }

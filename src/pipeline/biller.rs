@@ -4,13 +4,12 @@
 //! was interrupted. The work is `storage::invoices::bill_period`, as for `cdrflow bill`.
 
 use crate::storage::{self, invoices};
-use crate::telemetry::events::InvoicesIssued;
+use crate::telemetry::events::{DatabaseFailed, InvoicesIssued};
 use crate::telemetry::Metrics;
 use actix::prelude::*;
 use chrono::{NaiveDate, Utc};
 use deadpool_postgres::Pool;
 use std::time::Duration;
-use tracing::warn;
 
 /// How often the Biller looks for periods to close: one small indexed query.
 const EVERY: Duration = Duration::from_secs(5);
@@ -41,7 +40,12 @@ impl Biller {
         ctx.spawn(
             async move {
                 if let Err(error) = pass(&pool, days, &metrics).await {
-                    warn!(%error, "Failed to close a billing period; will try again.");
+                    DatabaseFailed {
+                        actor: "biller",
+                        action: "close a billing period; will try again",
+                        error: &error,
+                    }
+                    .emit(&metrics);
                 }
             }
             .into_actor(self)

@@ -11,10 +11,14 @@
 use super::accumulator::{shard_of, Accumulator, Refresh, UsagePosted};
 use super::messages::{Batch, BatchAck, PipelineError};
 use super::stages::MAILBOX_CAPACITY;
+use crate::domain::batch::Verdict;
 use crate::kafka::publisher::Publisher;
 use crate::storage::batch::{self, Written};
 use crate::storage::billing::{CustomerUsage, Posted};
-use crate::telemetry::events::{ActorRestarted, BatchCommitted, BatchFenced, UsageLate};
+use crate::telemetry::events::{
+    ActorRestarted, BatchCommitted, BatchFenced, UsageLate, UsageRated,
+};
+use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
 use actix::prelude::*;
 use chrono::Utc;
@@ -26,6 +30,8 @@ pub struct Committer {
     group: String,
     publisher: Option<Publisher>,
     metrics: Metrics,
+    stage: StageMetrics,
+    accumulator_stage: StageMetrics,
     accumulators: Vec<Addr<Accumulator>>,
     /// The previous batch's hand-over to the accumulators.
     handing_over: Option<tokio::task::JoinHandle<()>>,
@@ -43,6 +49,8 @@ impl Committer {
             pool,
             group,
             publisher,
+            stage: metrics.stage("committer"),
+            accumulator_stage: metrics.stage("accumulator"),
             metrics,
             accumulators,
             handing_over: None,
@@ -72,7 +80,7 @@ impl Handler<Drain> for Committer {
 }
 
 /// Send `posted` to the accumulators' shards and wait until they took it.
-async fn hand_over(accumulators: Vec<Addr<Accumulator>>, posted: Posted) {
+async fn hand_over(accumulators: Vec<Addr<Accumulator>>, posted: Posted, queue: StageMetrics) {
     let n = accumulators.len();
     if n == 0 {
         return;
@@ -88,13 +96,19 @@ async fn hand_over(accumulators: Vec<Addr<Accumulator>>, posted: Posted) {
     let sends = accumulators
         .iter()
         .zip(by_shard.into_iter().zip(refresh))
-        .map(|(addr, (deltas, refresh))| async move {
-            // A stopped accumulator loses only cached state, which it reloads.
-            if !deltas.is_empty() {
-                let _ = addr.send(UsagePosted(deltas)).await;
-            }
-            if !refresh.is_empty() {
-                let _ = addr.send(Refresh(refresh)).await;
+        .map(|(addr, (deltas, refresh))| {
+            let queue = queue.clone();
+            async move {
+                // A stopped accumulator loses only cached state, which it reloads.
+                if !deltas.is_empty() {
+                    queue.enqueued();
+                    if addr.send(UsagePosted(deltas)).await.is_err() {
+                        queue.taken();
+                    }
+                }
+                if !refresh.is_empty() {
+                    let _ = addr.send(Refresh(refresh)).await;
+                }
             }
         });
     futures::future::join_all(sends).await;
@@ -119,6 +133,9 @@ impl Handler<Batch> for Committer {
     type Result = AtomicResponse<Self, <Batch as Message>::Result>;
 
     fn handle(&mut self, batch: Batch, _: &mut Self::Context) -> Self::Result {
+        self.stage.taken();
+        let (stage, queue) = (self.stage.clone(), self.accumulator_stage.clone());
+        let records = batch.data.records.len();
         let pool = self.pool.clone();
         let group = self.group.clone();
         let publisher = self.publisher.clone();
@@ -131,9 +148,12 @@ impl Handler<Batch> for Committer {
                 if let Some(previous) = previous {
                     let _ = previous.await;
                 }
+                if result.is_ok() {
+                    stage.handled(records);
+                }
                 match result {
                     Ok((ack, Some(posted))) => {
-                        let next = actix::spawn(hand_over(accumulators, posted));
+                        let next = actix::spawn(hand_over(accumulators, posted, queue));
                         (Ok(ack), Some(next))
                     }
                     Ok((ack, None)) => (Ok(ack), None),
@@ -214,7 +234,29 @@ async fn commit(
                 records: posted.late,
             }
             .emit(metrics);
+            UsageRated {
+                amounts: &rated_by_service(data, &inserted),
+            }
+            .emit(metrics);
             Ok((BatchAck::Committed(summary), Some(posted)))
         }
     }
+}
+
+/// The amounts of the usage rows a commit inserted, by service.
+fn rated_by_service(
+    data: &crate::domain::batch::PartitionBatch,
+    inserted: &[usize],
+) -> Vec<(&'static str, rust_decimal::Decimal)> {
+    let mut sums: Vec<(&'static str, rust_decimal::Decimal)> = Vec::new();
+    for &i in inserted {
+        if let Verdict::Rated(r) = &data.records[i].verdict {
+            let service = r.cdr.record_type.as_str();
+            match sums.iter_mut().find(|(s, _)| *s == service) {
+                Some((_, sum)) => *sum += r.rating.amount,
+                None => sums.push((service, r.rating.amount)),
+            }
+        }
+    }
+    sums
 }

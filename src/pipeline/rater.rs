@@ -16,7 +16,8 @@ use super::messages::{Batch, PipelineError};
 use super::stages::MAILBOX_CAPACITY;
 use crate::domain::batch::Subscriber;
 use crate::storage::{self, catalog::Version, StorageError};
-use crate::telemetry::events::{ActorRestarted, CatalogLoaded};
+use crate::telemetry::events::{ActorRestarted, CatalogLoaded, DatabaseFailed};
+use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
 use actix::prelude::*;
 use deadpool_postgres::Pool;
@@ -27,7 +28,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use tracing::warn;
 
 /// How often the Rater asks whether a newer catalog was applied. A new version is in
 /// force for batches rated after it is seen; nothing already stored changes (that is
@@ -95,6 +95,8 @@ pub struct Rater {
     /// that one partition's batches always commit in order on one connection while
     /// different partitions commit side by side.
     next: Vec<Addr<Committer>>,
+    stage: StageMetrics,
+    next_stage: StageMetrics,
     metrics: Metrics,
 }
 
@@ -119,6 +121,8 @@ impl Rater {
             previous: previous.shared(),
             cache: Rc::default(),
             next,
+            stage: metrics.stage("rater"),
+            next_stage: metrics.stage("committer"),
             metrics,
         }
     }
@@ -144,9 +148,13 @@ impl Actor for Rater {
                             .emit(&act.metrics);
                         }
                         Ok(None) => {}
-                        Err(error) => {
-                            warn!(%error, "Failed to check for a newer catalog; rating goes on with the current one.")
+                        Err(error) => DatabaseFailed {
+                            actor: "rater",
+                            action:
+                                "check for a newer catalog; rating goes on with the current one",
+                            error: &error,
                         }
+                        .emit(&act.metrics),
                     }),
             );
         });
@@ -181,6 +189,8 @@ impl Handler<Batch> for Rater {
     type Result = ResponseFuture<<Batch as Message>::Result>;
 
     fn handle(&mut self, mut batch: Batch, _: &mut Self::Context) -> Self::Result {
+        self.stage.taken();
+        let (stage, next_stage) = (self.stage.clone(), self.next_stage.clone());
         let missing = self.cache.borrow().missing(batch.data.subscribers());
         let (pool, catalog, cache) = (self.pool.clone(), self.catalog.clone(), self.cache.clone());
         let committer =
@@ -208,11 +218,14 @@ impl Handler<Batch> for Rater {
                     .data
                     .rate(&catalog.catalog, catalog.version, |m| cache.get(m));
             }
+            stage.handled(batch.data.records.len());
+            next_stage.enqueued();
             let committed = committer.send(batch);
             let _ = queued.send(());
-            committed
-                .await
-                .map_err(|_| PipelineError::StageDown("committer"))?
+            committed.await.map_err(|_| {
+                next_stage.taken();
+                PipelineError::StageDown("committer")
+            })?
         })
     }
 }

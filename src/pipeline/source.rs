@@ -13,6 +13,7 @@ use crate::domain::batch::{PartitionBatch, ProcessedRecord, SourceMeta, Verdict}
 use crate::kafka::client::consumer_config;
 use crate::kafka::context::{Assignment, Cursor, InFlight, SourceContext};
 use crate::telemetry::events::{ActorRestarted, BatchFailed, FailureKind};
+use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -115,6 +116,8 @@ impl Actor for KafkaSource {
         let run = SourceLoop {
             settings: self.settings.clone(),
             next: self.next.clone(),
+            source_stage: self.metrics.stage("source"),
+            validator_stage: self.metrics.stage("validator"),
             metrics: self.metrics.clone(),
             shutdown: self.shutdown.clone(),
             inflight: self.inflight.clone(),
@@ -183,6 +186,8 @@ struct SourceLoop {
     settings: Arc<SourceSettings>,
     next: Addr<Validator>,
     metrics: Metrics,
+    source_stage: StageMetrics,
+    validator_stage: StageMetrics,
     shutdown: watch::Receiver<bool>,
     inflight: Arc<InFlight>,
     failures: Arc<AtomicU32>,
@@ -197,9 +202,12 @@ impl SourceLoop {
             group: s.group.clone(),
             assignment: assignment.clone(),
             inflight: self.inflight.clone(),
+            metrics: self.metrics.clone(),
         };
         let consumer: StreamConsumer<SourceContext> =
             consumer_config(&s.brokers, &s.group, s.session_timeout_ms)
+                // Statistics carry each partition's lag (cdrflow_consumer_lag).
+                .set("statistics.interval.ms", "5000")
                 .create_with_context(context)?;
         consumer.subscribe(&[&s.topic])?;
         info!(topic = %s.topic, group = %s.group, "Source subscribed.");
@@ -393,16 +401,20 @@ impl SourceLoop {
             epoch: cursor.epoch,
             guard: self.inflight.enter(),
         };
+        self.source_stage.handled(batch.data.records.len());
+        self.validator_stage.enqueued();
         let request = self.next.send(batch);
+        let queue = self.validator_stage.clone();
         Some(async move {
             Ack {
                 partition,
                 epoch: cursor.epoch,
                 from,
                 to,
-                result: request
-                    .await
-                    .unwrap_or(Err(PipelineError::StageDown("validator"))),
+                result: request.await.unwrap_or_else(|_| {
+                    queue.taken();
+                    Err(PipelineError::StageDown("validator"))
+                }),
             }
         })
     }

@@ -9,6 +9,7 @@ use super::rater::Rater;
 use crate::domain::batch::Verdict;
 use crate::domain::{Normalizer as DomainNormalizer, NumberPlan, Validation};
 use crate::telemetry::events::ActorRestarted;
+use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
 use actix::prelude::*;
 use chrono::Utc;
@@ -20,6 +21,8 @@ pub const MAILBOX_CAPACITY: usize = 64;
 pub struct Validator {
     validation: Validation,
     next: Addr<Normalizer>,
+    stage: StageMetrics,
+    next_stage: StageMetrics,
     metrics: Metrics,
 }
 
@@ -28,6 +31,8 @@ impl Validator {
         Validator {
             validation,
             next,
+            stage: metrics.stage("validator"),
+            next_stage: metrics.stage("normalizer"),
             metrics,
         }
     }
@@ -51,6 +56,8 @@ impl Handler<Batch> for Validator {
     type Result = ResponseFuture<<Batch as Message>::Result>;
 
     fn handle(&mut self, mut batch: Batch, _: &mut Self::Context) -> Self::Result {
+        self.stage.taken();
+        self.stage.handled(batch.data.records.len());
         let now = Utc::now();
         for r in &mut batch.data.records {
             r.verdict = match self.validation.validate(&r.source.payload, now) {
@@ -58,11 +65,14 @@ impl Handler<Batch> for Validator {
                 Err(rejection) => Verdict::Rejected(rejection),
             };
         }
+        self.next_stage.enqueued();
         let forwarded = self.next.send(batch);
+        let queue = self.next_stage.clone();
         Box::pin(async move {
-            forwarded
-                .await
-                .map_err(|_| PipelineError::StageDown("normalizer"))?
+            forwarded.await.map_err(|_| {
+                queue.taken();
+                PipelineError::StageDown("normalizer")
+            })?
         })
     }
 }
@@ -71,6 +81,8 @@ pub struct Normalizer {
     normalizer: DomainNormalizer,
     plan: NumberPlan,
     next: Addr<Rater>,
+    stage: StageMetrics,
+    next_stage: StageMetrics,
     metrics: Metrics,
 }
 
@@ -80,6 +92,8 @@ impl Normalizer {
             normalizer: DomainNormalizer::new(plan.clone()),
             plan,
             next,
+            stage: metrics.stage("normalizer"),
+            next_stage: metrics.stage("rater"),
             metrics,
         }
     }
@@ -108,6 +122,8 @@ impl Handler<Batch> for Normalizer {
     type Result = ResponseFuture<<Batch as Message>::Result>;
 
     fn handle(&mut self, mut batch: Batch, _: &mut Self::Context) -> Self::Result {
+        self.stage.taken();
+        self.stage.handled(batch.data.records.len());
         for r in &mut batch.data.records {
             r.verdict = match std::mem::replace(&mut r.verdict, Verdict::Received) {
                 Verdict::Valid(cdr) => match self.normalizer.normalize(cdr) {
@@ -117,11 +133,14 @@ impl Handler<Batch> for Normalizer {
                 decided => decided,
             };
         }
+        self.next_stage.enqueued();
         let forwarded = self.next.send(batch);
+        let queue = self.next_stage.clone();
         Box::pin(async move {
-            forwarded
-                .await
-                .map_err(|_| PipelineError::StageDown("rater"))?
+            forwarded.await.map_err(|_| {
+                queue.taken();
+                PipelineError::StageDown("rater")
+            })?
         })
     }
 }

@@ -5,13 +5,12 @@
 
 use super::accumulator::{shard_of, Accumulator, Refresh};
 use crate::storage::{self, catalog::Version, suspense};
-use crate::telemetry::events::SuspenseResolved;
+use crate::telemetry::events::{DatabaseFailed, SuspenseResolved};
 use crate::telemetry::Metrics;
 use actix::prelude::*;
 use deadpool_postgres::Pool;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::warn;
 
 pub struct SuspenseResolver {
     pool: Pool,
@@ -63,7 +62,12 @@ impl Actor for SuspenseResolver {
                     match pass(&pool, &metrics, catalog, &accumulators).await {
                         Ok(used) => used,
                         Err(error) => {
-                            warn!(%error, "Failed to resolve suspense records; will try again.");
+                            DatabaseFailed {
+                                actor: "suspense",
+                                action: "resolve suspense records; will try again",
+                                error: &error,
+                            }
+                            .emit(&metrics);
                             None
                         }
                     }

@@ -94,6 +94,9 @@ impl BatchFailed<'_> {
         m.batch_failures
             .with_label_values(&[self.kind.as_str()])
             .inc();
+        if let FailureKind::Database = self.kind {
+            m.db_errors.with_label_values(&["committer"]).inc();
+        }
         m.source_backoff_seconds.set(self.backoff_secs as i64);
         warn!(
             partition = self.partition,
@@ -199,5 +202,57 @@ impl InvoicesIssued {
     pub fn emit(&self, m: &Metrics) {
         m.invoices_issued.inc_by(self.invoices);
         info!(period = %self.period, invoices = self.invoices, "Invoices issued.");
+    }
+}
+
+/// The broker's view of how far this instance is behind, per owned partition.
+pub struct ConsumerLagMeasured<'a> {
+    /// (partition, records not yet committed)
+    pub partitions: &'a [(i32, i64)],
+}
+
+impl ConsumerLagMeasured<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        // Partitions no longer owned disappear from the series.
+        m.consumer_lag.reset();
+        for (partition, lag) in self.partitions {
+            m.consumer_lag
+                .with_label_values(&[&partition.to_string()])
+                .set(*lag);
+        }
+        debug!(partitions = ?self.partitions, "Consumer lag measured.");
+    }
+}
+
+/// A Postgres operation outside the batch commit failed; the actor tries again later.
+pub struct DatabaseFailed<'a> {
+    pub actor: &'static str,
+    /// What was being done, as the log line says it ("Failed to …").
+    pub action: &'static str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl DatabaseFailed<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        m.db_errors.with_label_values(&[self.actor]).inc();
+        warn!(actor = self.actor, error = %self.error, "Failed to {}.", self.action);
+    }
+}
+
+/// Usage newly stored by a commit, priced: the amounts by service.
+pub struct UsageRated<'a> {
+    /// (service, amount in the catalog currency)
+    pub amounts: &'a [(&'static str, rust_decimal::Decimal)],
+}
+
+impl UsageRated<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        use rust_decimal::prelude::ToPrimitive;
+        for (service, amount) in self.amounts {
+            // Observability only: Prometheus samples are floats. Money is summed in Postgres.
+            if let Some(v) = amount.to_f64().filter(|v| *v > 0.0) {
+                m.rated_amount.with_label_values(&[service]).inc_by(v);
+            }
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Every Prometheus metric cdrflow exposes, registered on an injected `Registry` so each
 //! test builds its own and reads exact values. The only importer of `prometheus`.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{
+    CounterVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
 
 pub use prometheus::{Encoder, Registry, TextEncoder};
 
@@ -28,6 +30,42 @@ pub struct Metrics {
     pub alerts_raised: IntCounterVec,
     pub records_late: IntCounter,
     pub invoices_issued: IntCounter,
+    pub stage_records: IntCounterVec,
+    pub stage_queue_depth: IntGaugeVec,
+    pub consumer_lag: IntGaugeVec,
+    pub rated_amount: CounterVec,
+    pub db_pool_connections: IntGaugeVec,
+    pub db_errors: IntCounterVec,
+}
+
+/// One pipeline stage's handles: the batches waiting in its mailbox and the records it
+/// has handled. The sender counts a batch in, the stage counts it out when it starts on it.
+#[derive(Clone)]
+pub struct StageMetrics {
+    /// None for the source, which has no mailbox.
+    queued: Option<IntGauge>,
+    records: IntCounter,
+}
+
+impl StageMetrics {
+    /// A batch was put into this stage's mailbox.
+    pub fn enqueued(&self) {
+        if let Some(q) = &self.queued {
+            q.inc();
+        }
+    }
+
+    /// The stage took a batch out of its mailbox (or the send failed).
+    pub fn taken(&self) {
+        if let Some(q) = &self.queued {
+            q.dec();
+        }
+    }
+
+    /// The stage handled `records` records.
+    pub fn handled(&self, records: usize) {
+        self.records.inc_by(records as u64);
+    }
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -58,14 +96,82 @@ fn histogram(
     Ok(h)
 }
 
+fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
 fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
     let g = IntGauge::with_opts(Opts::new(name, help))?;
     registry.register(Box::new(g.clone()))?;
     Ok(g)
 }
 
+/// Every value of the bounded label sets, exposed at zero from the start so a rate or a
+/// table shows "none" rather than "no data".
+const STAGES: [&str; 6] = [
+    "source",
+    "validator",
+    "normalizer",
+    "rater",
+    "committer",
+    "accumulator",
+];
+const ACTORS: [&str; 8] = [
+    "source",
+    "validator",
+    "normalizer",
+    "rater",
+    "committer",
+    "accumulator",
+    "suspense",
+    "biller",
+];
+
 impl Metrics {
     pub fn new(registry: Registry) -> prometheus::Result<Self> {
+        let m = Self::register(registry)?;
+        for reason in crate::domain::RejectReason::ALL {
+            m.records_rejected.with_label_values(&[reason.as_str()]);
+        }
+        for kind in ["database", "publish", "pipeline"] {
+            m.batch_failures.with_label_values(&[kind]);
+        }
+        for actor in ACTORS {
+            m.actor_restarts.with_label_values(&[actor]);
+        }
+        for actor in ["committer", "rater", "accumulator", "suspense", "biller"] {
+            m.db_errors.with_label_values(&[actor]);
+        }
+        for stage in STAGES {
+            // The source has no mailbox; the accumulator is fed customers' deltas, not records.
+            if stage != "source" {
+                m.stage_queue_depth.with_label_values(&[stage]);
+            }
+            if stage != "accumulator" {
+                m.stage_records.with_label_values(&[stage]);
+            }
+        }
+        for service in crate::domain::RecordType::ALL {
+            m.rated_amount.with_label_values(&[service.as_str()]);
+        }
+        for threshold in ["80", "100"] {
+            m.alerts_raised.with_label_values(&[threshold]);
+        }
+        for resolution in ["rated", "duplicate"] {
+            m.suspense_resolved.with_label_values(&[resolution]);
+        }
+        m.observe_pool(0, 0, 0, 0);
+        Ok(m)
+    }
+
+    fn register(registry: Registry) -> prometheus::Result<Self> {
         let r = &registry;
         let latency = vec![
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -179,8 +285,71 @@ impl Metrics {
                 "cdrflow_source_backoff_seconds",
                 "Current back-off of the source after a failed batch (0 when fetching).",
             )?,
+            stage_records: counter_vec(
+                r,
+                "cdrflow_stage_records_total",
+                "Records handled by each pipeline stage (source, validator, normalizer, rater, committer).",
+                &["stage"],
+            )?,
+            stage_queue_depth: gauge_vec(
+                r,
+                "cdrflow_stage_queue_depth",
+                "Batches waiting in each stage's mailbox (validator, normalizer, rater, committer, accumulator).",
+                &["stage"],
+            )?,
+            consumer_lag: gauge_vec(
+                r,
+                "cdrflow_consumer_lag",
+                "Records on the broker not yet committed by this instance, per owned partition (librdkafka statistics, every 5 s).",
+                &["partition"],
+            )?,
+            rated_amount: {
+                let c = CounterVec::new(
+                    Opts::new(
+                        "cdrflow_rated_amount_total",
+                        "Rated amount of the usage stored, by service, in the catalog currency. A float for dashboards: invoices are computed in Postgres with exact decimals.",
+                    ),
+                    &["service"],
+                )?;
+                r.register(Box::new(c.clone()))?;
+                c
+            },
+            db_pool_connections: gauge_vec(
+                r,
+                "cdrflow_db_pool_connections",
+                "The daemon's Postgres pool, sampled at each scrape: max, open, idle, waiting (tasks waiting for a connection).",
+                &["state"],
+            )?,
+            db_errors: counter_vec(
+                r,
+                "cdrflow_db_errors_total",
+                "Failed Postgres operations, by actor (the work is retried).",
+                &["actor"],
+            )?,
             registry,
         })
+    }
+
+    /// The handles of one pipeline stage.
+    pub fn stage(&self, name: &str) -> StageMetrics {
+        StageMetrics {
+            queued: (name != "source").then(|| self.stage_queue_depth.with_label_values(&[name])),
+            records: self.stage_records.with_label_values(&[name]),
+        }
+    }
+
+    /// Record the pool's state; called before each scrape.
+    pub fn observe_pool(&self, max: usize, open: usize, idle: usize, waiting: usize) {
+        for (state, n) in [
+            ("max", max),
+            ("open", open),
+            ("idle", idle),
+            ("waiting", waiting),
+        ] {
+            self.db_pool_connections
+                .with_label_values(&[state])
+                .set(n as i64);
+        }
     }
 
     /// The text exposition of every registered metric.
