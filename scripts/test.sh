@@ -12,6 +12,11 @@ if ! command -v pdftotext >/dev/null; then
   log "Installing poppler-utils (pdftotext)"
   apt-get update -qq && apt-get install -y -qq poppler-utils >/dev/null
 fi
+# A real Prometheus evaluates every PromQL expression of the Grafana dashboards.
+if ! command -v prometheus >/dev/null; then
+  log "Installing Prometheus"
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 work=$(mktemp -d)
 trap 'stop_broker; rm -rf "$work"' EXIT
 # sqlite storage: the tests check offsets, which tansu's memory engine reports wrongly.
@@ -24,3 +29,9 @@ log "Running the tests (broker $BROKER)"
 # one at a time: each drives a daemon, a broker and Postgres on a 2-core machine.
 cargo test --release --lib --bins
 cargo test --release --test integration -- --test-threads=1
+# The demo as a smoke test: the whole job end to end must reconcile and exit 0. Its own
+# broker, database and output folder, so a developer's demo is left alone.
+log "Smoke test: scripts/demo.sh with 20,000 records and 1,000 customers"
+DEMO_RECORDS=20000 DEMO_CUSTOMERS=1000 DEMO_OUT="$work/demo" \
+  CDRFLOW_DEMO_DATABASE_URL="${CDRFLOW_TEST_DATABASE_URL%/*}/cdrflow_demo_smoke" \
+  bash scripts/demo.sh

@@ -8,7 +8,7 @@ use crate::render::pdf::invoice_pdf;
 use crate::storage::{self, invoices};
 use anyhow::Context as _;
 use chrono::NaiveDate;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -75,35 +75,7 @@ pub async fn run(args: BillArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("Failed to create {}", dir.display()))?;
         let started = Instant::now();
-        let (mut json, mut pdf) = (0_u64, 0_u64);
-        let mut after = 0_i64;
-        loop {
-            let rows = client
-                .query(
-                    "SELECT seq, number, document FROM invoices WHERE period = $1 AND seq > $2
-                      ORDER BY seq LIMIT 1000",
-                    &[&args.period, &after],
-                )
-                .await?;
-            let Some(last) = rows.last() else { break };
-            after = last.get(0);
-            for r in &rows {
-                let number: String = r.get(1);
-                let document: String = r.get(2);
-                std::fs::write(dir.join(format!("{number}.json")), &document)
-                    .with_context(|| format!("Failed to write {number}.json"))?;
-                json += 1;
-                if !args.no_pdf {
-                    let invoice: Invoice = serde_json::from_str(&document)
-                        .with_context(|| format!("stored invoice {number} does not decode"))?;
-                    let bytes = invoice_pdf(&invoice)
-                        .with_context(|| format!("Failed to render {number}.pdf"))?;
-                    std::fs::write(dir.join(format!("{number}.pdf")), bytes)
-                        .with_context(|| format!("Failed to write {number}.pdf"))?;
-                    pdf += 1;
-                }
-            }
-        }
+        let (json, pdf) = write_files(&client, args.period, dir, !args.no_pdf, |_| {}).await?;
         println!(
             "wrote {json} JSON and {pdf} PDF invoices to {} in {:.1} s",
             dir.display(),
@@ -111,4 +83,47 @@ pub async fn run(args: BillArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Write every invoice of `period` to `dir` as NUMBER.json (the stored document, byte for
+/// byte) and, with `pdf`, NUMBER.pdf; `progress` is told the count after each page of
+/// invoices. Returns (JSON files, PDF files).
+pub async fn write_files(
+    client: &tokio_postgres::Client,
+    period: NaiveDate,
+    dir: &Path,
+    pdf: bool,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<(u64, u64)> {
+    let (mut json, mut pdfs) = (0_u64, 0_u64);
+    let mut after = 0_i64;
+    loop {
+        let rows = client
+            .query(
+                "SELECT seq, number, document FROM invoices WHERE period = $1 AND seq > $2
+                  ORDER BY seq LIMIT 1000",
+                &[&period, &after],
+            )
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.get(0);
+        for r in &rows {
+            let number: String = r.get(1);
+            let document: String = r.get(2);
+            std::fs::write(dir.join(format!("{number}.json")), &document)
+                .with_context(|| format!("Failed to write {number}.json"))?;
+            json += 1;
+            if pdf {
+                let invoice: Invoice = serde_json::from_str(&document)
+                    .with_context(|| format!("stored invoice {number} does not decode"))?;
+                let bytes = invoice_pdf(&invoice)
+                    .with_context(|| format!("Failed to render {number}.pdf"))?;
+                std::fs::write(dir.join(format!("{number}.pdf")), bytes)
+                    .with_context(|| format!("Failed to write {number}.pdf"))?;
+                pdfs += 1;
+            }
+        }
+        progress(json);
+    }
+    Ok((json, pdfs))
 }

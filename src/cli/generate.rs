@@ -2,7 +2,7 @@
 //! with a report of exactly what was sent, for reconciliation.
 
 use crate::domain::generator::{
-    AnomalyRates, Generator, GeneratorConfig, GeneratorReport, PartitionDelivery,
+    AnomalyRates, GeneratedRecord, Generator, GeneratorConfig, GeneratorReport, PartitionDelivery,
 };
 use crate::kafka::client;
 use crate::storage;
@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 #[derive(Debug, clap::Args)]
@@ -113,7 +113,10 @@ impl GenerateArgs {
 
 /// Counts what the broker acknowledged, per partition.
 #[derive(Default)]
+/// Counts what the broker acknowledged, per partition and in all (`acked`, shared with
+/// whoever shows progress).
 struct DeliveryCounter {
+    acked: Arc<AtomicU64>,
     partitions: Mutex<BTreeMap<i32, PartitionDelivery>>,
     failed: AtomicU64,
 }
@@ -130,6 +133,7 @@ impl ProducerContext for DeliveryCounter {
                 let d = parts.entry(m.partition()).or_default();
                 d.records += 1;
                 d.end_offset = d.end_offset.max(m.offset() + 1);
+                self.acked.fetch_add(1, Ordering::Relaxed);
             }
             Err((error, _)) => {
                 if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -211,50 +215,14 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
                         args.brokers, args.topic
                     )
                 })?;
-            let mut config = client::base_config(&args.brokers);
-            config
-                .set("linger.ms", "10")
-                .set("batch.num.messages", "10000")
-                .set("queue.buffering.max.messages", "1000000")
-                .set("acks", "all")
-                .set("message.timeout.ms", "120000");
-            let producer: ThreadedProducer<DeliveryCounter> =
-                config.create_with_context(DeliveryCounter::default())?;
-            for (i, r) in generator.enumerate() {
-                pace(args.rate, i as u64, started);
-                let mut record = BaseRecord::to(&args.topic)
-                    .key(r.key.as_bytes())
-                    .payload(&r.payload);
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((
-                            rdkafka::error::KafkaError::MessageProduction(
-                                rdkafka::types::RDKafkaErrorCode::QueueFull,
-                            ),
-                            back,
-                        )) => {
-                            record = back;
-                            std::thread::sleep(StdDuration::from_millis(1));
-                        }
-                        Err((error, _)) => return Err(error).context("Failed to produce"),
-                    }
-                }
-                report.record(&r);
-            }
-            producer
-                .flush(StdDuration::from_secs(120))
-                .context("Failed to flush the producer")?;
-            let ctx = producer.context();
-            let failed = ctx.failed.load(Ordering::Relaxed);
-            report.partitions = ctx
-                .partitions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            if failed > 0 {
-                bail!("{failed} record(s) were not delivered to {}", args.topic);
-            }
+            produce(
+                &args.brokers,
+                &args.topic,
+                generator,
+                args.rate,
+                Arc::new(AtomicU64::new(0)),
+                &mut report,
+            )?;
         }
     }
     let secs = started.elapsed().as_secs_f64();
@@ -272,6 +240,71 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("Failed to write {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Produce `records` to `topic`, keyed by subscriber, at `rate` records/s at most (0: as
+/// fast as the broker takes them), counting each acknowledged record in `acked`. Fills
+/// `report` with what was sent and what the broker acknowledged per partition; fails if
+/// any record was not delivered. Blocking: run it on a thread of its own.
+pub fn produce(
+    brokers: &str,
+    topic: &str,
+    records: impl Iterator<Item = GeneratedRecord>,
+    rate: u64,
+    acked: Arc<AtomicU64>,
+    report: &mut GeneratorReport,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut config = client::base_config(brokers);
+    config
+        .set("linger.ms", "10")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("acks", "all")
+        .set("message.timeout.ms", "120000");
+    let producer: ThreadedProducer<DeliveryCounter> = config
+        .create_with_context(DeliveryCounter {
+            acked,
+            partitions: Mutex::default(),
+            failed: AtomicU64::new(0),
+        })
+        .context("Failed to create the Kafka producer")?;
+    for (i, r) in records.enumerate() {
+        pace(rate, i as u64, started);
+        let mut record = BaseRecord::to(topic)
+            .key(r.key.as_bytes())
+            .payload(&r.payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    back,
+                )) => {
+                    record = back;
+                    std::thread::sleep(StdDuration::from_millis(1));
+                }
+                Err((error, _)) => return Err(error).context("Failed to produce"),
+            }
+        }
+        report.record(&r);
+    }
+    producer
+        .flush(StdDuration::from_secs(120))
+        .context("Failed to flush the producer: is the broker still up?")?;
+    let ctx = producer.context();
+    report.partitions = ctx
+        .partitions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let failed = ctx.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        bail!("{failed} record(s) were not delivered to {topic}");
+    }
+    Ok(())
 }
 
 /// Sleep so that record `i` goes out no earlier than `i / rate` seconds after the start.

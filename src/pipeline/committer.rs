@@ -4,9 +4,11 @@
 //! a partition's offsets only ever move forward in sequence.
 //!
 //! After a commit, the usage it added to the buckets goes to the billing accumulators
-//! (by customer shard). That hand-over overlaps the next batch's transaction; the next
-//! commit waits for it, so at most one hand-over per committer is outstanding and
-//! a shard sees each committer's batches in commit order.
+//! (by customer shard). Hand-overs run behind the commits, chained so a shard sees each
+//! committer's batches in commit order; a committer goes on committing while up to
+//! [`HANDOVERS_AHEAD`] of its hand-overs are outstanding, and waits beyond that, so
+//! memory stays bounded and a slow accumulator slows the pipeline instead of growing a
+//! queue.
 
 use super::accumulator::{shard_of, Accumulator, Refresh, UsagePosted};
 use super::messages::{Batch, BatchAck, PipelineError};
@@ -23,7 +25,12 @@ use crate::telemetry::Metrics;
 use actix::prelude::*;
 use chrono::Utc;
 use deadpool_postgres::Pool;
+use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::Semaphore;
+
+/// Hand-overs to the accumulators one committer may have outstanding.
+pub const HANDOVERS_AHEAD: usize = 4;
 
 pub struct Committer {
     pool: Pool,
@@ -33,8 +40,10 @@ pub struct Committer {
     stage: StageMetrics,
     accumulator_stage: StageMetrics,
     accumulators: Vec<Addr<Accumulator>>,
-    /// The previous batch's hand-over to the accumulators.
+    /// The last hand-over to the accumulators; each one waits for the one before.
     handing_over: Option<tokio::task::JoinHandle<()>>,
+    /// One permit per outstanding hand-over.
+    handovers: Arc<Semaphore>,
 }
 
 impl Committer {
@@ -54,6 +63,7 @@ impl Committer {
             metrics,
             accumulators,
             handing_over: None,
+            handovers: Arc::new(Semaphore::new(HANDOVERS_AHEAD)),
         }
     }
 }
@@ -141,23 +151,29 @@ impl Handler<Batch> for Committer {
         let publisher = self.publisher.clone();
         let metrics = self.metrics.clone();
         let previous = self.handing_over.take();
+        let permits = self.handovers.clone();
         let accumulators = self.accumulators.clone();
         AtomicResponse::new(Box::pin(
             async move {
                 let result = commit(&pool, &group, publisher.as_ref(), &metrics, batch).await;
-                if let Some(previous) = previous {
-                    let _ = previous.await;
-                }
                 if result.is_ok() {
                     stage.handled(records);
                 }
                 match result {
                     Ok((ack, Some(posted))) => {
-                        let next = actix::spawn(hand_over(accumulators, posted, queue));
+                        // Waits only while HANDOVERS_AHEAD hand-overs are outstanding.
+                        let permit = permits.acquire_owned().await.ok();
+                        let next = actix::spawn(async move {
+                            if let Some(previous) = previous {
+                                let _ = previous.await;
+                            }
+                            hand_over(accumulators, posted, queue).await;
+                            drop(permit);
+                        });
                         (Ok(ack), Some(next))
                     }
-                    Ok((ack, None)) => (Ok(ack), None),
-                    Err(e) => (Err(e), None),
+                    Ok((ack, None)) => (Ok(ack), previous),
+                    Err(e) => (Err(e), previous),
                 }
             }
             .into_actor(self)

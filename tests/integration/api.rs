@@ -64,16 +64,7 @@ fn start(db: &TestDb, topic: &str) -> Daemon {
         idle_secs: None,
         extra: vec!["--no-publish".into()],
     });
-    let started = Instant::now();
-    while d.get("/healthz").map(|(s, _)| s) != Some(200) {
-        assert!(d.alive(), "daemon died: {}", d.log_text());
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    d.wait_up();
     d
 }
 

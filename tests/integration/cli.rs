@@ -130,3 +130,62 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
     assert!(again.wait(Duration::from_secs(120)).success());
     assert_eq!(stats(&db.url, "term")["totals"]["consumed"], 30_000);
 }
+
+/// `cdrflow` in a directory holding `cdrflow.toml` with `text`.
+fn run_with_settings_file(text: &str, args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempdir();
+    std::fs::write(dir.join("cdrflow.toml"), text).unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(&dir)
+        .env_remove("CDRFLOW_DATABASE_URL")
+        .env_remove("CDRFLOW_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+#[test]
+fn a_bad_settings_file_is_named_and_exits_2_before_anything_starts() {
+    let (code, text) = run_with_settings_file("batch_sise = 10\n", &["run"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("cdrflow.toml: unknown setting `batch_sise`"),
+        "{text}"
+    );
+    let (code, text) = run_with_settings_file("max_inflight = 0\n", &["run"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("`max_inflight`") && text.contains("0 is not in 1..=32"),
+        "{text}"
+    );
+    let (code, text) = run_with_settings_file(
+        "database_url = \"postgres://billing:hunter2@127.0.0.1:1/x\"\n",
+        &["run", "--help"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[tokio::test]
+async fn the_settings_file_is_used_and_the_environment_and_flags_override_it() {
+    let db = TestDb::new().await;
+    // The file's database is the test database: `stats` reads it.
+    let file = format!("database_url = \"{}\"\ngroup = \"from-file\"\n", db.url);
+    let (code, text) = run_with_settings_file(&file, &["stats", "--format", "json"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("\"balanced\""), "{text}");
+    // A flag beats the file: an unreachable database is now used, and reported.
+    let (code, text) = run_with_settings_file(
+        &file,
+        &[
+            "stats",
+            "--database-url",
+            "postgres://postgres@127.0.0.1:1/none",
+        ],
+    );
+    assert_ne!(code, Some(0), "{text}");
+}

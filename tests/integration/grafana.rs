@@ -1068,15 +1068,6 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// Wait for `cond`, failing with `what` after `timeout`.
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !cond() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn start_daemon(db: &TestDb, topic: &str, group: &str) -> Daemon {
     let mut d = Daemon::start(&DaemonConfig {
         topic,
@@ -1085,16 +1076,7 @@ fn start_daemon(db: &TestDb, topic: &str, group: &str) -> Daemon {
         idle_secs: None,
         extra: vec!["--no-publish".into()],
     });
-    let started = Instant::now();
-    while d.get("/healthz").map(|(s, _)| s) != Some(200) {
-        assert!(d.alive(), "daemon died: {}", d.log_text());
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "daemon not up: {}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    d.wait_up();
     d
 }
 

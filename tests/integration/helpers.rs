@@ -245,6 +245,20 @@ impl Daemon {
         }
     }
 
+    /// Wait until `/healthz` answers: the daemon is up and serving HTTP.
+    pub fn wait_up(&mut self) {
+        let started = Instant::now();
+        while self.get("/healthz").map(|(s, _)| s) != Some(200) {
+            assert!(self.alive(), "daemon died: {}", self.log_text());
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "daemon not up: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Wait for the daemon to exit by itself.
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let started = Instant::now();
@@ -455,4 +469,13 @@ pub fn replay_ok(db: &TestDb, topic: &str, group: &str, args: &[&str]) -> String
     let (code, out, err) = replay(db, topic, group, args);
     assert_eq!(code, 0, "replay {args:?} failed:\n{out}{err}");
     out
+}
+
+/// Wait for `cond`, failing with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

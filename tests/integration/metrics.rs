@@ -4,7 +4,7 @@
 
 use crate::helpers::*;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// name → type, from the table rows "| `cdrflow_…` | type | labels | meaning |".
 fn documented() -> BTreeMap<String, String> {
@@ -42,14 +42,6 @@ fn samples(body: &str, name: &str) -> BTreeMap<String, f64> {
             Some((labels.to_string(), value.parse().ok()?))
         })
         .collect()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
