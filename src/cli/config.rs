@@ -38,33 +38,32 @@ pub struct FileSettings {
 }
 
 /// Which file to read: `--config FILE` (or `--config=FILE`) among the arguments, else
-/// `CDRFLOW_CONFIG`, else `cdrflow.toml` if it exists. `Some(true)` when it was named
-/// explicitly (so a missing file is an error).
-fn locate(args: &[OsString], env: Option<OsString>) -> Option<(PathBuf, bool)> {
+/// `CDRFLOW_CONFIG`, else `cdrflow.toml` if it exists.
+fn locate(args: &[OsString], env: Option<OsString>) -> Option<PathBuf> {
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         if a == "--" {
             break;
         }
         if a == "--config" {
-            return it.next().map(|p| (PathBuf::from(p), true));
+            return it.next().map(PathBuf::from);
         }
         if let Some(p) = a.to_str().and_then(|s| s.strip_prefix("--config=")) {
-            return Some((PathBuf::from(p), true));
+            return Some(PathBuf::from(p));
         }
     }
     if let Some(p) = env.filter(|p| !p.is_empty()) {
-        return Some((PathBuf::from(p), true));
+        return Some(PathBuf::from(p));
     }
     Path::new(DEFAULT_FILE)
         .exists()
-        .then(|| (PathBuf::from(DEFAULT_FILE), false))
+        .then(|| PathBuf::from(DEFAULT_FILE))
 }
 
 impl FileSettings {
     /// Read the settings file the arguments and environment point at, if any.
     pub fn load(args: &[OsString]) -> Result<FileSettings, ConfigError> {
-        let Some((path, _)) = locate(args, std::env::var_os("CDRFLOW_CONFIG")) else {
+        let Some(path) = locate(args, std::env::var_os("CDRFLOW_CONFIG")) else {
             return Ok(FileSettings::default());
         };
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
@@ -79,9 +78,12 @@ impl FileSettings {
             path: path.to_path_buf(),
             message,
         };
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| invalid(e.to_string().trim_end().to_string()))?;
+        // The message and the place only: the error's own text quotes the line, which
+        // may hold the database password.
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let at = e.span().map(|s| place(text, s.start)).unwrap_or_default();
+            invalid(format!("{at}{}", e.message().trim_end()))
+        })?;
         let mut values = BTreeMap::new();
         for (key, value) in table {
             let text = match value {
@@ -150,6 +152,14 @@ fn check(command: &Command, arg: &Arg, value: &str) -> Result<(), String> {
         .try_get_matches_from([OsString::from(format!("--{long}")), OsString::from(value)])
         .map(|_| ())
         .map_err(|e| first_line(&e, secret(&key_of(arg).unwrap_or_default()), value))
+}
+
+/// "line L, column C: " of a byte offset.
+fn place(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: ")
 }
 
 /// The file key of an argument: its environment variable without `CDRFLOW_`.
@@ -256,12 +266,20 @@ mod tests {
     fn a_value_shared_by_several_commands_applies_to_each() {
         use clap::FromArgMatches;
         let text = "database_url = \"postgres://billing:s3cret@db.example:5432/cdrflow\"\n";
-        let matches = command(text)
-            .unwrap()
-            .try_get_matches_from(["cdrflow", "catalog", "show"])
-            .unwrap();
-        let cli = crate::cli::Cli::from_arg_matches(&matches).unwrap();
-        assert!(format!("{cli:?}").contains("db.example"), "{cli:?}");
+        for argv in [
+            &["cdrflow", "catalog", "show"][..],
+            &["cdrflow", "migrate"],
+            &["cdrflow", "stats"],
+            &["cdrflow", "bill", "--period", "2026-09"],
+            &["cdrflow", "run"],
+        ] {
+            let matches = command(text).unwrap().try_get_matches_from(argv).unwrap();
+            let cli = crate::cli::Cli::from_arg_matches(&matches).unwrap();
+            assert!(
+                format!("{cli:?}").contains("db.example"),
+                "{argv:?}: {cli:?}"
+            );
+        }
     }
 
     #[test]
@@ -294,10 +312,14 @@ mod tests {
     }
 
     #[test]
-    fn a_syntax_error_names_the_file_and_line() {
+    fn a_syntax_error_names_the_file_and_line_and_never_quotes_it() {
         let e = command("batch_size = \n").unwrap_err().to_string();
-        assert!(e.starts_with("cdrflow.toml: "), "{e}");
-        assert!(e.contains("line 1"), "{e}");
+        assert!(e.starts_with("cdrflow.toml: line 1, column "), "{e}");
+        let e = command("group = \"g\"\ndatabase_url = \"postgres://u:s3cret@h/db\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("cdrflow.toml: line 2, column "), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
     }
 
     #[test]
@@ -327,15 +349,15 @@ mod tests {
                 &args(&["cdrflow", "--config", "a.toml", "run"]),
                 Some("b.toml".into())
             ),
-            Some((PathBuf::from("a.toml"), true))
+            Some(PathBuf::from("a.toml"))
         );
         assert_eq!(
             locate(&args(&["cdrflow", "run", "--config=c.toml"]), None),
-            Some((PathBuf::from("c.toml"), true))
+            Some(PathBuf::from("c.toml"))
         );
         assert_eq!(
             locate(&args(&["cdrflow", "run"]), Some("b.toml".into())),
-            Some((PathBuf::from("b.toml"), true))
+            Some(PathBuf::from("b.toml"))
         );
     }
 

@@ -111,8 +111,6 @@ impl GenerateArgs {
     }
 }
 
-/// Counts what the broker acknowledged, per partition.
-#[derive(Default)]
 /// Counts what the broker acknowledged, per partition and in all (`acked`, shared with
 /// whoever shows progress).
 struct DeliveryCounter {

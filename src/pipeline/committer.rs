@@ -112,9 +112,7 @@ async fn hand_over(accumulators: Vec<Addr<Accumulator>>, posted: Posted, queue: 
                 // A stopped accumulator loses only cached state, which it reloads.
                 if !deltas.is_empty() {
                     queue.enqueued();
-                    if addr.send(UsagePosted(deltas)).await.is_err() {
-                        queue.taken();
-                    }
+                    let _ = addr.send(UsagePosted(deltas)).await;
                 }
                 if !refresh.is_empty() {
                     let _ = addr.send(Refresh(refresh)).await;
@@ -156,7 +154,7 @@ impl Handler<Batch> for Committer {
         AtomicResponse::new(Box::pin(
             async move {
                 let result = commit(&pool, &group, publisher.as_ref(), &metrics, batch).await;
-                if result.is_ok() {
+                if let Ok((BatchAck::Committed(_), _)) = &result {
                     stage.handled(records);
                 }
                 match result {

@@ -222,10 +222,9 @@ impl Handler<Batch> for Rater {
             next_stage.enqueued();
             let committed = committer.send(batch);
             let _ = queued.send(());
-            committed.await.map_err(|_| {
-                next_stage.taken();
-                PipelineError::StageDown("committer")
-            })?
+            committed
+                .await
+                .map_err(|_| PipelineError::StageDown("committer"))?
         })
     }
 }

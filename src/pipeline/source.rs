@@ -404,17 +404,15 @@ impl SourceLoop {
         self.source_stage.handled(batch.data.records.len());
         self.validator_stage.enqueued();
         let request = self.next.send(batch);
-        let queue = self.validator_stage.clone();
         Some(async move {
             Ack {
                 partition,
                 epoch: cursor.epoch,
                 from,
                 to,
-                result: request.await.unwrap_or_else(|_| {
-                    queue.taken();
-                    Err(PipelineError::StageDown("validator"))
-                }),
+                result: request
+                    .await
+                    .unwrap_or(Err(PipelineError::StageDown("validator"))),
             }
         })
     }

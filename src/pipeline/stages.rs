@@ -67,12 +67,10 @@ impl Handler<Batch> for Validator {
         }
         self.next_stage.enqueued();
         let forwarded = self.next.send(batch);
-        let queue = self.next_stage.clone();
         Box::pin(async move {
-            forwarded.await.map_err(|_| {
-                queue.taken();
-                PipelineError::StageDown("normalizer")
-            })?
+            forwarded
+                .await
+                .map_err(|_| PipelineError::StageDown("normalizer"))?
         })
     }
 }
@@ -135,12 +133,10 @@ impl Handler<Batch> for Normalizer {
         }
         self.next_stage.enqueued();
         let forwarded = self.next.send(batch);
-        let queue = self.next_stage.clone();
         Box::pin(async move {
-            forwarded.await.map_err(|_| {
-                queue.taken();
-                PipelineError::StageDown("rater")
-            })?
+            forwarded
+                .await
+                .map_err(|_| PipelineError::StageDown("rater"))?
         })
     }
 }

@@ -213,13 +213,13 @@ pub struct ConsumerLagMeasured<'a> {
 
 impl ConsumerLagMeasured<'_> {
     pub fn emit(&self, m: &Metrics) {
-        // Partitions no longer owned disappear from the series.
-        m.consumer_lag.reset();
         for (partition, lag) in self.partitions {
             m.consumer_lag
                 .with_label_values(&[&partition.to_string()])
                 .set(*lag);
         }
+        // Partitions no longer owned leave the series (without a moment of no series).
+        m.forget_lag_except(self.partitions.iter().map(|(p, _)| *p));
         debug!(partitions = ?self.partitions, "Consumer lag measured.");
     }
 }

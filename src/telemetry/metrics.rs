@@ -39,7 +39,9 @@ pub struct Metrics {
 }
 
 /// One pipeline stage's handles: the batches waiting in its mailbox and the records it
-/// has handled. The sender counts a batch in, the stage counts it out when it starts on it.
+/// has handled. The sender counts a batch in, the stage counts it out when it starts on
+/// it (a supervised stage keeps its mailbox across a restart, so every batch sent is
+/// taken out once).
 #[derive(Clone)]
 pub struct StageMetrics {
     /// None for the source, which has no mailbox.
@@ -55,7 +57,7 @@ impl StageMetrics {
         }
     }
 
-    /// The stage took a batch out of its mailbox (or the send failed).
+    /// The stage took a batch out of its mailbox.
     pub fn taken(&self) {
         if let Some(q) = &self.queued {
             q.dec();
@@ -335,6 +337,24 @@ impl Metrics {
         StageMetrics {
             queued: (name != "source").then(|| self.stage_queue_depth.with_label_values(&[name])),
             records: self.stage_records.with_label_values(&[name]),
+        }
+    }
+
+    /// Drop the lag series of every partition not in `owned`.
+    pub fn forget_lag_except(&self, owned: impl Iterator<Item = i32>) {
+        use prometheus::core::Collector;
+        let owned: Vec<String> = owned.map(|p| p.to_string()).collect();
+        let stale: Vec<String> = self
+            .consumer_lag
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .flat_map(|metric| metric.get_label())
+            .filter(|l| l.name() == "partition" && !owned.iter().any(|p| p == l.value()))
+            .map(|l| l.value().to_string())
+            .collect();
+        for p in stale {
+            let _ = self.consumer_lag.remove_label_values(&[&p]);
         }
     }
 

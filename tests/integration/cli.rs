@@ -132,7 +132,11 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
 }
 
 /// `cdrflow` in a directory holding `cdrflow.toml` with `text`.
-fn run_with_settings_file(text: &str, args: &[&str]) -> (Option<i32>, String) {
+fn run_with_settings_file(
+    text: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (Option<i32>, String) {
     let dir = tempdir();
     std::fs::write(dir.join("cdrflow.toml"), text).unwrap();
     let out = Command::new(BIN)
@@ -140,6 +144,8 @@ fn run_with_settings_file(text: &str, args: &[&str]) -> (Option<i32>, String) {
         .current_dir(&dir)
         .env_remove("CDRFLOW_DATABASE_URL")
         .env_remove("CDRFLOW_CONFIG")
+        .env_remove("CDRFLOW_GROUP")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
@@ -150,13 +156,13 @@ fn run_with_settings_file(text: &str, args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn a_bad_settings_file_is_named_and_exits_2_before_anything_starts() {
-    let (code, text) = run_with_settings_file("batch_sise = 10\n", &["run"]);
+    let (code, text) = run_with_settings_file("batch_sise = 10\n", &[], &["run"]);
     assert_eq!(code, Some(2), "{text}");
     assert!(
         text.contains("cdrflow.toml: unknown setting `batch_sise`"),
         "{text}"
     );
-    let (code, text) = run_with_settings_file("max_inflight = 0\n", &["run"]);
+    let (code, text) = run_with_settings_file("max_inflight = 0\n", &[], &["run"]);
     assert_eq!(code, Some(2), "{text}");
     assert!(
         text.contains("`max_inflight`") && text.contains("0 is not in 1..=32"),
@@ -164,6 +170,7 @@ fn a_bad_settings_file_is_named_and_exits_2_before_anything_starts() {
     );
     let (code, text) = run_with_settings_file(
         "database_url = \"postgres://billing:hunter2@127.0.0.1:1/x\"\n",
+        &[],
         &["run", "--help"],
     );
     assert_eq!(code, Some(0), "{text}");
@@ -173,19 +180,43 @@ fn a_bad_settings_file_is_named_and_exits_2_before_anything_starts() {
 #[tokio::test]
 async fn the_settings_file_is_used_and_the_environment_and_flags_override_it() {
     let db = TestDb::new().await;
-    // The file's database is the test database: `stats` reads it.
+    // The file's database is the test database: `stats` reads it, for the file's group.
     let file = format!("database_url = \"{}\"\ngroup = \"from-file\"\n", db.url);
-    let (code, text) = run_with_settings_file(&file, &["stats", "--format", "json"]);
+    let group_of = |text: &str| -> String {
+        let json = &text[text.find('{').unwrap_or_else(|| panic!("no JSON: {text}"))..];
+        let v: serde_json::Value =
+            serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"));
+        v["group"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no group: {text}"))
+            .to_string()
+    };
+    let (code, text) = run_with_settings_file(&file, &[], &["stats", "--format", "json"]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("\"balanced\""), "{text}");
-    // A flag beats the file: an unreachable database is now used, and reported.
+    assert_eq!(group_of(&text), "from-file");
+    // The environment beats the file, and a flag beats both.
+    let env = [("CDRFLOW_GROUP", "from-env")];
+    let (code, text) = run_with_settings_file(&file, &env, &["stats", "--format", "json"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(group_of(&text), "from-env");
     let (code, text) = run_with_settings_file(
         &file,
+        &env,
+        &["stats", "--format", "json", "--group", "from-flag"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(group_of(&text), "from-flag");
+    // The flag's database (nothing listens there) is the one tried: a connection error,
+    // after the settings were accepted (status 1, not 2).
+    let (code, text) = run_with_settings_file(
+        &file,
+        &[],
         &[
             "stats",
             "--database-url",
             "postgres://postgres@127.0.0.1:1/none",
         ],
     );
-    assert_ne!(code, Some(0), "{text}");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(!text.contains(&db.name), "{text}");
 }

@@ -632,12 +632,12 @@ fn brokers_are_listeners_kafka_advertises(compose: &Compose) {
     );
 }
 
-/// The daemon, the setup job and the generator use the postgres service with its user,
-/// password and database; the setup job prepares what the daemon needs before it starts.
+/// The daemon and the setup job use the postgres service with its user, password and
+/// database, from the environment (never a command line, which `ps` and `docker inspect`
+/// show); the setup job prepares what the daemon needs before it starts.
 fn database_urls_name_the_postgres_service_and_its_credentials(compose: &Compose) {
     let services = compose.services();
     let daemon = compose.by_command("run");
-    let generator = compose.by_command("generate");
     let denv = compose.env(&daemon);
     let postgres = compose.by_image("postgres:");
     let penv = compose.env(&postgres);
@@ -656,10 +656,15 @@ fn database_urls_name_the_postgres_service_and_its_credentials(compose: &Compose
             &setup,
             compose.env(&setup).get("CDRFLOW_DATABASE_URL").cloned(),
         ),
-        (&generator, compose.flag(&generator, "--database-url")),
     ] {
         let url = url.unwrap_or_else(|| panic!("{who} names no database"));
         assert_eq!(pg_url(&url), expected, "{who}'s database URL {url}");
+    }
+    for service in compose.services().keys() {
+        assert!(
+            compose.flag(service, "--database-url").is_none(),
+            "{service} has the database URL on its command line"
+        );
     }
     assert_eq!(
         compose
