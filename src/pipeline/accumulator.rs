@@ -462,8 +462,25 @@ async fn confirm_and_raise(
     candidates: Vec<Candidate>,
 ) -> Result<Vec<Confirmed>, StorageError> {
     let mut client = pool.get().await?;
-    let mut out = Vec::new();
     let tz = catalog.catalog.operator.timezone.name();
+    // One transaction and a few statements for all candidates: their buckets, then what
+    // closed periods add, per period.
+    let tx = client.transaction().await?;
+    let ids: Vec<i64> = candidates.iter().map(|c| c.account.bill_to.id).collect();
+    let periods: BTreeSet<NaiveDate> = candidates.iter().map(|c| c.period).collect();
+    let periods: Vec<NaiveDate> = periods.into_iter().collect();
+    let mut usages = store::buckets(&tx, &ids, &periods).await?;
+    let mut owed_in: BTreeMap<NaiveDate, BTreeMap<i64, Vec<Adjustment>>> = BTreeMap::new();
+    for period in &periods {
+        let of_period: Vec<i64> = candidates
+            .iter()
+            .filter(|c| c.period == *period)
+            .map(|c| c.account.bill_to.id)
+            .collect();
+        owed_in.insert(*period, invoices::owed(&tx, &of_period, *period, tz).await?);
+    }
+    let mut out = Vec::new();
+    let mut new = Vec::new();
     for Candidate {
         account,
         period,
@@ -471,14 +488,10 @@ async fn confirm_and_raise(
     } in candidates
     {
         let id = account.bill_to.id;
-        let tx = client.transaction().await?;
-        let usage = store::buckets(&tx, &[id], &[period])
-            .await?
-            .remove(&(id, period))
-            .unwrap_or_default();
-        let owed = invoices::owed(&tx, &[id], period, tz)
-            .await?
-            .remove(&id)
+        let usage = usages.remove(&(id, period)).unwrap_or_default();
+        let owed = owed_in
+            .get_mut(&period)
+            .and_then(|o| o.remove(&id))
             .unwrap_or_default();
         let Ok(estimate) = billing::invoice(
             &catalog.catalog,
@@ -490,7 +503,6 @@ async fn confirm_and_raise(
         ) else {
             continue;
         };
-        let mut new = Vec::new();
         let mut reached = Vec::new();
         for threshold in billing::thresholds_reached(estimate.total, account.credit_limit, &raised)
         {
@@ -508,24 +520,6 @@ async fn confirm_and_raise(
             }
             reached.push(threshold);
         }
-        // Published before the commit: a crash in between raises and publishes it again
-        // (at least once on the topic, exactly once in Postgres).
-        if let Some(topic) = topic {
-            for alert in &new {
-                let payload = serde_json::to_string(alert).unwrap_or_default();
-                let key = id.to_string();
-                if let Err((error, _)) = producer
-                    .send(
-                        FutureRecord::to(topic).key(&key).payload(&payload),
-                        Duration::from_secs(10),
-                    )
-                    .await
-                {
-                    warn!(%error, "Failed to publish a credit-limit alert; it is stored.");
-                }
-            }
-        }
-        tx.commit().await?;
         out.push(Confirmed {
             customer: id,
             period,
@@ -533,12 +527,34 @@ async fn confirm_and_raise(
             owed,
             raised: reached,
         });
-        for alert in &new {
-            AlertRaised {
-                threshold: alert.threshold,
+    }
+    // Published before the commit, side by side: a crash in between raises and publishes
+    // them again (at least once on the topic, exactly once in Postgres).
+    if let Some(topic) = topic {
+        let sends = new.iter().map(|alert| {
+            let payload = serde_json::to_string(alert).unwrap_or_default();
+            let key = alert.customer_id.to_string();
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(topic).key(&key).payload(&payload),
+                        Duration::from_secs(10),
+                    )
+                    .await
             }
-            .emit(metrics);
+        });
+        for result in futures::future::join_all(sends).await {
+            if let Err((error, _)) = result {
+                warn!(%error, "Failed to publish a credit-limit alert; it is stored.");
+            }
         }
+    }
+    tx.commit().await?;
+    for alert in &new {
+        AlertRaised {
+            threshold: alert.threshold,
+        }
+        .emit(metrics);
     }
     Ok(out)
 }
