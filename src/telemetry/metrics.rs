@@ -70,10 +70,16 @@ impl StageMetrics {
     }
 }
 
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> prometheus::Result<C> {
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
+}
+
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
-    let c = IntCounter::with_opts(Opts::new(name, help))?;
-    registry.register(Box::new(c.clone()))?;
-    Ok(c)
+    register(registry, IntCounter::with_opts(Opts::new(name, help))?)
 }
 
 fn counter_vec(
@@ -82,9 +88,7 @@ fn counter_vec(
     help: &str,
     labels: &[&str],
 ) -> prometheus::Result<IntCounterVec> {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(c.clone()))?;
-    Ok(c)
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
 }
 
 fn histogram(
@@ -93,9 +97,10 @@ fn histogram(
     help: &str,
     buckets: Vec<f64>,
 ) -> prometheus::Result<Histogram> {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
-    registry.register(Box::new(h.clone()))?;
-    Ok(h)
+    register(
+        registry,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?,
+    )
 }
 
 fn gauge_vec(
@@ -104,15 +109,11 @@ fn gauge_vec(
     help: &str,
     labels: &[&str],
 ) -> prometheus::Result<IntGaugeVec> {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(g.clone()))?;
-    Ok(g)
+    register(registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
-    let g = IntGauge::with_opts(Opts::new(name, help))?;
-    registry.register(Box::new(g.clone()))?;
-    Ok(g)
+    register(registry, IntGauge::with_opts(Opts::new(name, help))?)
 }
 
 /// Every value of the bounded label sets, exposed at zero from the start so a rate or a
@@ -305,17 +306,16 @@ impl Metrics {
                 "Records on the broker not yet committed by this instance, per owned partition (librdkafka statistics, every 5 s).",
                 &["partition"],
             )?,
-            rated_amount: {
-                let c = CounterVec::new(
+            rated_amount: register(
+                r,
+                CounterVec::new(
                     Opts::new(
                         "cdrflow_rated_amount_total",
                         "Rated amount of the usage stored, by service, in the catalog currency. A float for dashboards: invoices are computed in Postgres with exact decimals.",
                     ),
                     &["service"],
-                )?;
-                r.register(Box::new(c.clone()))?;
-                c
-            },
+                )?,
+            )?,
             db_pool_connections: gauge_vec(
                 r,
                 "cdrflow_db_pool_connections",

@@ -11,8 +11,6 @@ use crate::helpers::*;
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -1313,34 +1311,6 @@ fn quote_all(values: &[String]) -> String {
         .join(",")
 }
 
-/// A GET whose body is kept as bytes: (status, content type, body).
-fn get_bytes(port: u16, path: &str) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("GET {path}: no header end"));
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    (status, content_type, raw[split + 4..].to_vec())
-}
-
 /// Every SQL query of the Revenue dashboard — panels and variables — runs against a
 /// generated, billed month with late usage, with its variables substituted as Grafana does
 /// (all values, and one service and region), and returns rows; time-series queries have
@@ -1555,7 +1525,8 @@ async fn every_sql_query_of_the_revenue_dashboard_returns_rows_for_a_generated_a
                 let path = target
                     .strip_prefix(&url)
                     .unwrap_or_else(|| panic!("{title}: link {target} is not on the daemon"));
-                let (status, content_type, body) = get_bytes(d.http_port, path);
+                let (status, headers, body) = get_bytes(d.http_port, path);
+                let content_type = headers.get("content-type").cloned().unwrap_or_default();
                 assert_eq!(
                     (status, content_type.as_str()),
                     (200, "application/pdf"),
