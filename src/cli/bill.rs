@@ -5,6 +5,7 @@
 use super::DatabaseArgs;
 use crate::domain::billing::{self, Invoice};
 use crate::render::pdf::invoice_pdf;
+use crate::storage::reports;
 use crate::storage::{self, invoices};
 use anyhow::Context as _;
 use chrono::NaiveDate;
@@ -71,6 +72,11 @@ pub async fn run(args: BillArgs) -> anyhow::Result<ExitCode> {
         report.adjustments,
         billing_secs
     );
+    // The reports show the new invoices now rather than at the daemon's next refresh.
+    match reports::refresh(&**client, catalog.catalog.operator.timezone.name()).await {
+        Ok(took) => println!("report aggregates refreshed in {took} s"),
+        Err(e) => eprintln!("warning: the invoices are issued, but refreshing the report aggregates failed ({e}); `cdrflow report --refresh` retries it"),
+    }
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("Failed to create {}", dir.display()))?;

@@ -407,6 +407,10 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<Done> {
         ),
     );
     let billed = invoices::bill_period(&mut pooled, &catalog, period, 1000).await?;
+    // The dashboard and `cdrflow report` read the aggregates: bring them up to the bill.
+    crate::storage::reports::refresh(&client, catalog.catalog.operator.timezone.name())
+        .await
+        .context("Failed to refresh the report aggregates")?;
     if invoices_dir.exists() {
         std::fs::remove_dir_all(&invoices_dir)
             .with_context(|| format!("Failed to clear {}", invoices_dir.display()))?;

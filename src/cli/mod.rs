@@ -11,6 +11,7 @@ pub mod explain;
 pub mod generate;
 pub mod migrate;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod stats;
 
@@ -61,6 +62,9 @@ pub enum Command {
     /// CDRs with anomalies, the daemon until drained, suspense, the month's invoices, and
     /// a summary (reconciliation, revenue, invoices, throughput, where to look).
     Demo(demo::DemoArgs),
+    /// Reports (revenue, ARPU, RFM, profitability, usage, data quality, late usage) as a
+    /// table, CSV or JSON; `--list` names them.
+    Report(report::ReportArgs),
 }
 
 /// Shared database flag. The URL may hold a password: its environment value is never
@@ -89,5 +93,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args).await,
         Command::Bill(args) => bill::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Report(args) => report::run(args).await,
     }
 }

@@ -89,6 +89,10 @@ pub struct RunArgs {
     /// (operator time). Off unless given.
     #[arg(long, env = "CDRFLOW_CLOSE_AFTER_DAYS", value_parser = clap::value_parser!(u32).range(0..=365))]
     pub close_after_days: Option<u32>,
+    /// Seconds between refreshes of the report aggregates (docs/reports.md); 0: never
+    /// (refresh with `cdrflow report --refresh`). Also refreshed after invoicing.
+    #[arg(long, env = "CDRFLOW_REPORT_REFRESH_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub report_refresh_secs: u64,
     /// Postgres connections in the daemon's pool.
     #[arg(long, env = "CDRFLOW_DB_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub db_pool_size: u32,
@@ -130,9 +134,9 @@ impl RunArgs {
             },
             numbering_region: self.default_region,
             // A connection per committer and accumulator, plus the rater, the suspense
-            // resolver, the biller and the HTTP API.
+            // resolver, the biller, the report refresher and the HTTP API.
             db_pool_size: (self.db_pool_size as usize)
-                .max(self.committers as usize + self.accumulators as usize + 4),
+                .max(self.committers as usize + self.accumulators as usize + 5),
             accumulators: self.accumulators as usize,
             accumulator: crate::pipeline::accumulator::AccumulatorSettings {
                 max_customers: self.accumulator_customers as usize,
@@ -141,6 +145,8 @@ impl RunArgs {
                 shard: (0, 1),
             },
             close_after_days: self.close_after_days,
+            report_refresh: (self.report_refresh_secs > 0)
+                .then(|| Duration::from_secs(self.report_refresh_secs)),
             committers: self.committers as usize,
             suspense_interval: Duration::from_secs(self.suspense_interval_secs),
         })

@@ -1,11 +1,14 @@
 //! The billing API: month-to-date usage of a customer (the same billing code as the
 //! invoice, on the stored buckets), invoice listings, and invoice documents as JSON
-//! (exactly as stored) and PDF (rendered from that JSON).
+//! (exactly as stored) and PDF (rendered from that JSON); for the dashboard's drill-down,
+//! a customer, their events of a month, and an event's explanation.
 
 use super::State;
 use crate::domain::billing::{self, Invoice};
 use crate::render::pdf::invoice_pdf;
-use crate::storage::{self, billing as store, invoices};
+use crate::kafka::fetch;
+use crate::render;
+use crate::storage::{self, billing as store, customers, explain, invoices};
 use actix_web::{web, HttpResponse};
 use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
@@ -15,15 +18,15 @@ fn error(status: actix_web::http::StatusCode, message: impl std::fmt::Display) -
     HttpResponse::build(status).json(json!({"error": message.to_string()}))
 }
 
-fn bad_request(message: impl std::fmt::Display) -> HttpResponse {
+pub(super) fn bad_request(message: impl std::fmt::Display) -> HttpResponse {
     error(actix_web::http::StatusCode::BAD_REQUEST, message)
 }
 
-fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
+pub(super) fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
     error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, e)
 }
 
-fn not_found(what: impl std::fmt::Display) -> HttpResponse {
+pub(super) fn not_found(what: impl std::fmt::Display) -> HttpResponse {
     error(actix_web::http::StatusCode::NOT_FOUND, what)
 }
 
@@ -194,5 +197,99 @@ pub async fn invoice(state: web::Data<State>, file: web::Path<String>) -> HttpRe
             ))
             .body(bytes),
         Err(e) => error(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+pub async fn customer(state: web::Data<State>, id: web::Path<i64>) -> HttpResponse {
+    let id = id.into_inner();
+    let client = match state.pool.get().await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e),
+    };
+    match customers::profile(&**client, id).await {
+        Ok(Some(c)) => HttpResponse::Ok().json(c),
+        Ok(None) => not_found(format!("no customer {id}")),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    period: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn events(
+    state: web::Data<State>,
+    id: web::Path<i64>,
+    q: web::Query<EventsQuery>,
+) -> HttpResponse {
+    let id = id.into_inner();
+    let period = match period_param(q.period.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let limit = q.limit.unwrap_or(500).clamp(1, 100_000);
+    let client = match state.pool.get().await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e),
+    };
+    match customers::profile(&**client, id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return not_found(format!("no customer {id}")),
+        Err(e) => return unavailable(e),
+    }
+    match customers::events(&**client, id, period, limit).await {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The text `cdrflow explain` prints, with the original bytes read back from the broker
+/// when Postgres does not hold them.
+pub async fn explain(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    let id = id.into_inner();
+    let client = match state.pool.get().await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e),
+    };
+    let event = match explain::event(&**client, &id).await {
+        Ok(e) => e,
+        Err(e) => return unavailable(e),
+    };
+    if let Some(e) = event {
+        let raw = match &e.raw {
+            Some(raw) => Some(raw.clone()),
+            None => fetch::record_at(
+                &state.brokers,
+                &e.src_topic,
+                e.src_partition,
+                e.src_offset,
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .unwrap_or(None),
+        };
+        let catalog = match (e.catalog_version, e.amount) {
+            (Some(version), Some(_)) => match storage::catalog::load(&**client, Some(version)).await {
+                Ok(c) => c,
+                Err(err) => return unavailable(err),
+            },
+            _ => None,
+        };
+        let adjustments = match explain::adjustments(&**client, &id).await {
+            Ok(a) => a,
+            Err(err) => return unavailable(err),
+        };
+        let (text, matches) =
+            render::explain::stored_event(&id, &e, raw.as_deref(), catalog.as_ref(), &adjustments);
+        return HttpResponse::Ok().json(json!({"record_id": id, "text": text, "matches": matches}));
+    }
+    match explain::held(&**client, &id).await {
+        Ok(Some(h)) => HttpResponse::Ok().json(json!({
+            "record_id": id, "text": render::explain::held(&id, &h), "matches": true
+        })),
+        Ok(None) => not_found(format!("no stored event has record_id {id:?}")),
+        Err(e) => unavailable(e),
     }
 }

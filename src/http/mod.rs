@@ -2,7 +2,9 @@
 //! `/readyz` (Postgres and the broker answer), and the billing API:
 //! `GET /api/customers/{id}/usage[?period=YYYY-MM]` (month-to-date buckets, allowances
 //! left, the estimated invoice), `GET /api/invoices?period=&customer=`,
-//! `GET /api/invoices/{number}.json` and `.pdf`.
+//! `GET /api/invoices/{number}.json` and `.pdf`; the reports (`/api/reports/{name}`,
+//! `/api/filters`, `/api/openapi.json`), the drill-down (`/api/customers/{id}`,
+//! `/api/customers/{id}/events`, `/api/events/{record_id}/explain`) and the dashboard at `/`.
 
 use crate::telemetry::Metrics;
 use actix_web::dev::Server;
@@ -14,6 +16,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 mod api;
+mod dashboard;
+mod reports;
 
 #[derive(Clone)]
 pub struct State {
@@ -21,15 +25,24 @@ pub struct State {
     pub(crate) pool: Pool,
     producer: FutureProducer,
     topic: String,
+    /// For `explain`: the original bytes of an event are read back from its topic.
+    brokers: String,
 }
 
 impl State {
-    pub fn new(metrics: Metrics, pool: Pool, producer: FutureProducer, topic: String) -> Self {
+    pub fn new(
+        metrics: Metrics,
+        pool: Pool,
+        producer: FutureProducer,
+        topic: String,
+        brokers: String,
+    ) -> Self {
         State {
             metrics,
             pool,
             producer,
             topic,
+            brokers,
         }
     }
 }
@@ -63,6 +76,14 @@ pub fn serve(addr: SocketAddr, state: State) -> std::io::Result<Server> {
             .route("/api/customers/{id}/usage", web::get().to(api::usage))
             .route("/api/invoices", web::get().to(api::invoices))
             .route("/api/invoices/{file}", web::get().to(api::invoice))
+            .route("/api/customers/{id}", web::get().to(api::customer))
+            .route("/api/customers/{id}/events", web::get().to(api::events))
+            .route("/api/events/{record_id}/explain", web::get().to(api::explain))
+            .route("/api/reports", web::get().to(reports::list))
+            .route("/api/reports/{name}", web::get().to(reports::report))
+            .route("/api/filters", web::get().to(reports::filters))
+            .route("/api/openapi.json", web::get().to(reports::openapi))
+            .configure(dashboard::routes)
     })
     .workers(1)
     // Signals are the pipeline's to handle: it must drain before the server goes.

@@ -3,6 +3,7 @@
 //! grace still lands on its own month's invoice. Also finishes a period whose `bill`
 //! was interrupted. The work is `storage::invoices::bill_period`, as for `cdrflow bill`.
 
+use super::reporter::{RefreshNow, ReportRefresher};
 use crate::storage::{self, invoices};
 use crate::telemetry::events::{DatabaseFailed, InvoicesIssued};
 use crate::telemetry::Metrics;
@@ -19,15 +20,23 @@ pub struct Biller {
     grace_days: u32,
     metrics: Metrics,
     running: bool,
+    /// Told after invoices are issued, so the reports show them without waiting.
+    reports: Option<Addr<ReportRefresher>>,
 }
 
 impl Biller {
-    pub fn new(pool: Pool, grace_days: u32, metrics: Metrics) -> Self {
+    pub fn new(
+        pool: Pool,
+        grace_days: u32,
+        metrics: Metrics,
+        reports: Option<Addr<ReportRefresher>>,
+    ) -> Self {
         Biller {
             pool,
             grace_days,
             metrics,
             running: false,
+            reports,
         }
     }
 
@@ -39,17 +48,28 @@ impl Biller {
         let (pool, days, metrics) = (self.pool.clone(), self.grace_days, self.metrics.clone());
         ctx.spawn(
             async move {
-                if let Err(error) = pass(&pool, days, &metrics).await {
-                    DatabaseFailed {
-                        actor: "biller",
-                        action: "close a billing period; will try again",
-                        error: &error,
+                match pass(&pool, days, &metrics).await {
+                    Ok(issued) => issued,
+                    Err(error) => {
+                        DatabaseFailed {
+                            actor: "biller",
+                            action: "close a billing period; will try again",
+                            error: &error,
+                        }
+                        .emit(&metrics);
+                        0
                     }
-                    .emit(&metrics);
                 }
             }
             .into_actor(self)
-            .map(|_, act, _| act.running = false),
+            .map(|issued, act, _| {
+                act.running = false;
+                if issued > 0 {
+                    if let Some(reports) = &act.reports {
+                        reports.do_send(RefreshNow);
+                    }
+                }
+            }),
         );
     }
 }
@@ -65,7 +85,8 @@ impl Actor for Biller {
 
 impl Supervised for Biller {}
 
-async fn pass(pool: &Pool, grace_days: u32, metrics: &Metrics) -> anyhow::Result<()> {
+/// Returns the invoices issued.
+async fn pass(pool: &Pool, grace_days: u32, metrics: &Metrics) -> anyhow::Result<u64> {
     let mut client = pool.get().await?;
     // The operator's today is at most a day away from UTC's: look with UTC's first and
     // load (parse) the catalog only when something may be due.
@@ -73,27 +94,31 @@ async fn pass(pool: &Pool, grace_days: u32, metrics: &Metrics) -> anyhow::Result
         .await?
         .is_empty()
     {
-        return Ok(());
+        return Ok(0);
     }
     let Some(catalog) = storage::catalog::load(&**client, None).await? else {
-        return Ok(());
+        return Ok(0);
     };
+    let mut issued = 0;
     let today = Utc::now()
         .with_timezone(&catalog.catalog.operator.timezone)
         .date_naive();
     for period in due(&client, grace_days, Some(today)).await? {
         match invoices::bill_period(&mut client, &catalog, period, 1000).await {
-            Ok(report) => InvoicesIssued {
-                period,
-                invoices: report.issued,
+            Ok(report) => {
+                issued += report.issued;
+                InvoicesIssued {
+                    period,
+                    invoices: report.issued,
+                }
+                .emit(metrics)
             }
-            .emit(metrics),
             // `cdrflow bill` is at it: it finishes the period itself.
-            Err(invoices::BillError::Busy) => return Ok(()),
+            Err(invoices::BillError::Busy) => return Ok(issued),
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(issued)
 }
 
 /// Periods not invoiced yet whose grace has passed on `today`.

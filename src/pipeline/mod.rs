@@ -14,6 +14,7 @@ pub mod biller;
 pub mod committer;
 pub mod messages;
 pub mod rater;
+pub mod reporter;
 pub mod source;
 pub mod stages;
 pub mod suspense;
@@ -57,6 +58,8 @@ pub struct RunSettings {
     pub accumulator: accumulator::AccumulatorSettings,
     /// Close periods automatically this many days after they end.
     pub close_after_days: Option<u32>,
+    /// How often the report aggregates are refreshed; None: never by this process.
+    pub report_refresh: Option<Duration>,
 }
 
 /// Retry an external dependency at start-up with back-off, reporting each failure,
@@ -200,9 +203,16 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
             suspense::SuspenseResolver::new(pool, every, metrics, accumulators)
         })
     };
+    let refresher = settings.report_refresh.map(|every| {
+        let (pool, metrics) = (pool.clone(), metrics.clone());
+        let timezone = catalog.catalog.operator.timezone.name().to_string();
+        Supervisor::start(move |_| {
+            reporter::ReportRefresher::new(pool, every, timezone, metrics)
+        })
+    });
     let _biller = settings.close_after_days.map(|days| {
         let (pool, metrics) = (pool.clone(), metrics.clone());
-        Supervisor::start(move |_| biller::Biller::new(pool, days, metrics))
+        Supervisor::start(move |_| biller::Biller::new(pool, days, metrics, refresher))
     });
     let validator = {
         let (validation, metrics) = (settings.validation.clone(), metrics.clone());
@@ -222,7 +232,13 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
 
     let server = http::serve(
         settings.http,
-        http::State::new(metrics.clone(), pool.clone(), producer, s.topic.clone()),
+        http::State::new(
+            metrics.clone(),
+            pool.clone(),
+            producer,
+            s.topic.clone(),
+            s.brokers.clone(),
+        ),
     )
     .with_context(|| format!("Failed to listen on {}", settings.http))?;
     let server_handle = server.handle();

@@ -1,5 +1,7 @@
-//! Output documents rendered from domain values: an [`Invoice`](crate::domain::billing::Invoice)
-//! in, the bytes of a file out. Pure like the domain: no I/O, no clock, no settings, so
+//! Output documents rendered from values: an [`Invoice`](crate::domain::billing::Invoice)
+//! or a report table in, the bytes of a file out. Pure like the domain: no I/O, no clock, no settings, so
 //! the same value always renders to the same bytes and callers decide where they go.
 
+pub mod explain;
 pub mod pdf;
+pub mod report;

@@ -102,3 +102,81 @@ pub async fn upsert(
     }
     Ok(out)
 }
+
+/// One customer as the API shows it; None when there is no such customer.
+pub async fn profile(
+    client: &impl GenericClient,
+    customer_id: i64,
+) -> Result<Option<serde_json::Value>, StorageError> {
+    Ok(client
+        .query_opt(
+            "SELECT customer_id, msisdn, name, plan, coalesce(region, 'unknown'), is_student,
+                    activated_on, credit_limit
+               FROM customers WHERE customer_id = $1",
+            &[&customer_id],
+        )
+        .await?
+        .map(|r| {
+            serde_json::json!({
+                "customer_id": r.get::<_, i64>(0),
+                "msisdn": r.get::<_, String>(1),
+                "name": r.get::<_, String>(2),
+                "plan": r.get::<_, String>(3),
+                "region": r.get::<_, String>(4),
+                "student": r.get::<_, bool>(5),
+                "activated_on": r.get::<_, chrono::NaiveDate>(6),
+                "credit_limit": r.get::<_, rust_decimal::Decimal>(7),
+            })
+        }))
+}
+
+/// A customer's rated events of one billing period (default: the latest with usage),
+/// newest first.
+pub async fn events(
+    client: &impl GenericClient,
+    customer_id: i64,
+    period: Option<chrono::NaiveDate>,
+    limit: i64,
+) -> Result<serde_json::Value, StorageError> {
+    let rows = client
+        .query(
+            "SELECT record_id, event_time, record_type, peer_msisdn, duration_sec, volume_bytes,
+                    zone, band, units, amount, region, technology, roaming_country, period
+               FROM usage_events
+              WHERE customer_id = $1
+                AND period = coalesce($2, (SELECT max(period) FROM usage_events WHERE customer_id = $1))
+              ORDER BY event_time DESC, record_id
+              LIMIT $3",
+            &[&customer_id, &period, &limit],
+        )
+        .await?;
+    let period = rows
+        .first()
+        .map(|r| r.get::<_, chrono::NaiveDate>(13))
+        .or(period);
+    let events: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "record_id": r.get::<_, String>(0),
+                "event_time": r.get::<_, chrono::DateTime<chrono::Utc>>(1),
+                "service": r.get::<_, String>(2),
+                "peer": r.get::<_, Option<String>>(3),
+                "duration_sec": r.get::<_, Option<i32>>(4),
+                "volume_bytes": r.get::<_, Option<i64>>(5),
+                "zone": r.get::<_, Option<String>>(6),
+                "band": r.get::<_, Option<String>>(7),
+                "units": r.get::<_, Option<i64>>(8),
+                "amount": r.get::<_, Option<rust_decimal::Decimal>>(9),
+                "region": r.get::<_, String>(10),
+                "technology": r.get::<_, String>(11),
+                "roaming_country": r.get::<_, Option<String>>(12),
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "customer_id": customer_id,
+        "period": period.map(|p| p.format("%Y-%m").to_string()),
+        "events": events,
+    }))
+}

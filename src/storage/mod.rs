@@ -8,6 +8,7 @@ pub mod customers;
 pub mod explain;
 pub mod invoices;
 pub mod offsets;
+pub mod reports;
 pub mod rerate;
 pub mod stats;
 pub mod suspense;

@@ -256,3 +256,18 @@ impl UsageRated<'_> {
         }
     }
 }
+
+/// The report aggregates were recomputed.
+pub struct ReportsRefreshed {
+    /// Seconds Postgres took.
+    pub seconds: f64,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+impl ReportsRefreshed {
+    pub fn emit(&self, m: &Metrics) {
+        m.report_refresh_seconds.set(self.seconds);
+        m.report_refreshed_at.set(self.at.timestamp());
+        info!(seconds = self.seconds, "Report aggregates refreshed.");
+    }
+}

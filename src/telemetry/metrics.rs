@@ -2,7 +2,8 @@
 //! test builds its own and reads exact values. The only importer of `prometheus`.
 
 use prometheus::{
-    CounterVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    CounterVec, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts,
 };
 
 pub use prometheus::{Encoder, Registry, TextEncoder};
@@ -36,6 +37,8 @@ pub struct Metrics {
     pub rated_amount: CounterVec,
     pub db_pool_connections: IntGaugeVec,
     pub db_errors: IntCounterVec,
+    pub report_refresh_seconds: Gauge,
+    pub report_refreshed_at: IntGauge,
 }
 
 /// One pipeline stage's handles: the batches waiting in its mailbox and the records it
@@ -126,7 +129,7 @@ const STAGES: [&str; 6] = [
     "committer",
     "accumulator",
 ];
-const ACTORS: [&str; 8] = [
+const ACTORS: [&str; 9] = [
     "source",
     "validator",
     "normalizer",
@@ -135,6 +138,7 @@ const ACTORS: [&str; 8] = [
     "accumulator",
     "suspense",
     "biller",
+    "reporter",
 ];
 
 impl Metrics {
@@ -149,7 +153,14 @@ impl Metrics {
         for actor in ACTORS {
             m.actor_restarts.with_label_values(&[actor]);
         }
-        for actor in ["committer", "rater", "accumulator", "suspense", "biller"] {
+        for actor in [
+            "committer",
+            "rater",
+            "accumulator",
+            "suspense",
+            "biller",
+            "reporter",
+        ] {
             m.db_errors.with_label_values(&[actor]);
         }
         for stage in STAGES {
@@ -327,6 +338,18 @@ impl Metrics {
                 "cdrflow_db_errors_total",
                 "Failed Postgres operations, by actor (the work is retried).",
                 &["actor"],
+            )?,
+            report_refresh_seconds: register(
+                r,
+                Gauge::with_opts(Opts::new(
+                    "cdrflow_report_refresh_seconds",
+                    "How long the last refresh of the report aggregates took in Postgres.",
+                ))?,
+            )?,
+            report_refreshed_at: gauge(
+                r,
+                "cdrflow_report_refreshed_timestamp_seconds",
+                "When the report aggregates were last refreshed (Unix time); 0 before the first.",
             )?,
             registry,
         })
