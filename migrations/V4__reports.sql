@@ -122,8 +122,9 @@ WITH periods AS (
 ), base AS (
     SELECT p.period, c.customer_id, w.last_event,
            coalesce(w.frequency, 0) AS frequency, coalesce(w.monetary, 0) AS monetary,
-           floor(extract(epoch FROM least(p.period + interval '1 month', now()) - w.last_event)
-                 / 86400)::int AS recency_days
+           -- Whole days; an event a little ahead of the clock counts as today.
+           greatest(0, floor(extract(epoch FROM least(p.period + interval '1 month', now())
+                                                - w.last_event) / 86400))::int AS recency_days
       FROM periods p
       JOIN customers c ON c.activated_on < p.period + interval '1 month'
       LEFT JOIN win w ON w.period = p.period AND w.customer_id = c.customer_id
@@ -203,9 +204,10 @@ LANGUAGE sql STABLE AS $$
            AND (p_region IS NULL OR b.region = p_region)
            AND (p_plan IS NULL OR b.plan = p_plan)
     ), q AS (
+        -- Since the start: records are counted by the day they were processed, which is
+        -- not their billing month (last month's usage is processed this month).
         SELECT sum(q.consumed)::bigint AS consumed, sum(q.rejected)::bigint AS rejected
-          FROM report_quality_mv q, p
-         WHERE q.day >= p.period AND q.day < p.period + interval '1 month'
+          FROM report_quality_mv q
     )
     SELECT p.period, coalesce(u.rated, 0), coalesce(u.cost, 0), coalesce(u.customers, 0),
            coalesce(u.events, 0), coalesce(b.invoices, 0), coalesce(b.billed, 0),

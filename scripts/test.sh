@@ -17,6 +17,20 @@ if ! command -v prometheus >/dev/null; then
   log "Installing Prometheus"
   apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
+# The dashboard's browser tests: Debian's Chromium, driven by playwright-core from npm
+# (which downloads no browser of its own).
+if [ ! -x /usr/bin/chromium ]; then
+  log "Installing Chromium"
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+if ! command -v npm >/dev/null; then
+  log "Installing Node.js and npm"
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  log "Installing playwright-core for the browser tests (npm ci)"
+  npm ci --prefix tests/browser --no-audit --no-fund >/dev/null
+fi
 work=$(mktemp -d)
 trap 'stop_broker; rm -rf "$work"' EXIT
 # sqlite storage: the tests check offsets, which tansu's memory engine reports wrongly.
