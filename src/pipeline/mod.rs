@@ -192,6 +192,9 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
             stages::Normalizer::new(plan, rater, metrics)
         })
     };
+    // The periodic actors get a thread of their own, so that stopping it when the
+    // pipeline returns stops them too (their supervisors would restart them otherwise).
+    let periodic = Arbiter::new();
     let _resolver = {
         let (pool, every, metrics, accumulators) = (
             pool.clone(),
@@ -199,20 +202,22 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
             metrics.clone(),
             accumulators.clone(),
         );
-        Supervisor::start(move |_| {
+        Supervisor::start_in_arbiter(&periodic.handle(), move |_| {
             suspense::SuspenseResolver::new(pool, every, metrics, accumulators)
         })
     };
     let refresher = settings.report_refresh.map(|every| {
         let (pool, metrics) = (pool.clone(), metrics.clone());
         let timezone = catalog.catalog.operator.timezone.name().to_string();
-        Supervisor::start(move |_| {
+        Supervisor::start_in_arbiter(&periodic.handle(), move |_| {
             reporter::ReportRefresher::new(pool, every, timezone, metrics)
         })
     });
     let _biller = settings.close_after_days.map(|days| {
         let (pool, metrics) = (pool.clone(), metrics.clone());
-        Supervisor::start(move |_| biller::Biller::new(pool, days, metrics, refresher))
+        Supervisor::start_in_arbiter(&periodic.handle(), move |_| {
+            biller::Biller::new(pool, days, metrics, refresher)
+        })
     });
     let validator = {
         let (validation, metrics) = (settings.validation.clone(), metrics.clone());
@@ -245,7 +250,7 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     actix::spawn(server);
     info!(http = %settings.http, "HTTP endpoints up: /metrics /healthz /readyz.");
 
-    actix::spawn(async move {
+    let signals = actix::spawn(async move {
         wait_for_signal().await;
         info!("Signal received; shutting down gracefully.");
         let _ = shutdown_tx.send(true);
@@ -263,6 +268,8 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
         p.flush(Duration::from_secs(10));
     }
     server_handle.stop(true).await;
+    signals.abort();
+    periodic.stop();
     mediation.stop();
     billing_thread.stop();
     for thread in storage_threads {
