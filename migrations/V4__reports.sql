@@ -122,9 +122,12 @@ WITH periods AS (
 ), base AS (
     SELECT p.period, c.customer_id, w.last_event,
            coalesce(w.frequency, 0) AS frequency, coalesce(w.monetary, 0) AS monetary,
-           -- Whole days; an event a little ahead of the clock counts as today.
-           greatest(0, floor(extract(epoch FROM least(p.period + interval '1 month', now())
-                                                - w.last_event) / 86400))::int AS recency_days
+           -- Whole days; an event a little ahead of the clock counts as today. No usage
+           -- in the window: NULL (greatest() alone would make it 0, the best recency).
+           CASE WHEN w.last_event IS NOT NULL
+                THEN greatest(0, floor(extract(epoch FROM least(p.period + interval '1 month', now())
+                                                        - w.last_event) / 86400))::int
+           END AS recency_days
       FROM periods p
       JOIN customers c ON c.activated_on < p.period + interval '1 month'
       LEFT JOIN win w ON w.period = p.period AND w.customer_id = c.customer_id
@@ -210,8 +213,7 @@ LANGUAGE sql STABLE AS $$
           FROM report_quality_mv q
     )
     SELECT p.period, coalesce(u.rated, 0), coalesce(u.cost, 0), coalesce(u.customers, 0),
-           coalesce(u.events, 0), coalesce(b.invoices, 0), coalesce(b.billed, 0),
-           b.billed_total,
+           coalesce(u.events, 0), coalesce(b.invoices, 0), b.billed, b.billed_total,
            CASE WHEN b.whole > 0 THEN round(b.billed_total / b.whole, 2) END,
            coalesce(q.consumed, 0), coalesce(q.rejected, 0),
            CASE WHEN q.consumed > 0 THEN round(100.0 * q.rejected / q.consumed, 2) END
