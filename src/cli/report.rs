@@ -130,12 +130,21 @@ fn list(format: Format) -> String {
         Format::Csv => {
             let mut out = String::from("name,filters,title\n");
             for r in rows {
-                out += &format!("{},{},{}\n", r.name, r.accepted().replace(", ", " "), r.title);
+                out += &format!(
+                    "{},{},{}\n",
+                    r.name,
+                    r.accepted().replace(", ", " "),
+                    r.title
+                );
             }
             out
         }
         Format::Table => {
-            let width = reports::REPORTS.iter().map(|r| r.name.len()).max().unwrap_or(0);
+            let width = reports::REPORTS
+                .iter()
+                .map(|r| r.name.len())
+                .max()
+                .unwrap_or(0);
             let mut out = String::new();
             for r in rows {
                 out += &format!(

@@ -5,9 +5,9 @@
 
 use super::State;
 use crate::domain::billing::{self, Invoice};
-use crate::render::pdf::invoice_pdf;
 use crate::kafka::fetch;
 use crate::render;
+use crate::render::pdf::invoice_pdf;
 use crate::storage::{self, billing as store, customers, explain, invoices};
 use actix_web::{web, HttpResponse};
 use chrono::{NaiveDate, Utc};
@@ -271,10 +271,12 @@ pub async fn explain(state: web::Data<State>, id: web::Path<String>) -> HttpResp
             .unwrap_or(None),
         };
         let catalog = match (e.catalog_version, e.amount) {
-            (Some(version), Some(_)) => match storage::catalog::load(&**client, Some(version)).await {
-                Ok(c) => c,
-                Err(err) => return unavailable(err),
-            },
+            (Some(version), Some(_)) => {
+                match storage::catalog::load(&**client, Some(version)).await {
+                    Ok(c) => c,
+                    Err(err) => return unavailable(err),
+                }
+            }
             _ => None,
         };
         let adjustments = match explain::adjustments(&**client, &id).await {

@@ -78,7 +78,10 @@ pub fn serve(addr: SocketAddr, state: State) -> std::io::Result<Server> {
             .route("/api/invoices/{file}", web::get().to(api::invoice))
             .route("/api/customers/{id}", web::get().to(api::customer))
             .route("/api/customers/{id}/events", web::get().to(api::events))
-            .route("/api/events/{record_id}/explain", web::get().to(api::explain))
+            .route(
+                "/api/events/{record_id}/explain",
+                web::get().to(api::explain),
+            )
             .route("/api/reports", web::get().to(reports::list))
             .route("/api/reports/{name}", web::get().to(reports::report))
             .route("/api/filters", web::get().to(reports::filters))

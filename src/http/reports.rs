@@ -181,14 +181,53 @@ pub fn openapi_document() -> Value {
     let limit = json!({"name": "limit", "in": "query", "required": false,
         "schema": {"type": "integer", "minimum": 1}});
     let customer = path_param("id", "Customer id.", json!({"type": "integer"}));
-    paths.insert("/api/filters".into(), get("The values the report filters can take.", vec![], json_ok("periods, services, regions, plans")));
-    paths.insert("/api/customers/{id}".into(), get("A customer.", vec![customer.clone()], json_ok("The customer.")));
-    paths.insert("/api/customers/{id}/usage".into(), get("Month-to-date usage: buckets, allowances left, the estimated invoice.", vec![customer.clone(), period.clone()], json_ok("Usage and estimate.")));
-    paths.insert("/api/customers/{id}/events".into(), get("The customer's rated events of a month, newest first.", vec![customer, period.clone(), limit.clone()], json_ok("Events.")));
+    paths.insert(
+        "/api/filters".into(),
+        get(
+            "The values the report filters can take.",
+            vec![],
+            json_ok("periods, services, regions, plans"),
+        ),
+    );
+    paths.insert(
+        "/api/customers/{id}".into(),
+        get(
+            "A customer.",
+            vec![customer.clone()],
+            json_ok("The customer."),
+        ),
+    );
+    paths.insert(
+        "/api/customers/{id}/usage".into(),
+        get(
+            "Month-to-date usage: buckets, allowances left, the estimated invoice.",
+            vec![customer.clone(), period.clone()],
+            json_ok("Usage and estimate."),
+        ),
+    );
+    paths.insert(
+        "/api/customers/{id}/events".into(),
+        get(
+            "The customer's rated events of a month, newest first.",
+            vec![customer, period.clone(), limit.clone()],
+            json_ok("Events."),
+        ),
+    );
     paths.insert("/api/invoices".into(), get("Issued invoices.", vec![period, json!({"name": "customer", "in": "query", "required": false, "schema": {"type": "integer"}}), limit], json_ok("Invoice summaries.")));
     paths.insert("/api/invoices/{file}".into(), get("An invoice as stored (NUMBER.json) or rendered (NUMBER.pdf).", vec![path_param("file", "NUMBER.json or NUMBER.pdf", json!({"type": "string"}))],
         json!({"description": "The invoice.", "content": {"application/json": {}, "application/pdf": {}}})));
-    paths.insert("/api/events/{record_id}/explain".into(), get("How an event's price was made, as `cdrflow explain` prints it.", vec![path_param("record_id", "The event's record_id.", json!({"type": "string"}))], json_ok("{record_id, text, matches}")));
+    paths.insert(
+        "/api/events/{record_id}/explain".into(),
+        get(
+            "How an event's price was made, as `cdrflow explain` prints it.",
+            vec![path_param(
+                "record_id",
+                "The event's record_id.",
+                json!({"type": "string"}),
+            )],
+            json_ok("{record_id, text, matches}"),
+        ),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {

@@ -35,7 +35,11 @@ impl ReportRefresher {
             return;
         }
         self.running = true;
-        let (pool, tz, metrics) = (self.pool.clone(), self.timezone.clone(), self.metrics.clone());
+        let (pool, tz, metrics) = (
+            self.pool.clone(),
+            self.timezone.clone(),
+            self.metrics.clone(),
+        );
         ctx.spawn(
             async move {
                 let refreshed = async {

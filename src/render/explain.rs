@@ -96,7 +96,10 @@ pub fn stored_event(
         return (out, true);
     };
     let Some(catalog) = catalog else {
-        let _ = writeln!(out, "   ! catalog version {version} that priced this event is missing");
+        let _ = writeln!(
+            out,
+            "   ! catalog version {version} that priced this event is missing"
+        );
         return (out, false);
     };
     let mut matches = true;
@@ -110,7 +113,12 @@ pub fn stored_event(
                 let _ = writeln!(out, "   = the stored amount {} ✓", fixed(stored));
             } else {
                 matches = false;
-                let _ = writeln!(out, "   ! the stored amount is {}, not {}: the catalog or plan data changed since", fixed(stored), fixed(r.amount));
+                let _ = writeln!(
+                    out,
+                    "   ! the stored amount is {}, not {}: the catalog or plan data changed since",
+                    fixed(stored),
+                    fixed(r.amount)
+                );
             }
         }
         Err(err) => {

@@ -187,23 +187,32 @@ impl ReportTable {
         }
         out.push('\n');
         out.push_str(&line(
-            &mut self.columns.iter().enumerate().map(|(i, c)| (i, c.name.as_str())),
+            &mut self
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i, c.name.as_str())),
         ));
         out.push('\n');
         out.push_str(&line(&mut widths.iter().enumerate().map(|(i, w)| {
-            (i, &"--------------------------------------------------"[..(*w).min(50)])
+            (
+                i,
+                &"--------------------------------------------------"[..(*w).min(50)],
+            )
         })));
         out.push('\n');
         for row in &texts {
-            out.push_str(&line(&mut row.iter().enumerate().map(|(i, s)| (i, s.as_str()))));
+            out.push_str(&line(
+                &mut row.iter().enumerate().map(|(i, s)| (i, s.as_str())),
+            ));
             out.push('\n');
         }
         out.push_str(&format!(
             "({} row{}; aggregates refreshed {})\n",
             self.rows.len(),
             if self.rows.len() == 1 { "" } else { "s" },
-            self.refreshed_at
-                .map_or("never".to_string(), |t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+            self.refreshed_at.map_or("never".to_string(), |t| t
+                .to_rfc3339_opts(SecondsFormat::Secs, true))
         ));
         out
     }
@@ -220,10 +229,22 @@ mod tests {
             filters: vec![("region", "Oriental".into())],
             refreshed_at: None,
             columns: vec![
-                Column { name: "period".into(), kind: ColumnType::Period },
-                Column { name: "customers".into(), kind: ColumnType::Integer },
-                Column { name: "rated".into(), kind: ColumnType::Decimal },
-                Column { name: "note".into(), kind: ColumnType::Text },
+                Column {
+                    name: "period".into(),
+                    kind: ColumnType::Period,
+                },
+                Column {
+                    name: "customers".into(),
+                    kind: ColumnType::Integer,
+                },
+                Column {
+                    name: "rated".into(),
+                    kind: ColumnType::Decimal,
+                },
+                Column {
+                    name: "note".into(),
+                    kind: ColumnType::Text,
+                },
             ],
             rows: vec![
                 vec![
@@ -268,7 +289,10 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "Revenue by month (region=Oriental)");
         assert_eq!(lines[1], "period   customers        rated  note");
-        assert_eq!(lines[3], "2026-10         12  1234.500000  a, \"quoted\" one");
+        assert_eq!(
+            lines[3],
+            "2026-10         12  1234.500000  a, \"quoted\" one"
+        );
         assert_eq!(lines[4], "2026-11          3               x");
         assert_eq!(lines[5], "(2 rows; aggregates refreshed never)");
     }

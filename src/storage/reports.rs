@@ -341,12 +341,14 @@ fn column_type(name: &str, t: &Type) -> ColumnType {
 
 fn cell(row: &tokio_postgres::Row, i: usize, t: &Type) -> Result<Cell, StorageError> {
     Ok(match *t {
-        Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| Cell::Integer(v.into())),
-        Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| Cell::Integer(v.into())),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(i)?
+            .map(|v| Cell::Integer(v.into())),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(i)?
+            .map(|v| Cell::Integer(v.into())),
         Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Cell::Integer),
-        Type::NUMERIC => row
-            .try_get::<_, Option<Decimal>>(i)?
-            .map(Cell::Decimal),
+        Type::NUMERIC => row.try_get::<_, Option<Decimal>>(i)?.map(Cell::Decimal),
         Type::DATE => row.try_get::<_, Option<NaiveDate>>(i)?.map(Cell::Date),
         Type::TIMESTAMPTZ => row
             .try_get::<_, Option<DateTime<Utc>>>(i)?
@@ -367,7 +369,10 @@ pub async fn refreshed_at<C: GenericClient>(
 
 /// Recompute every report aggregate in the operator's time zone; returns the seconds
 /// Postgres took.
-pub async fn refresh<C: GenericClient>(client: &C, timezone: &str) -> Result<Decimal, StorageError> {
+pub async fn refresh<C: GenericClient>(
+    client: &C,
+    timezone: &str,
+) -> Result<Decimal, StorageError> {
     Ok(client
         .query_one("SELECT report_refresh($1)", &[&timezone])
         .await?
@@ -436,7 +441,9 @@ mod tests {
     #[test]
     fn a_filter_the_report_does_not_take_is_refused_by_name() {
         let r = find("revenue_by_region").unwrap();
-        let e = r.query(&params(|p| p.region = Some("Oriental".into()))).unwrap_err();
+        let e = r
+            .query(&params(|p| p.region = Some("Oriental".into())))
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "report revenue_by_region does not filter by region; it takes: period, service, plan"
@@ -458,22 +465,35 @@ mod tests {
         assert_eq!(q.service.as_deref(), Some("voice"));
         assert_eq!(q.region, None);
         assert_eq!(q.limit, Some(20));
-        assert_eq!(q.given, vec![("period", "2026-10".into()), ("service", "VOICE".into()), ("limit", "20".into())]);
+        assert_eq!(
+            q.given,
+            vec![
+                ("period", "2026-10".into()),
+                ("service", "VOICE".into()),
+                ("limit", "20".into())
+            ]
+        );
     }
 
     #[test]
     fn bad_values_are_named() {
         let r = find("top_customers").unwrap();
         for (p, msg) in [
-            (params(|p| p.period = Some("2026-13".into())), "period \"2026-13\" is not YYYY-MM"),
-            (params(|p| p.service = Some("fax".into())), "service \"fax\" is not one of voice, sms, data"),
-            (params(|p| p.limit = Some("0".into())), "limit \"0\" is not a number in 1..=100000"),
+            (
+                params(|p| p.period = Some("2026-13".into())),
+                "period \"2026-13\" is not YYYY-MM",
+            ),
+            (
+                params(|p| p.service = Some("fax".into())),
+                "service \"fax\" is not one of voice, sms, data",
+            ),
+            (
+                params(|p| p.limit = Some("0".into())),
+                "limit \"0\" is not a number in 1..=100000",
+            ),
         ] {
             assert_eq!(r.query(&p).unwrap_err().to_string(), msg);
         }
-        assert_eq!(
-            find("nope").map(|r| r.name),
-            None
-        );
+        assert_eq!(find("nope").map(|r| r.name), None);
     }
 }

@@ -1224,18 +1224,7 @@ fn drain_to_end(database_url: &str, topic: &str, group: &str) {
     let ends = end_offsets(topic);
     for _ in 0..3 {
         drain(database_url, topic, group);
-        let stats = stats(database_url, group);
-        let stored: BTreeMap<i32, i64> = stats["partitions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|p| {
-                (
-                    p["partition"].as_i64().unwrap() as i32,
-                    p["stored_offset"].as_i64().unwrap_or(0),
-                )
-            })
-            .collect();
+        let stored = stored_offsets(database_url, group);
         if stored == ends {
             return;
         }

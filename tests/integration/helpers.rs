@@ -360,6 +360,22 @@ pub fn stats(database_url: &str, group: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("stats JSON")
 }
 
+/// The next offset the group has stored per partition (`cdrflow stats`), to compare
+/// with [`end_offsets`].
+pub fn stored_offsets(database_url: &str, group: &str) -> std::collections::BTreeMap<i32, i64> {
+    stats(database_url, group)["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["partition"].as_i64().unwrap() as i32,
+                p["stored_offset"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
 /// End offsets of every partition of a topic, as the broker reports them.
 pub fn end_offsets(topic: &str) -> std::collections::BTreeMap<i32, i64> {
     let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&brokers())

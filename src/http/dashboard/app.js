@@ -45,7 +45,7 @@ const WEEKDAYS = ['', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'S
 const POLL_MS = 3000;
 
 const state = {
-  catalog: null, // report name → the filters it accepts
+  catalog: null, // report name → its entry in /api/reports (filters, latest_by_default)
   options: null, // /api/filters
   filters: {}, // the filters in the hash
   route: null,
@@ -187,8 +187,9 @@ async function getJSON(url) {
 // The URL of a report with the current filters it accepts; `extra` overrides them (a
 // null drops one, as trend charts drop the period).
 function reportURL(name, extra = {}, format) {
-  const accepted = state.catalog.get(name);
-  if (!accepted) throw new Error(`the daemon has no report ${name}`);
+  const entry = state.catalog.get(name);
+  if (!entry) throw new Error(`the daemon has no report ${name}`);
+  const accepted = entry.filters;
   const values = { ...state.filters, ...extra };
   const q = new URLSearchParams();
   for (const f of accepted) {
@@ -212,12 +213,25 @@ async function report(name, extra = {}) {
   return r;
 }
 
+function latestPeriod() {
+  const periods = [...(state.options.periods || [])].sort();
+  return periods.length ? periods[periods.length - 1] : null;
+}
+
 // The period a month-to-date view shows: the filter's, else the latest with usage.
 function currentPeriod() {
   state.used.add('period');
-  if (state.filters.period) return state.filters.period;
-  const periods = [...(state.options.periods || [])].sort();
-  return periods.length ? periods[periods.length - 1] : null;
+  return state.filters.period || latestPeriod();
+}
+
+// What period a report answers for with these filters: the one asked, else the latest
+// for reports that default to it, else all of them.
+function scope(name, extra = {}) {
+  const entry = state.catalog.get(name);
+  if (!entry || !entry.filters.includes('period')) return null;
+  const period = 'period' in extra ? extra.period : state.filters.period;
+  if (period) return period;
+  return entry.latest_by_default ? latestPeriod() : 'all periods';
 }
 
 // ---------------------------------------------------------------- page scaffolding
@@ -251,8 +265,9 @@ function pageHead(title, sub, crumbs) {
 function card(parent, title, fill, opts = {}) {
   const body = h('div', { class: 'body' }, h('div', { class: 'loading' }, 'Loading…'));
   const actions = h('div', { class: 'actions' });
+  const note = [opts.report ? scope(...opts.report) : null, opts.note].filter(Boolean).join(' · ');
   const el = h('section', { class: 'card' + (opts.wide ? ' wide' : ''), 'aria-label': title, 'data-card': opts.id || null },
-    h('header', {}, h('h2', {}, title, opts.note ? h('span', { class: 'note' }, opts.note) : null), actions),
+    h('header', {}, h('h2', {}, title, note ? h('span', { class: 'note' }, note) : null), actions),
     body);
   parent.append(el);
   track((async () => {
@@ -346,6 +361,7 @@ function table(columns, rows, opts = {}) {
 // The columns of a report answer, typed from its column types and names.
 function reportColumns(r, links = {}) {
   return r.columns.map((c) => {
+    if (c.type === 'timestamp') return { key: c.name, cell: (row) => when(row[c.name]) };
     let type = 'text';
     if (c.type === 'integer') type = 'int';
     else if (c.type === 'decimal') type = MONEY.has(c.name) ? 'money' : c.name.endsWith('_pct') ? 'pct' : 'num';
@@ -365,7 +381,7 @@ function reportTable(parent, title, name, extra = {}, opts = {}) {
     const r = await report(name, extra);
     csvLink(actions, reportURL(name, extra, 'csv'), name);
     body.append(r.rows.length ? table(reportColumns(r, REPORT_LINKS), r.rows, opts) : empty());
-  }, { wide: opts.wide !== false, id: name, note: opts.note });
+  }, { wide: opts.wide !== false, id: name, note: opts.note, report: [name, extra] });
 }
 
 // ---------------------------------------------------------------- charts
@@ -401,6 +417,12 @@ function axisMoney(v) {
   return intFormat.format(v);
 }
 
+// Category labels longer than a phone can show are cut; the tooltip has them whole.
+function shortLabel(value) {
+  const text = this.getLabelForValue(value);
+  return matchMedia('(max-width: 700px)').matches && text.length > 16 ? `${text.slice(0, 15)}…` : text;
+}
+
 function barConfig(labels, datasets, opts = {}) {
   return {
     type: 'bar',
@@ -417,7 +439,7 @@ function barConfig(labels, datasets, opts = {}) {
       },
       scales: {
         [opts.horizontal ? 'x' : 'y']: { beginAtZero: true, stacked: opts.stacked, ticks: { callback: axisMoney } },
-        [opts.horizontal ? 'y' : 'x']: { stacked: opts.stacked, grid: { display: false } },
+        [opts.horizontal ? 'y' : 'x']: { stacked: opts.stacked, grid: { display: false }, ticks: { callback: shortLabel } },
       },
     },
   };
@@ -482,19 +504,22 @@ function kpi(name, title, value, sub) {
 
 function kpiRow(parent, extra = {}) {
   const row = h('div', { class: 'kpis', 'aria-label': 'Key figures' }, h('div', { class: 'loading' }, 'Loading…'));
-  parent.append(row);
+  parent.append(h('h2', { class: 'section' }, 'Key figures', h('span', { class: 'note' }, scope('kpis', extra))), row);
   track((async () => {
     const token = state.token;
     const r = await report('kpis', extra);
     if (token !== state.token) return;
     const k = r.rows[0] || {};
     row.replaceChildren(
-      kpi('rated', 'Revenue (rated)', moneyNode(k.rated), `Billed ${money(k.billed)} · cost ${money(k.cost)}`),
+      kpi('rated', 'Revenue (rated)', moneyNode(k.rated),
+        `${k.billed == null ? 'Not invoiced yet' : `Billed ${money(k.billed)}`} · cost ${money(k.cost)}`),
       kpi('customers', 'Active customers', integer(k.customers), `${integer(k.events)} rated events`),
-      kpi('invoices', 'Invoices', integer(k.invoices), `${money(k.billed_total)} incl. VAT`),
-      kpi('average_invoice', 'Average invoice', moneyNode(k.average_invoice), 'Subtotal, before VAT'),
-      kpi('records_consumed', 'Records processed', integer(k.records_consumed), `${integer(k.records_rejected)} rejected`),
-      kpi('reject_rate_pct', 'Reject rate', pct(k.reject_rate_pct), 'Rejected / consumed'),
+      kpi('invoices', 'Invoices', integer(k.invoices),
+        k.billed_total == null ? 'None issued' : `${money(k.billed_total)} incl. VAT`),
+      kpi('average_invoice', 'Average invoice', moneyNode(k.average_invoice),
+        k.average_invoice == null && k.invoices ? 'Not by service' : 'Total incl. VAT per invoice'),
+      kpi('records_consumed', 'Records processed', integer(k.records_consumed), `${integer(k.records_rejected)} rejected · since the start`),
+      kpi('reject_rate_pct', 'Reject rate', pct(k.reject_rate_pct), 'Rejected / consumed, since the start'),
     );
   })(), row);
 }
@@ -514,13 +539,35 @@ function overviewPage(view) {
       { label: 'Billed', data: r.rows.map((x) => num(x.billed)), backgroundColor: PALETTE[1] },
       { label: 'Margin', data: r.rows.map((x) => num(x.margin)), backgroundColor: PALETTE[3] },
     ], { label: 'Revenue by month' }));
-  }, { id: 'trend', note: 'all periods' });
+  }, { id: 'trend', report: ['revenue_by_month', { period: null }] });
   card(grid, 'Service mix', async (body) => {
     const r = await report('revenue_by_service');
     if (!r.rows.length) return body.append(empty());
     chartBox(body, doughnutConfig(r.rows.map((x) => x.service), r.rows.map((x) => num(x.rated)),
       r.rows.map((x, i) => colourOf(i, x.service)), { label: 'Rated revenue by service', series: 'Rated' }));
-  }, { id: 'service-mix', note: 'rated revenue' });
+  }, { id: 'service-mix', note: 'rated revenue', report: ['revenue_by_service'] });
+  card(grid, 'Revenue by region', async (body) => {
+    const r = await report('revenue_by_region');
+    if (!r.rows.length) return body.append(empty());
+    const regions = r.rows.map((x) => x.region);
+    chartBox(body, barConfig(regions, [
+      { label: 'Rated', data: r.rows.map((x) => num(x.rated)), backgroundColor: PALETTE[0] },
+    ], {
+      label: 'Rated revenue by region',
+      horizontal: true,
+      onClick: (e, els) => { if (els.length) location.hash = regionLink(regions[els[0].index]); },
+    }));
+  }, { id: 'overview-regions', note: 'click a region for its customers', report: ['revenue_by_region'] });
+  card(grid, 'Top customers', async (body, actions) => {
+    const r = await report('top_customers', { limit: 8 });
+    csvLink(actions, reportURL('top_customers', { limit: 8 }, 'csv'), 'top_customers');
+    if (!r.rows.length) return body.append(empty());
+    body.append(table([
+      { key: 'name', label: 'Customer', href: (x) => customerLink(x.customer_id) },
+      { key: 'region', href: (x) => regionLink(x.region) }, { key: 'plan' },
+      { key: 'events', type: 'int' }, { key: 'rated', type: 'money' },
+    ], r.rows));
+  }, { id: 'overview-top', note: 'by rated revenue', report: ['top_customers'] });
   reportTable(grid, 'Monthly summary', 'revenue_by_month', { period: null });
 }
 
@@ -543,7 +590,7 @@ function revenuePage(view) {
     }), 'tall');
     body.append(h('p', { class: 'muted' }, 'Click a region to see its customers.'));
     body.append(table(reportColumns(r, REPORT_LINKS), r.rows, { pageSize: 50 }));
-  }, { wide: true, id: 'revenue_by_region' });
+  }, { wide: true, id: 'revenue_by_region', report: ['revenue_by_region'] });
   card(grid, 'ARPU by month', async (body) => {
     const r = await report('arpu', { period: null });
     if (!r.rows.length) return body.append(empty());
@@ -551,7 +598,7 @@ function revenuePage(view) {
       { label: 'ARPU (rated / customers)', data: r.rows.map((x) => num(x.arpu)) },
       { label: 'Billed ARPU (billed / invoices)', data: r.rows.map((x) => num(x.billed_arpu)) },
     ], { money: true, label: 'ARPU by month' }));
-  }, { id: 'arpu', note: 'all periods' });
+  }, { id: 'arpu', report: ['arpu', { period: null }] });
   card(grid, 'Monthly revenue per region', async (body) => {
     const r = await report('revenue_by_region_month', { period: null });
     if (!r.rows.length) return body.append(empty());
@@ -561,7 +608,7 @@ function revenuePage(view) {
     chartBox(body, lineConfig(periods, regions.map((region) => ({
       label: region, data: periods.map((p) => at.get(`${region}|${p}`) ?? 0),
     })), { money: true, label: 'Monthly revenue per region' }));
-  }, { id: 'revenue_by_region_month', note: 'all periods; click a legend entry to hide it' });
+  }, { id: 'revenue_by_region_month', note: 'click a legend entry to hide it', report: ['revenue_by_region_month', { period: null }] });
   reportTable(grid, 'ARPU', 'arpu', { period: null });
   card(grid, 'Revenue by plan', async (body, actions) => {
     const r = await report('revenue_by_plan');
@@ -572,7 +619,7 @@ function revenuePage(view) {
       { label: 'Billed', data: r.rows.map((x) => num(x.billed)), backgroundColor: PALETTE[1] },
     ], { label: 'Revenue by plan' }), 'short');
     body.append(table(reportColumns(r, REPORT_LINKS), r.rows));
-  }, { wide: true, id: 'revenue_by_plan' });
+  }, { wide: true, id: 'revenue_by_plan', report: ['revenue_by_plan'] });
 }
 
 function customersPage(view) {
@@ -586,7 +633,7 @@ function customersPage(view) {
     chartBox(body, doughnutConfig(r.rows.map((x) => x.segment), r.rows.map((x) => num(x.customers)),
       r.rows.map((_, i) => PALETTE[i % PALETTE.length]), { label: 'Customers by RFM segment', series: 'Customers', money: false }));
     body.append(table(reportColumns(r), r.rows));
-  }, { id: 'rfm_segments', note: 'recency, frequency, monetary over 3 months' });
+  }, { id: 'rfm_segments', note: 'recency, frequency, monetary over 3 months', report: ['rfm_segments'] });
   card(grid, 'Top customers', async (body, actions) => {
     const extra = { limit: 20 };
     const r = await report('top_customers', extra);
@@ -601,7 +648,7 @@ function customersPage(view) {
       horizontal: true,
       onClick: (e, els) => { if (els.length) location.hash = customerLink(top[els[0].index].customer_id); },
     }));
-  }, { id: 'top_customers_chart', note: 'top 10, rated' });
+  }, { id: 'top_customers_chart', note: 'top 10, rated', report: ['top_customers'] });
   reportTable(grid, 'Top customers', 'top_customers', { limit: 100 });
   reportTable(grid, 'Customers by RFM score', 'rfm', { limit: 100 });
 }
@@ -620,7 +667,7 @@ function servicesPage(view) {
       { label: 'Cost', data: r.rows.map((x) => num(x.cost)), backgroundColor: PALETTE[5] },
     ], { label: 'Margin and cost by service and zone', stacked: true }), 'tall');
     body.append(table(reportColumns(r), r.rows, { pageSize: 50 }));
-  }, { wide: true, id: 'service_profitability', note: 'bar = rated = margin + cost' });
+  }, { wide: true, id: 'service_profitability', note: 'bar = rated = margin + cost', report: ['service_profitability'] });
   card(grid, 'Usage by hour of day', async (body) => {
     const r = await report('usage_by_hour');
     if (!r.rows.length) return body.append(empty());
@@ -630,13 +677,13 @@ function servicesPage(view) {
     chartBox(body, lineConfig(hours.map((x) => `${String(x).padStart(2, '0')}h`), days.map((d) => ({
       label: WEEKDAYS[d] || String(d), data: hours.map((x) => at.get(`${d}|${x}`) ?? 0), pointRadius: 1,
     })), { label: 'Events by hour, one line per weekday' }));
-  }, { id: 'usage_by_hour', note: 'events, operator time' });
+  }, { id: 'usage_by_hour', note: 'events, operator time', report: ['usage_by_hour'] });
   card(grid, 'Usage by technology', async (body) => {
     const r = await report('usage_by_technology');
     if (!r.rows.length) return body.append(empty());
     chartBox(body, doughnutConfig(r.rows.map((x) => x.technology), r.rows.map((x) => Number(x.events)),
       r.rows.map((_, i) => PALETTE[i % PALETTE.length]), { label: 'Events by technology', series: 'Events', money: false }));
-  }, { id: 'usage_by_technology', note: 'events' });
+  }, { id: 'usage_by_technology', note: 'events', report: ['usage_by_technology'] });
   reportTable(grid, 'Revenue by service', 'revenue_by_service');
   reportTable(grid, 'Usage by technology', 'usage_by_technology');
 }
@@ -681,13 +728,13 @@ function billingPage(view) {
       { label: 'Billed (before VAT)', data: r.rows.map((x) => num(x.billed)), backgroundColor: PALETTE[0] },
       { label: 'Billed incl. VAT', data: r.rows.map((x) => num(x.billed_total)), backgroundColor: PALETTE[2] },
     ], { label: 'Billed by month' }));
-  }, { id: 'billed', note: 'all periods' });
+  }, { id: 'billed', report: ['revenue_by_month', { period: null }] });
   card(grid, 'Late usage', async (body, actions) => {
     const r = await report('late_usage');
     csvLink(actions, reportURL('late_usage', {}, 'csv'), 'late_usage');
     if (!r.rows.length) return body.append(empty('No usage arrived after its month was invoiced.'));
     body.append(table(reportColumns(r), r.rows));
-  }, { id: 'late_usage', note: 'usage of a closed month, billed on the next invoice' });
+  }, { id: 'late_usage', note: 'usage of a closed month, billed on the next invoice', report: ['late_usage'] });
   card(grid, 'Invoices', async (body, actions) => {
     const period = state.filters.period;
     state.used.add('period');
@@ -698,7 +745,7 @@ function billingPage(view) {
     const csv = URL.createObjectURL(new Blob([invoicesCSV(list)], { type: 'text/csv' }));
     actions.append(h('a', { class: 'chip', href: csv, download: `cdrflow-invoices${period ? '-' + period : ''}.csv`, 'data-csv': 'invoices' }, 'CSV'));
     body.append(table(invoiceColumns(), list, { pageSize: 20 }));
-  }, { wide: true, id: 'invoices', note: 'newest numbers last' });
+  }, { wide: true, id: 'invoices', note: `${state.filters.period || 'all periods'} · in number order` });
 }
 
 // ---- pipeline: the daemon's own /metrics, polled
@@ -745,7 +792,7 @@ function pipelinePage(view) {
   const throughput = [];
   const lagHistory = [];
   const liveLine = (label, data, colour, fill) => {
-    const c = lineConfig(times, [{ label, data, borderColor: colour, backgroundColor: fill, fill: true, pointRadius: 0 }]);
+    const c = lineConfig(times, [{ label, data, borderColor: colour, backgroundColor: fill, fill: true, pointRadius: 2 }]);
     c.options.animation = false;
     c.options.plugins.legend.display = false;
     return c;
@@ -822,16 +869,19 @@ function pipelinePage(view) {
         : empty('No partition assigned to this instance.')));
   }
 
-  // Ready after the first poll; then again every POLL_MS until the page changes.
+  // Ready after the first poll; the second comes after a second, for a first rate soon,
+  // then every POLL_MS until the page changes.
   let ready;
   track(new Promise((resolve) => { ready = resolve; }), kpis);
+  let polls = 0;
   const loop = () => poll()
     .catch((e) => {
       if (token === state.token) kpis.replaceChildren(h('div', { class: 'error', role: 'alert' }, e.message));
     })
     .finally(() => {
       ready();
-      if (token === state.token) state.timers.push(setTimeout(loop, POLL_MS));
+      polls += 1;
+      if (token === state.token) state.timers.push(setTimeout(loop, polls === 1 ? 1000 : POLL_MS));
     });
   loop();
 
@@ -846,8 +896,8 @@ function pipelinePage(view) {
       { label: 'Rejected', data: r.rows.map((x) => Number(x.rejected)), backgroundColor: PALETTE[5] },
     ], { label: 'Records by outcome and day', stacked: true, money: false }));
     body.append(table(reportColumns(r), r.rows, { pageSize: 10 }));
-  }, { wide: true, id: 'data_quality', note: 'from the reports, as of their last refresh' });
-  reportTable(grid, 'Rejects by reason', 'rejects_by_reason', {}, { note: 'from the reports' });
+  }, { wide: true, id: 'data_quality', note: 'as of the last refresh', report: ['data_quality'] });
+  reportTable(grid, 'Rejects by reason', 'rejects_by_reason', {}, { note: 'as of the last refresh' });
 }
 
 // ---- drill-down
@@ -865,13 +915,13 @@ function regionPage(view, name) {
       { label: 'Rated', data: r.rows.map((x) => num(x.rated)), backgroundColor: PALETTE[0] },
       { label: 'Billed', data: r.rows.map((x) => num(x.billed)), backgroundColor: PALETTE[1] },
     ], { label: `Revenue by month, ${name}` }));
-  }, { id: 'region-trend', note: 'all periods' });
+  }, { id: 'region-trend', report: ['revenue_by_month', { period: null }] });
   card(grid, 'Service mix', async (body) => {
     const r = await report('revenue_by_service', region);
     if (!r.rows.length) return body.append(empty());
     chartBox(body, doughnutConfig(r.rows.map((x) => x.service), r.rows.map((x) => num(x.rated)),
       r.rows.map((x, i) => colourOf(i, x.service)), { label: `Rated revenue by service, ${name}`, series: 'Rated' }));
-  }, { id: 'region-services', note: 'rated revenue' });
+  }, { id: 'region-services', note: 'rated revenue', report: ['revenue_by_service'] });
   reportTable(grid, 'Customers', 'top_customers', { ...region, limit: 100000 },
     { note: 'by rated revenue; open one for its usage and invoices', pageSize: 50 });
 }
@@ -945,7 +995,7 @@ function customerPage(view, id) {
     if (!u || !u.buckets.length) return body.append(empty('No usage in this period.'));
     body.append(table([
       { key: 'service' }, { key: 'zone' }, { key: 'band' }, { key: 'units', type: 'num' },
-      { key: 'events', type: 'int' }, { key: 'price', label: 'Unit price', type: 'num' }, { key: 'amount', type: 'money' },
+      { key: 'events', type: 'int' }, { key: 'price', type: 'num' }, { key: 'amount', type: 'money' },
     ], u.buckets, { currency: u.currency }));
   }, { wide: true, id: 'buckets', note: 'rated, before allowances and discounts' });
   card(grid, 'Invoices', async (body) => {
@@ -1028,7 +1078,10 @@ function eventPage(view, recordId) {
   view.append(pageHead(`Event ${recordId}`, 'How its price was made', [['Billing', link('/billing')], ['Event'], [recordId]]));
   const grid = h('div', { class: 'grid' });
   view.append(grid);
-  card(grid, 'Explanation', async (body) => {
+  card(grid, 'Explanation', async (body, actions) => {
+    if (history.length > 1) {
+      actions.append(h('button', { type: 'button', class: 'chip', onclick: () => history.back() }, '← Back'));
+    }
     const e = await getJSON(`/api/events/${encodeURIComponent(recordId)}/explain`);
     body.append(h('pre', { class: 'explain', 'data-explain': e.record_id }, e.text));
   }, { wide: true, id: 'explain', note: 'as `cdrflow explain` prints it' });
@@ -1120,19 +1173,23 @@ async function start() {
   Chart.defaults.borderColor = '#e2e8f0';
   Chart.defaults.plugins.tooltip.backgroundColor = '#0f172a';
   Chart.defaults.plugins.legend.labels.boxWidth = 12;
+  Chart.defaults.datasets.bar.maxBarThickness = 56;
   if (matchMedia('(prefers-reduced-motion: reduce)').matches) Chart.defaults.animation = false;
   const view = document.getElementById('view');
   try {
     const [reports, options] = await Promise.all([getJSON('/api/reports'), getJSON('/api/filters')]);
     const list = Array.isArray(reports) ? reports : reports.reports;
-    state.catalog = new Map(list.map((r) => [r.name, r.filters]));
+    state.catalog = new Map(list.map((r) => [r.name, r]));
     state.options = options;
   } catch (e) {
     view.replaceChildren(h('div', { class: 'error', role: 'alert' }, `The dashboard cannot start: ${e.message}`));
     view.dataset.ready = '1';
     return;
   }
-  fillSelect(document.getElementById('f-period'), [...state.options.periods].sort().reverse(), 'All periods');
+  // Without a period, most reports answer for the latest month and trends for all; each
+  // card says which.
+  fillSelect(document.getElementById('f-period'), [...state.options.periods].sort().reverse(),
+    latestPeriod() ? `Latest (${latestPeriod()})` : 'Latest');
   fillSelect(document.getElementById('f-service'), state.options.services, 'All services');
   fillSelect(document.getElementById('f-region'), state.options.regions, 'All regions');
   fillSelect(document.getElementById('f-plan'), state.options.plans, 'All plans');
