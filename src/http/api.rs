@@ -146,6 +146,8 @@ pub struct InvoicesQuery {
     period: Option<String>,
     customer: Option<i64>,
     limit: Option<i64>,
+    /// json (default) or csv, as a download.
+    format: Option<String>,
 }
 
 pub async fn invoices(state: web::Data<State>, q: web::Query<InvoicesQuery>) -> HttpResponse {
@@ -158,10 +160,63 @@ pub async fn invoices(state: web::Data<State>, q: web::Query<InvoicesQuery>) -> 
         Ok(c) => c,
         Err(e) => return unavailable(e),
     };
-    match invoices::list(&client, period, q.customer, limit).await {
-        Ok(list) => HttpResponse::Ok().json(list),
-        Err(e) => unavailable(e),
+    let csv = match q.format.as_deref() {
+        None | Some("") | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return bad_request(format!("format {other:?} is not json or csv")),
+    };
+    let list = match invoices::list(&client, period, q.customer, limit).await {
+        Ok(list) => list,
+        Err(e) => return unavailable(e),
+    };
+    if !csv {
+        return HttpResponse::Ok().json(list);
     }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut written = w
+        .write_record([
+            "number",
+            "customer_id",
+            "period",
+            "currency",
+            "subtotal",
+            "vat",
+            "total",
+            "issued_at",
+        ])
+        .map_err(|e| e.to_string());
+    for i in &list {
+        written = written.and_then(|_| {
+            w.write_record([
+                i.number.clone(),
+                i.customer_id.to_string(),
+                i.period.format("%Y-%m").to_string(),
+                i.currency.clone(),
+                i.subtotal.to_string(),
+                i.vat.to_string(),
+                i.total.to_string(),
+                i.issued_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ])
+            .map_err(|e| e.to_string())
+        });
+    }
+    let body = match written.and_then(|_| w.into_inner().map_err(|e| e.to_string())) {
+        Ok(b) => b,
+        Err(e) => return error(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let name = match (&q.period, q.customer) {
+        (Some(p), _) if !p.is_empty() => format!("cdrflow-invoices-{p}.csv"),
+        (_, Some(c)) => format!("cdrflow-invoices-customer-{c}.csv"),
+        _ => "cdrflow-invoices.csv".to_string(),
+    };
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .body(body)
 }
 
 pub async fn invoice(state: web::Data<State>, file: web::Path<String>) -> HttpResponse {

@@ -213,7 +213,9 @@ pub fn openapi_document() -> Value {
             json_ok("Events."),
         ),
     );
-    paths.insert("/api/invoices".into(), get("Issued invoices.", vec![period, json!({"name": "customer", "in": "query", "required": false, "schema": {"type": "integer"}}), limit], json_ok("Invoice summaries.")));
+    paths.insert("/api/invoices".into(), get("Issued invoices.", vec![period, json!({"name": "customer", "in": "query", "required": false, "schema": {"type": "integer"}}), limit,
+        json!({"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}, "description": "json, or csv as a download."})],
+        json!({"description": "Invoice summaries.", "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}}})));
     paths.insert("/api/invoices/{file}".into(), get("An invoice as stored (NUMBER.json) or rendered (NUMBER.pdf).", vec![path_param("file", "NUMBER.json or NUMBER.pdf", json!({"type": "string"}))],
         json!({"description": "The invoice.", "content": {"application/json": {}, "application/pdf": {}}})));
     paths.insert(

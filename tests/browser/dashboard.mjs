@@ -309,7 +309,11 @@ await step('billing: invoice CSV, and a PDF link serves a PDF', async () => {
   const list = await getJSON(`/api/invoices?period=${billed}&limit=100000`);
   const link = page.locator('[data-card="invoices"] a[data-csv]');
   const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
-  const lines = readFileSync(await download.path(), 'utf8').trimEnd().split('\n');
+  const got = readFileSync(await download.path());
+  const href = await link.getAttribute('href');
+  const want = Buffer.from(await (await api.get(base + href)).body());
+  check(got.length > 0 && got.equals(want), `invoice CSV: ${got.length} bytes downloaded, identical to GET ${href}`);
+  const lines = got.toString().trimEnd().split('\n');
   check(lines.length === list.length + 1 && lines[1].startsWith(`${list[0].number},`),
     `invoice CSV: ${lines.length - 1} invoices, as /api/invoices lists (${list.length})`);
   const pdf = await page.locator('[data-card="invoices"] a[data-pdf]').first().getAttribute('href');

@@ -199,9 +199,11 @@ async fn the_dashboard_in_chromium_draws_every_page_with_data_and_drills_down_to
     // customers first).
     let consumed = || d.metric("cdrflow_records_consumed_total").unwrap_or(0.0);
     let before = consumed();
-    wait_for("the traffic to reach the daemon", Duration::from_secs(60), || {
-        consumed() > before
-    });
+    wait_for(
+        "the traffic to reach the daemon",
+        Duration::from_secs(60),
+        || consumed() > before,
+    );
 
     let shots = repo().join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
