@@ -84,7 +84,8 @@ impl Actor for ReportRefresher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.tick(ctx);
+        // Not at once: a daemon (re)starting on a backlog has better use for the CPU, and
+        // the aggregates of the last refresh are still there, with their time.
         ctx.run_interval(self.every, |act, ctx| act.tick(ctx));
     }
 }
