@@ -1895,3 +1895,65 @@ async fn the_api_serves_the_clis_reports_and_the_drill_down() {
         d.log_text()
     );
 }
+
+/// The daemon refreshes the aggregates by itself every `--report-refresh-secs`, and says
+/// when in its metrics and in every answer.
+#[tokio::test]
+async fn the_daemon_refreshes_the_reports_on_its_own() {
+    let db = dataset().await;
+    let source = topic("cdr.raw.reports-refresh", 1).await;
+    let mut d = Daemon::start(&DaemonConfig {
+        topic: &source,
+        group: "reports-refresh",
+        database_url: &db.url,
+        idle_secs: None,
+        extra: ["--no-publish", "--report-refresh-secs", "1"]
+            .map(String::from)
+            .to_vec(),
+    });
+    d.wait_up();
+    let events = |d: &Daemon| -> i64 {
+        let (status, body) = get_json(d, "/api/reports/kpis?period=2026-09");
+        assert_eq!(status, 200, "{body}");
+        body["rows"][0]["events"].as_i64().unwrap()
+    };
+    assert_eq!(
+        events(&d),
+        7,
+        "September's seven events, as dataset() refreshed them"
+    );
+    // One more September SMS of customer 3, stored behind the aggregates' back.
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO usage_events (record_id, customer_id, msisdn, record_type, event_time,
+                 period, zone, band, units, amount, cost, technology, region, cell_id,
+                 src_topic, src_partition, src_offset)
+             VALUES ('rpt-29', 3, '+212600000003', 'sms', '2026-09-21 10:00Z', '2026-09-01',
+                 'domestic', 'weekend', 1, 0.200000, 0.050000, '4G', 'Oriental',
+                 'cell-29', 'cdr.raw.reports', 0, 29);",
+        )
+        .await
+        .unwrap();
+    wait_for("the daemon's own refresh", Duration::from_secs(30), || {
+        events(&d) == 8
+    });
+    let at = d
+        .metric("cdrflow_report_refreshed_timestamp_seconds")
+        .unwrap_or(0.0);
+    assert!(
+        at >= (chrono::Utc::now().timestamp() - 60) as f64,
+        "refreshed at {at}"
+    );
+    assert!(
+        d.metric("cdrflow_db_errors_total{actor=\"reporter\"}") == Some(0.0),
+        "{}",
+        d.log_text()
+    );
+    d.signal("TERM");
+    assert!(
+        d.wait(Duration::from_secs(30)).success(),
+        "{}",
+        d.log_text()
+    );
+}
