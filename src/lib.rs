@@ -13,18 +13,22 @@
 //!                                                 (month-to-date state, credit-limit alerts)
 //!   SuspenseResolver: held records are rated once their subscriber exists.
 //!   Biller: closes and invoices a month after its grace period (`cdrflow bill` by hand).
+//!   ReportRefresher: recomputes the report aggregates (`migrations/V4__reports.sql`).
 //! ```
 //!
 //! Layers, each in its own folder:
 //! - [`domain`]: pure code — records, validation, normalization, the catalog and rating,
 //!   billing (buckets, allowances, discounts, invoices), the generator model.
 //! - [`pipeline`]: the actors, thin shells that call the domain and forward with `send()`.
-//! - [`render`]: documents made from domain values, pure: the invoice as a PDF.
+//! - [`render`]: documents made from values, pure: the invoice as a PDF, a report as a
+//!   table, CSV or JSON, an event's explanation as text.
 //! - [`kafka`]: client construction, the rebalance context, output publishing, reading a
 //!   record back by position.
 //! - [`storage`]: Postgres pool, migrations, the batch write, the catalog versions,
-//!   customers, suspense resolution, re-rating, usage buckets and alerts, invoices, stats.
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, the billing API.
+//!   customers, suspense resolution, re-rating, usage buckets and alerts, invoices, stats,
+//!   the report registry and runner.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, the billing and report API, the
+//!   dashboard.
 //! - [`telemetry`]: tracing set-up, the metrics registry, events that feed both.
 //! - [`cli`]: one module per subcommand.
 //!
