@@ -129,7 +129,7 @@ async fn metrics_reference_matches_a_scrape_after_traffic() {
     }
 
     let pool = samples(&body, "cdrflow_db_pool_connections");
-    assert_eq!(pool.get("{state=\"max\"}"), Some(&10.0), "{pool:?}");
+    assert_eq!(pool.get("{state=\"max\"}"), Some(&9.0), "{pool:?}");
     assert!(pool["{state=\"open\"}"] >= 1.0, "{pool:?}");
     let rejected: f64 = samples(&body, "cdrflow_records_rejected_total")
         .values()
