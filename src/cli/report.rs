@@ -100,7 +100,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         Format::Table => table.to_table().into_bytes(),
         Format::Csv => table.to_csv(),
         Format::Json => {
-            let mut b = serde_json::to_vec_pretty(&table.to_json())?;
+            let mut b = serde_json::to_vec_pretty(&table)?;
             b.push(b'\n');
             b
         }

@@ -61,7 +61,7 @@ pub async fn report(
         Err(e) => return unavailable(e),
     };
     if !csv {
-        return HttpResponse::Ok().json(table.to_json());
+        return HttpResponse::Ok().json(&table);
     }
     // cdrflow-revenue_by_region-2026-10-voice.csv: the filters' values, in order.
     let mut filename = format!("cdrflow-{}", report.name);
