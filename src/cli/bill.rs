@@ -74,7 +74,8 @@ pub async fn run(args: BillArgs) -> anyhow::Result<ExitCode> {
     );
     // The reports show the new invoices now rather than at the daemon's next refresh.
     match reports::refresh(&**client, catalog.catalog.operator.timezone.name()).await {
-        Ok(took) => println!("report aggregates refreshed in {took} s"),
+        // Not "in N s": scripts read the billing time from the line above that way.
+        Ok(took) => println!("report aggregates refreshed ({took} s)"),
         Err(e) => eprintln!("warning: the invoices are issued, but refreshing the report aggregates failed ({e}); `cdrflow report --refresh` retries it"),
     }
     if let Some(dir) = &args.out {
