@@ -40,7 +40,9 @@
 # EXPLAIN (ANALYZE, BUFFERS) of every filter set whose slowest answer took >= 1 s),
 # KEEP_WORK (1: keep the temporary folder with the generated SQL and the answers),
 # EXPLAIN_SAMPLE (1000 stored events re-rated by `cdrflow explain` as a check of the prices),
-# REFRESH_DETAIL (1: after the refresh, time each aggregate's REFRESH on its own).
+# REFRESH_DETAIL (1: after the refresh, time each aggregate's REFRESH on its own),
+# REFRESH (1; 0 measures the aggregates as they are, e.g. again with KEEP=1),
+# ANALYZE_AGGREGATES (1: ANALYZE the report_*_mv before measuring; see step 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -93,6 +95,9 @@ log "Load at start: $(uptime)"
 t=$(now)
 log "Building (release)"
 cargo build --release --bins >&2
+# A copy: another build replacing target/release/cdrflow must not pull it from under us.
+cp "$BIN" "$work/cdrflow"
+BIN=$work/cdrflow
 phase_done "build (cargo build --release)" "$(secs "$t")"
 
 generated=0
@@ -549,11 +554,11 @@ while read -r ym first last days n <&3; do
     bill_out=$("$BIN" bill --period "$ym" --force --database-url "$URL" 2>&1)
     took=$(secs "$t"); bill_total=$(python3 -c "print(f'{$bill_total + $took:.1f}')")
     echo "$bill_out" >&2
-    if refreshed=$(echo "$bill_out" | grep -o 'refreshed in [0-9.]*' | grep -o '[0-9.]*$'); then
+    if refreshed=$(echo "$bill_out" | grep -oE 'aggregates refreshed (in |\()[0-9.]+' | grep -oE '[0-9.]+$'); then
       bill_refresh_total=$(python3 -c "print(f'{$bill_refresh_total + $refreshed:.1f}')")
     else
-      # `cdrflow bill` goes on when the refresh fails; its connections have
-      # statement_timeout = 60 s (src/storage/mod.rs), which a long refresh hits.
+      # `cdrflow bill` goes on when the refresh fails (before 82d96d5, the 60 s
+      # statement_timeout of cdrflow's connections cancelled refreshes over ~5M events).
       refreshed=FAILED
       BILL_REFRESH_FAILED=$((BILL_REFRESH_FAILED + 1))
     fi
@@ -613,7 +618,11 @@ fi
 # ------------------------------------------------------------------ 3. refresh
 t=$(now)
 REFRESH_NOTE=
-if refresh_out=$("$BIN" report --refresh --database-url "$URL" 2>&1); then
+REFRESH_DETAIL_LINES=()
+if [ "${REFRESH:-1}" = 0 ]; then
+  REFRESH_NOTE="REFRESH=0: the aggregates were not refreshed by this run (last refresh: $(q "SELECT refreshed_at FROM report_refreshes"))"
+  log "$REFRESH_NOTE"
+elif refresh_out=$("$BIN" report --refresh --database-url "$URL" 2>&1); then
   echo "$refresh_out" >&2
   phase_done "report refresh (cdrflow report --refresh, wall)" "$(secs "$t")"
 else
@@ -629,14 +638,25 @@ fi
 REFRESH_PG=$(q "SELECT seconds FROM report_refreshes")
 # Where the time goes: each aggregate refreshed again on its own, in report_refresh()'s
 # order and time zone (REFRESH_DETAIL=0 skips this).
-REFRESH_DETAIL_LINES=()
-if [ "${REFRESH_DETAIL:-1}" = 1 ]; then
+if [ "${REFRESH:-1}" = 1 ] && [ "${REFRESH_DETAIL:-1}" = 1 ]; then
   for mv in $(q "SELECT (regexp_matches(prosrc, 'REFRESH MATERIALIZED VIEW CONCURRENTLY (\w+)', 'g'))[1] FROM pg_proc WHERE proname = 'report_refresh'"); do
     t=$(now)
     psql_db -c "SET TimeZone = '$TZNAME'" -c "REFRESH MATERIALIZED VIEW CONCURRENTLY $mv"
     REFRESH_DETAIL_LINES+=("$mv|$(secs "$t")")
     log "REFRESH MATERIALIZED VIEW CONCURRENTLY $mv: $(secs "$t") s"
   done
+fi
+
+# REFRESH does not collect statistics, and autovacuum (off on some test servers) would
+# analyze the aggregates only later: without statistics the planner guesses a few
+# thousand rows where a period has 100,000. ANALYZE_AGGREGATES=0 measures without.
+AUTOVACUUM=$(q "SHOW autovacuum")
+if [ "${ANALYZE_AGGREGATES:-1}" = 1 ]; then
+  t=$(now)
+  for mv in $(q "SELECT matviewname FROM pg_matviews WHERE schemaname = 'public' ORDER BY 1"); do
+    psql_db -c "ANALYZE $mv"
+  done
+  phase_done "ANALYZE of the report aggregates (autovacuum is $AUTOVACUUM here)" "$(secs "$t")"
 fi
 
 # Do the generated prices hold? `cdrflow explain` prices a stored event again from the
@@ -754,7 +774,8 @@ echo
 echo "cdrflow report benchmark ($CUSTOMERS customers, $MONTHS months, database $DB)"
 echo "  NOTE: usage generated in SQL (INSERT ... SELECT FROM generate_series), not through"
 echo "        Kafka and the daemon; invoices by the real cdrflow bill."
-echo "  PostgreSQL: $(q "SELECT current_setting('server_version') || ', shared_buffers ' || current_setting('shared_buffers') || ', work_mem ' || current_setting('work_mem')"); $(nproc) cores"
+echo "  PostgreSQL: $(q "SELECT current_setting('server_version') || ', shared_buffers ' || current_setting('shared_buffers') || ', work_mem ' || current_setting('work_mem') || ', autovacuum ' || current_setting('autovacuum')"); $(nproc) cores"
+echo "  report aggregates analyzed before the measurements: $([ "${ANALYZE_AGGREGATES:-1}" = 1 ] && echo yes || echo no)"
 echo "  load before the measurements: $LOAD_BEFORE"
 echo "  load after:                   $LOAD_AFTER"
 echo "  daemon log: $DAEMON_WARNINGS warning/error line(s) during the measurements"
