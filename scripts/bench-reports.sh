@@ -23,7 +23,7 @@
 #     operator would through the year; the last month stays open;
 #  3. refreshes the report aggregates (`cdrflow report --refresh`) and times it (should it
 #     fail, says why and refreshes with psql instead), times each aggregate's REFRESH on
-#     its own, and ANALYZEs them (REFRESH collects no statistics);
+#     its own (report_refresh() ANALYZEs them: REFRESH collects no statistics);
 #  4. starts tansu (memory storage) and `cdrflow run --report-refresh-secs 0 --no-publish`
 #     and times every report of GET /api/reports with curl, RUNS times per filter set:
 #     none, a middle period, period+service, period+region, period+plan and, for the
@@ -46,7 +46,7 @@
 # EXPLAIN_SAMPLE (1000 stored events re-rated by `cdrflow explain` as a check of the prices),
 # REFRESH_DETAIL (1: after the refresh, time each aggregate's REFRESH on its own),
 # REFRESH (1; 0 measures the aggregates as they are, e.g. again with KEEP=1),
-# ANALYZE_AGGREGATES (1: ANALYZE the report_*_mv before measuring; see step 3).
+# ANALYZE_AGGREGATES (0; 1: ANALYZE the report_*_mv again before measuring; see step 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -651,11 +651,11 @@ if [ "${REFRESH:-1}" = 1 ] && [ "${REFRESH_DETAIL:-1}" = 1 ]; then
   done
 fi
 
-# REFRESH does not collect statistics, and autovacuum (off on some test servers) would
-# analyze the aggregates only later: without statistics the planner guesses a few
-# thousand rows where a period has 100,000. ANALYZE_AGGREGATES=0 measures without.
+# REFRESH does not collect statistics; report_refresh() ANALYZEs the aggregates itself
+# since migration V5, so the measurements see what the daemon's readers see.
+# ANALYZE_AGGREGATES=1 analyzes them once more here (e.g. with REFRESH=0 on an older run).
 AUTOVACUUM=$(q "SHOW autovacuum")
-if [ "${ANALYZE_AGGREGATES:-1}" = 1 ]; then
+if [ "${ANALYZE_AGGREGATES:-0}" = 1 ]; then
   t=$(now)
   for mv in $(q "SELECT matviewname FROM pg_matviews WHERE schemaname = 'public' ORDER BY 1"); do
     psql_db -c "ANALYZE $mv"
@@ -782,7 +782,7 @@ echo "cdrflow report benchmark ($CUSTOMERS customers, $MONTHS months, database $
 echo "  NOTE: usage generated in SQL (INSERT ... SELECT FROM generate_series), not through"
 echo "        Kafka and the daemon; invoices by the real cdrflow bill."
 echo "  PostgreSQL: $(q "SELECT current_setting('server_version') || ', shared_buffers ' || current_setting('shared_buffers') || ', work_mem ' || current_setting('work_mem') || ', autovacuum ' || current_setting('autovacuum')"); $(nproc) cores"
-echo "  report aggregates analyzed before the measurements: $([ "${ANALYZE_AGGREGATES:-1}" = 1 ] && echo yes || echo no)"
+echo "  report aggregates analyzed: by report_refresh() itself; again before the measurements: $([ "${ANALYZE_AGGREGATES:-0}" = 1 ] && echo yes || echo no)"
 echo "  load before the measurements: $LOAD_BEFORE"
 echo "  load after:                   $LOAD_AFTER"
 echo "  daemon log: $DAEMON_WARNINGS warning/error line(s) during the measurements"

@@ -89,8 +89,9 @@ pub struct RunArgs {
     /// (operator time). Off unless given.
     #[arg(long, env = "CDRFLOW_CLOSE_AFTER_DAYS", value_parser = clap::value_parser!(u32).range(0..=365))]
     pub close_after_days: Option<u32>,
-    /// Seconds between refreshes of the report aggregates (docs/reports.md); 0: never
-    /// (refresh with `cdrflow report --refresh`). Also refreshed after invoicing.
+    /// Seconds between refreshes of the report aggregates (docs/reports.md), at least 4
+    /// times the last refresh's duration; 0: never (refresh with `cdrflow report
+    /// --refresh`). Also refreshed after invoicing.
     #[arg(long, env = "CDRFLOW_REPORT_REFRESH_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub report_refresh_secs: u64,
     /// Postgres connections in the daemon's pool.

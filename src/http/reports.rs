@@ -130,7 +130,7 @@ fn error_responses() -> Value {
     json!({
         "400": {"description": "A parameter is wrong; the message names it.",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-        "503": {"description": "PostgreSQL is unreachable.",
+        "503": {"description": "PostgreSQL is unreachable or the query failed, e.g. on the statement timeout; the message says which.",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     })
 }

@@ -1,7 +1,10 @@
 //! The ReportRefresher: keeps the report aggregates (`docs/reports.md`) fresh by calling
 //! `report_refresh` every `--report-refresh-secs`, in the catalog's time zone. A refresh
 //! recomputes from the stored rows, so a failed or skipped one loses nothing: the next
-//! one catches up. It never runs twice at once (a slow refresh delays the next tick).
+//! one catches up. It never runs twice at once, and the next refresh starts no sooner
+//! than `PACE` times the last one's duration after it ended: on a year of data a refresh
+//! takes minutes (README, "Reports on a year of data"), and the pipeline shares the
+//! database.
 
 use crate::storage::reports;
 use crate::telemetry::events::{DatabaseFailed, ReportsRefreshed};
@@ -11,12 +14,16 @@ use deadpool_postgres::Pool;
 use rust_decimal::prelude::ToPrimitive;
 use std::time::Duration;
 
+/// The refresher keeps to at most 1 / (1 + PACE) of the time, however slow a refresh gets.
+const PACE: u32 = 4;
+
 pub struct ReportRefresher {
     pool: Pool,
     every: Duration,
     timezone: String,
     metrics: Metrics,
     running: bool,
+    next: Option<SpawnHandle>,
 }
 
 impl ReportRefresher {
@@ -27,7 +34,19 @@ impl ReportRefresher {
             timezone,
             metrics,
             running: false,
+            next: None,
         }
+    }
+
+    /// The next tick, `after` from now, in place of any pending one.
+    fn schedule(&mut self, ctx: &mut Context<Self>, after: Duration) {
+        if let Some(pending) = self.next.take() {
+            ctx.cancel_future(pending);
+        }
+        self.next = Some(ctx.run_later(after, |act, ctx| {
+            act.next = None;
+            act.tick(ctx);
+        }));
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -42,6 +61,7 @@ impl ReportRefresher {
         );
         ctx.spawn(
             async move {
+                let started = std::time::Instant::now();
                 let refreshed = async {
                     let client = pool.get().await?;
                     anyhow::Ok(reports::refresh(&**client, &tz).await?)
@@ -60,9 +80,13 @@ impl ReportRefresher {
                     }
                     .emit(&metrics),
                 }
+                started.elapsed()
             }
             .into_actor(self)
-            .map(|_, act, _| act.running = false),
+            .map(|took, act, ctx| {
+                act.running = false;
+                act.schedule(ctx, act.every.max(took * PACE));
+            }),
         );
     }
 }
@@ -86,7 +110,7 @@ impl Actor for ReportRefresher {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Not at once: a daemon (re)starting on a backlog has better use for the CPU, and
         // the aggregates of the last refresh are still there, with their time.
-        ctx.run_interval(self.every, |act, ctx| act.tick(ctx));
+        self.schedule(ctx, self.every);
     }
 }
 
