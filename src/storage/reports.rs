@@ -295,6 +295,9 @@ pub async fn run<C: GenericClient>(
 ) -> Result<ReportTable, StorageError> {
     // The name comes from the static registry, never from the request.
     let sql = format!("SELECT * FROM report_{}($1, $2, $3, $4, $5)", report.name);
+    // Read first: a refresh that ends between the two reads then makes the answer newer
+    // than it says, never older.
+    let refreshed_at = refreshed_at(client).await?;
     let statement = client.prepare(&sql).await?;
     let columns: Vec<Column> = statement
         .columns()
@@ -322,7 +325,7 @@ pub async fn run<C: GenericClient>(
         name: report.name.to_string(),
         title: report.title.to_string(),
         filters: q.given.clone(),
-        refreshed_at: refreshed_at(client).await?,
+        refreshed_at,
         columns,
         rows: table,
     })
