@@ -32,6 +32,11 @@ pub struct BillArgs {
     /// becomes late usage, billed on the next invoice).
     #[arg(long)]
     pub force: bool,
+    /// Do not refresh the report aggregates after issuing invoices (the daemon refreshes
+    /// them on its own; `cdrflow report --refresh` does it by hand). On a year of usage a
+    /// refresh takes minutes (README, "Reports on a year of data").
+    #[arg(long)]
+    pub no_report_refresh: bool,
     /// Customers invoiced per transaction.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub chunk: i64,
@@ -72,11 +77,18 @@ pub async fn run(args: BillArgs) -> anyhow::Result<ExitCode> {
         report.adjustments,
         billing_secs
     );
-    // The reports show the new invoices now rather than at the daemon's next refresh.
-    match reports::refresh(&**client, catalog.catalog.operator.timezone.name()).await {
-        // Not "in N s": scripts read the billing time from the line above that way.
-        Ok(took) => println!("report aggregates refreshed ({took} s)"),
-        Err(e) => eprintln!("warning: the invoices are issued, but refreshing the report aggregates failed ({e}); `cdrflow report --refresh` retries it"),
+    // The reports show the new invoices now rather than at the daemon's next refresh;
+    // a run that issued nothing (the period was done) changed nothing to show.
+    if report.closed_now || report.issued > 0 {
+        if args.no_report_refresh {
+            println!("report aggregates not refreshed (--no-report-refresh): `cdrflow report --refresh` or the daemon's next refresh shows these invoices");
+        } else {
+            match reports::refresh(&**client, catalog.catalog.operator.timezone.name()).await {
+                // Not "in N s": scripts read the billing time from the line above that way.
+                Ok(took) => println!("report aggregates refreshed ({took} s)"),
+                Err(e) => eprintln!("warning: the invoices are issued, but refreshing the report aggregates failed ({e}); `cdrflow report --refresh` retries it"),
+            }
+        }
     }
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)

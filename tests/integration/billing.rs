@@ -55,6 +55,15 @@ async fn invoice_rows(
     (invoices, lines)
 }
 
+/// When the report aggregates were last refreshed (None: never).
+async fn refreshed_at(client: &tokio_postgres::Client) -> Option<String> {
+    client
+        .query_opt("SELECT refreshed_at::text FROM report_refreshes", &[])
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
 /// Every seq ever issued, in order.
 async fn all_seqs(client: &tokio_postgres::Client) -> Vec<i64> {
     client
@@ -294,6 +303,10 @@ async fn a_billed_month_reconciles_with_its_rated_usage_to_the_last_decimal() {
         out.contains(&format!("({n} invoices issued now, 0 before;")),
         "{out}"
     );
+    // Issuing invoices refreshes the report aggregates (docs/reports.md).
+    assert!(out.contains("report aggregates refreshed ("), "{out}");
+    let refreshed = refreshed_at(&client).await;
+    assert!(refreshed.is_some(), "no refresh recorded after bill");
 
     // The customer active from the last day pays the regulatory fee and its VAT, nothing
     // else; the one from October has no invoice, no line, nothing.
@@ -356,6 +369,9 @@ async fn a_billed_month_reconciles_with_its_rated_usage_to_the_last_decimal() {
     );
     assert_eq!(invoice_rows(&client, september).await, before);
     assert_eq!(sequence_last_value(&client).await, n as i64);
+    // Nothing was issued, so nothing is refreshed: a re-run does not pay for a refresh.
+    assert!(!again.contains("report aggregates"), "{again}");
+    assert_eq!(refreshed_at(&client).await, refreshed);
     let r = client
         .query_one(
             "SELECT closed_at::text || ' ' || billed_at::text, invoices FROM billing_periods WHERE period = $1",
@@ -494,8 +510,19 @@ async fn a_bill_killed_half_way_is_finished_by_the_next_run_without_gap_or_repea
     assert!(r.get::<_, bool>(1), "the period is closed, not billed");
     let first = invoice_rows(&watcher, september).await;
 
-    let out = bill(&db, "2026-09", &["--chunk", "50"]);
+    let out = bill(&db, "2026-09", &["--chunk", "50", "--no-report-refresh"]);
     let n = active.len();
+    // The killed run never reached its refresh, and this one was told not to refresh.
+    assert!(
+        out.contains("report aggregates not refreshed (--no-report-refresh)"),
+        "{out}"
+    );
+    let refreshes: i64 = watcher
+        .query_one("SELECT count(*) FROM report_refreshes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(refreshes, 0, "a refresh despite --no-report-refresh");
     assert!(
         out.contains(&format!(
             "({} invoices issued now, {partial} before;",
