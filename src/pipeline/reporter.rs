@@ -4,7 +4,8 @@
 //! one catches up. It never runs twice at once, and the next refresh starts no sooner
 //! than `PACE` times the last one's duration after it ended: on a year of data a refresh
 //! takes minutes (README, "Reports on a year of data"), and the pipeline shares the
-//! database.
+//! database. A RefreshNow (a month was invoiced) that arrives during a refresh gets
+//! another one right after it: the running one may have read before the invoices.
 
 use crate::storage::reports;
 use crate::telemetry::events::{DatabaseFailed, ReportsRefreshed};
@@ -23,6 +24,8 @@ pub struct ReportRefresher {
     timezone: String,
     metrics: Metrics,
     running: bool,
+    /// Asked for (RefreshNow) while a refresh ran, which may have read before the news.
+    again: bool,
     next: Option<SpawnHandle>,
 }
 
@@ -34,6 +37,7 @@ impl ReportRefresher {
             timezone,
             metrics,
             running: false,
+            again: false,
             next: None,
         }
     }
@@ -51,7 +55,11 @@ impl ReportRefresher {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.running {
+            self.again = true;
             return;
+        }
+        if let Some(pending) = self.next.take() {
+            ctx.cancel_future(pending);
         }
         self.running = true;
         let (pool, tz, metrics) = (
@@ -85,7 +93,11 @@ impl ReportRefresher {
             .into_actor(self)
             .map(|took, act, ctx| {
                 act.running = false;
-                act.schedule(ctx, act.every.max(took * PACE));
+                if std::mem::take(&mut act.again) {
+                    act.tick(ctx);
+                } else {
+                    act.schedule(ctx, act.every.max(took * PACE));
+                }
             }),
         );
     }
