@@ -14,7 +14,8 @@
 #
 # Billing: once the backlog is committed, `cdrflow bill` closes September for all
 # BENCH_CUSTOMERS customers (default 100,000), then writes every invoice as JSON and PDF
-# (timed apart).
+# (timed apart); the report refresh `bill` does after issuing is timed apart too
+# (`bill --no-report-refresh`, then `cdrflow report --refresh`).
 #
 # Knobs: BENCH_RECORDS, BENCH_STEADY_SECS, BENCH_PARTITIONS, BENCH_BATCH_SIZE, BENCH_COMMITTERS, and
 # BENCH_DAEMON_ARGS (extra flags for `cdrflow run`, e.g. --no-publish). BENCH_STEADY_RATE=R
