@@ -418,17 +418,23 @@ CREATE TEMP TABLE cm AS
 SELECT count(*) AS k FROM cm \\gset
 ANALYZE cm;"
 
+# The start of both generated statements: the session, then an INSERT of usage rows
+# whose SELECT is usage_select.sql; each closes it and adds its own RETURNING.
+insert_usage_head() {
+  echo "$head_sql"
+  echo "WITH ins AS ("
+  echo "  INSERT INTO usage_events ($cols)"
+  echo "  SELECT $cols FROM ("
+  cat "$work/usage_select.sql"
+}
+
 # Normal usage: the events, their buckets (the sum of the month's events per customer,
 # tariff, band and version, with what the band price does not explain as extra, like
 # buckets_from_usage.sql), and the committers' audit trail: a batch per partition and
 # four hours, with duplicates, suspense and rejects around their rates (a few days ten
 # times as many rejects), and a rejected_records row per reject.
 {
-  echo "$head_sql"
-  echo "WITH ins AS ("
-  echo "  INSERT INTO usage_events ($cols)"
-  echo "  SELECT $cols FROM ("
-  cat "$work/usage_select.sql"
+  insert_usage_head
   cat <<SQL
   ) src
   RETURNING customer_id, period, tariff_id, band, catalog_version, record_type, zone, units,
@@ -500,11 +506,7 @@ SQL
 # Late usage of a closed month: stored as usage of its month, owed on the next invoice
 # (insert_late.sql), never added to the closed month's buckets.
 {
-  echo "$head_sql"
-  echo "WITH ins AS ("
-  echo "  INSERT INTO usage_events ($cols)"
-  echo "  SELECT $cols FROM ("
-  cat "$work/usage_select.sql"
+  insert_usage_head
   cat <<SQL
   ) src
   RETURNING record_id, customer_id, period, catalog_version, amount, ingested_at

@@ -373,7 +373,7 @@ pub async fn refreshed_at<C: GenericClient>(
 /// Recompute every report aggregate in the operator's time zone; returns the seconds
 /// Postgres took.
 ///
-/// A refresh over a year of usage takes minutes (150 s for 10 million events here), far
+/// A refresh over a year of usage takes minutes (179 s for 10 million events here), far
 /// beyond the 60 s `statement_timeout` cdrflow's connections have. It is lifted for this
 /// one statement only: both run in one implicit transaction (a simple query of two
 /// statements), so `SET LOCAL` ends with it whether the refresh succeeds or fails.
