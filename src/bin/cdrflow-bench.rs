@@ -135,7 +135,7 @@ async fn insert(args: InsertArgs) -> anyhow::Result<()> {
         storage::customers::OnExisting::Keep,
     )
     .await?;
-    let known = storage::customers::subscribers(&client, None).await?;
+    let known = storage::customers::all_subscribers(&client).await?;
     if storage::catalog::active_version(&client).await?.is_none() {
         storage::catalog::apply(&mut client, DEFAULT_CATALOG).await?;
     }

@@ -64,7 +64,7 @@ pub async fn usage(
         Ok(None) => crate::domain::rating::period_of(&catalog.catalog, Utc::now()),
         Err(r) => return r,
     };
-    let account = match store::accounts(&client, Some(&[id])).await {
+    let account = match store::accounts(&client, &[id]).await {
         Ok(mut a) => match a.remove(&id) {
             Some(a) => a,
             None => return not_found(format!("no customer {id}")),

@@ -182,7 +182,7 @@ async fn subscribers(
     pool: &Pool,
     msisdns: Vec<String>,
 ) -> Result<HashMap<String, Subscriber>, StorageError> {
-    storage::customers::subscribers(&**pool.get().await?, Some(&msisdns)).await
+    storage::customers::subscribers(&pool.get().await?, &msisdns).await
 }
 
 impl Handler<Batch> for Rater {

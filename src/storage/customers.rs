@@ -6,21 +6,33 @@ use crate::domain::generator::Customer;
 use std::collections::HashMap;
 use tokio_postgres::GenericClient;
 
-/// What rating needs of the customers with these MSISDNs (all customers with None).
+/// What rating needs of the customers with these MSISDNs. The rater asks every batch, so
+/// the list is matched through the unique index (an `OR $1 IS NULL` would force a scan
+/// of every customer).
 pub async fn subscribers(
-    client: &impl GenericClient,
-    msisdns: Option<&[String]>,
+    client: &impl deadpool_postgres::GenericClient,
+    msisdns: &[String],
 ) -> Result<HashMap<String, Subscriber>, StorageError> {
     let stmt = client
-        .prepare(
-            "SELECT msisdn, customer_id, plan FROM customers
-              WHERE $1::text[] IS NULL OR msisdn = ANY($1::text[])",
+        .prepare_cached(
+            "SELECT msisdn, customer_id, plan FROM customers WHERE msisdn = ANY($1::text[])",
         )
         .await?;
-    Ok(client
-        .query(&stmt, &[&msisdns])
-        .await?
-        .into_iter()
+    Ok(subscriber_map(client.query(&stmt, &[&msisdns]).await?))
+}
+
+/// What rating needs of every customer.
+pub async fn all_subscribers(
+    client: &impl GenericClient,
+) -> Result<HashMap<String, Subscriber>, StorageError> {
+    let rows = client
+        .query("SELECT msisdn, customer_id, plan FROM customers", &[])
+        .await?;
+    Ok(subscriber_map(rows))
+}
+
+fn subscriber_map(rows: Vec<tokio_postgres::Row>) -> HashMap<String, Subscriber> {
+    rows.into_iter()
         .map(|r| {
             (
                 r.get(0),
@@ -30,7 +42,7 @@ pub async fn subscribers(
                 },
             )
         })
-        .collect())
+        .collect()
 }
 
 /// How an upsert treats a customer that exists already (same MSISDN).

@@ -104,7 +104,7 @@ async fn bill_locked(
         let Some(&last) = ids.last() else { break };
         after = last;
         let tx = client.transaction().await?;
-        let accounts = accounts(&tx, Some(&ids)).await?;
+        let accounts = accounts(&tx, &ids).await?;
         let mut usage = buckets(&tx, &ids, &[period]).await?;
         let (mut owed, adjustment_ids) = adjustments(&tx, &ids, period, &tz).await?;
         let mut invoices = Vec::with_capacity(ids.len());
