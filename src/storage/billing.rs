@@ -273,8 +273,8 @@ pub struct Account {
     pub credit_limit: Decimal,
 }
 
-/// The accounts of `customers`, by id (through the primary key: no `OR $1 IS NULL`, which
-/// would scan every customer).
+/// The accounts of `customers`, by id. No `OR $1 IS NULL`: once the cached statement gets
+/// a generic plan, that would scan every customer.
 pub async fn accounts<C: GenericClient>(
     client: &C,
     customers: &[i64],
