@@ -58,12 +58,15 @@ pub struct ParsedNumber {
 pub struct NumberPlan {
     home: country::Id,
     home_code: String,
+    home_calling_code: u16,
 }
 
-/// How many distinct raw numbers the cache keeps before it starts over. Parsing with the
-/// full metadata costs microseconds; subscribers and their peers repeat, so a bounded
-/// cache removes most of that cost from the hot path without growing without limit.
-const CACHE_CAPACITY: usize = 200_000;
+/// How many distinct numbers the cache keeps before it starts over. Parsing with the full
+/// metadata costs microseconds; subscribers and their peers repeat, so a bounded cache
+/// removes most of that cost from the hot path without growing without limit. An entry
+/// is about 40 bytes, so the cache stays under 40 MB; the hash table holds this many in
+/// 2^20 slots. A subscriber written three ways (`2126…`, `+2126…`, `06…`) takes three.
+const CACHE_CAPACITY: usize = 900_000;
 
 impl NumberPlan {
     /// `region` is an ISO 3166 alpha-2 code such as `MA`.
@@ -75,11 +78,12 @@ impl NumberPlan {
         // code without the plus) be read as international form.
         let code = phonenumber::metadata::DATABASE
             .by_id(home.as_ref())
-            .map(|m| m.country_code().to_string())
+            .map(|m| m.country_code())
             .ok_or_else(|| format!("no numbering metadata for region `{region}`"))?;
         Ok(NumberPlan {
             home,
-            home_code: code,
+            home_code: code.to_string(),
+            home_calling_code: code,
         })
     }
 
@@ -89,32 +93,19 @@ impl NumberPlan {
 
     /// Parse one number, national or international, into E.164.
     pub fn parse(&self, raw: &str) -> Result<ParsedNumber, Rejection> {
-        let cleaned: String = raw
-            .trim()
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-            .collect();
-        let malformed = || {
-            Rejection::new(
-                RejectReason::MalformedNumber,
-                format!("`{}` is not a valid phone number", shown(raw)),
-            )
-        };
-        if cleaned.is_empty() || cleaned.len() > 20 {
-            return Err(malformed());
-        }
-        let (digits, international) = if let Some(rest) = cleaned.strip_prefix('+') {
-            (rest, true)
-        } else if let Some(rest) = cleaned.strip_prefix("00") {
-            (rest, true)
-        } else {
-            (cleaned.as_str(), false)
-        };
-        if !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(malformed());
-        }
+        let cleaned = clean(raw);
+        digits_of(&cleaned)
+            .and_then(|(digits, international)| self.parse_digits(digits, international))
+            .ok_or_else(|| malformed(raw))
+    }
+
+    /// Parse the digits of a cleaned number: all a result depends on. Each candidate
+    /// reading is validated once.
+    fn parse_digits(&self, digits: &str, international: bool) -> Option<ParsedNumber> {
         let number = if international {
-            phonenumber::parse(None, format!("+{digits}")).ok()
+            phonenumber::parse(None, format!("+{digits}"))
+                .ok()
+                .filter(phonenumber::is_valid)
         } else {
             // National form first (`06…`); then the home country code without its plus
             // (`2126…`), the form most switches write.
@@ -125,17 +116,17 @@ impl NumberPlan {
                     digits
                         .strip_prefix(self.home_code.as_str())
                         .and_then(|_| phonenumber::parse(None, format!("+{digits}")).ok())
+                        .filter(phonenumber::is_valid)
                 })
-        };
-        let number = number.filter(phonenumber::is_valid).ok_or_else(malformed)?;
+        }?;
         let country = number.country().id().map(|id| id.as_ref().to_string());
-        let class = if number.country().code().to_string() == self.home_code {
+        let class = if number.country().code() == self.home_calling_code {
             PeerClass::Domestic
         } else {
             PeerClass::International
         };
         let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
-        Ok(ParsedNumber {
+        Some(ParsedNumber {
             msisdn: Msisdn(e164),
             country,
             class,
@@ -143,11 +134,98 @@ impl NumberPlan {
     }
 }
 
+/// The number without the formatting characters switches put in.
+fn clean(raw: &str) -> String {
+    raw.trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect()
+}
+
+/// The digits of a cleaned number and whether they are in international form (`+` or
+/// `00`); None when it cannot be a number at all (empty, over 20 characters, not digits).
+fn digits_of(cleaned: &str) -> Option<(&str, bool)> {
+    if cleaned.is_empty() || cleaned.len() > 20 {
+        return None;
+    }
+    let (digits, international) = if let Some(rest) = cleaned.strip_prefix('+') {
+        (rest, true)
+    } else if let Some(rest) = cleaned.strip_prefix("00") {
+        (rest, true)
+    } else {
+        (cleaned, false)
+    };
+    digits
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then_some((digits, international))
+}
+
+fn malformed(raw: &str) -> Rejection {
+    Rejection::new(
+        RejectReason::MalformedNumber,
+        format!("`{}` is not a valid phone number", shown(raw)),
+    )
+}
+
 /// A `NumberPlan` with a bounded memo of recent answers, for the normalizer's hot path.
+/// It is keyed by what a result depends on (the digits and their form), so `06 12…` and
+/// `0612…` share an entry, and holds answers in a compact form that fits many of them.
 #[derive(Debug)]
 pub struct CachedNumberPlan {
     plan: NumberPlan,
-    cache: HashMap<String, Result<ParsedNumber, Rejection>>,
+    cache: HashMap<u128, Option<Compact>>,
+}
+
+/// A parsed number in 16 bytes: the E.164 digits as an integer (no E.164 number starts
+/// with 0 after its plus, and none has more than 15 digits).
+#[derive(Debug, Clone, Copy)]
+struct Compact {
+    e164: u64,
+    country: Option<[u8; 2]>,
+    class: PeerClass,
+}
+
+impl Compact {
+    /// None for a result this form cannot hold exactly; it is then not cached.
+    fn of(p: &ParsedNumber) -> Option<Compact> {
+        let digits = p.msisdn.as_str().strip_prefix('+')?;
+        if digits.is_empty()
+            || digits.len() > 19
+            || digits.starts_with('0')
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let country = match &p.country {
+            None => None,
+            Some(c) => Some(<[u8; 2]>::try_from(c.as_bytes()).ok()?),
+        };
+        Some(Compact {
+            e164: digits.parse().ok()?,
+            country,
+            class: p.class,
+        })
+    }
+
+    fn expand(self) -> ParsedNumber {
+        ParsedNumber {
+            msisdn: Msisdn(format!("+{}", self.e164)),
+            country: self
+                .country
+                .map(|c| c.iter().map(|&b| char::from(b)).collect()),
+            class: self.class,
+        }
+    }
+}
+
+/// Digits and form as one integer: at most 20 digits (< 2^67), their count (so that
+/// leading zeros count) and the form, in separate bits.
+fn cache_key(digits: &str, international: bool) -> u128 {
+    let value = digits
+        .bytes()
+        .fold(0u128, |n, b| n * 10 + u128::from(b - b'0'));
+    value | (digits.len() as u128) << 67 | u128::from(international) << 72
 }
 
 impl CachedNumberPlan {
@@ -159,15 +237,27 @@ impl CachedNumberPlan {
     }
 
     pub fn parse(&mut self, raw: &str) -> Result<ParsedNumber, Rejection> {
-        if let Some(hit) = self.cache.get(raw) {
-            return hit.clone();
-        }
-        if self.cache.len() >= CACHE_CAPACITY {
-            self.cache.clear();
-        }
-        let parsed = self.plan.parse(raw);
-        self.cache.insert(raw.to_string(), parsed.clone());
-        parsed
+        let cleaned = clean(raw);
+        let Some((digits, international)) = digits_of(&cleaned) else {
+            return Err(malformed(raw));
+        };
+        let key = cache_key(digits, international);
+        let answer = match self.cache.get(&key) {
+            Some(hit) => hit.map(Compact::expand),
+            None => {
+                let parsed = self.plan.parse_digits(digits, international);
+                let compact = parsed.as_ref().map(Compact::of);
+                // A valid number the compact form cannot hold is parsed each time.
+                if !matches!(compact, Some(None)) {
+                    if self.cache.len() >= CACHE_CAPACITY {
+                        self.cache.clear();
+                    }
+                    self.cache.insert(key, compact.flatten());
+                }
+                parsed
+            }
+        };
+        answer.ok_or_else(|| malformed(raw))
     }
 }
 
@@ -238,9 +328,61 @@ mod tests {
     #[test]
     fn the_cache_answers_like_the_plan() {
         let mut cached = CachedNumberPlan::new(ma());
+        let numbers = [
+            "0612345678",
+            "06 12 34 56 78",
+            "612345678",
+            "212612345678",
+            "+212612345678",
+            "00212612345678",
+            "+33612345678",
+            "0033612345678",
+            "33612345678",
+            "+971501234567",
+            "+0612345678",
+            "00",
+            "+",
+            "0612",
+            "xyz",
+            "12345678901234567890",
+            "123456789012345678901",
+        ];
+        // The first round fills the cache, the second answers from it.
         for _ in 0..2 {
-            assert_eq!(cached.parse("0612345678"), ma().parse("0612345678"));
-            assert_eq!(cached.parse("xyz"), ma().parse("xyz"));
+            for n in numbers {
+                assert_eq!(cached.parse(n), ma().parse(n), "{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_cache_tells_apart_digits_that_differ_only_in_leading_zeros_or_form() {
+        let keys = [
+            cache_key("612345678", false),
+            cache_key("0612345678", false),
+            cache_key("00612345678", false),
+            cache_key("612345678", true),
+            cache_key("", false),
+            cache_key("", true),
+            cache_key("99999999999999999999", true),
+        ];
+        let distinct: std::collections::HashSet<u128> = keys.iter().copied().collect();
+        assert_eq!(distinct.len(), keys.len());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_cache_answers_like_the_plan_for_any_number(
+            raw in "(\\+|00|0)?(212|33|971|44)?[0-9 -]{0,14}",
+        ) {
+            // One cache for every case, so that an answer cached for one input is
+            // checked against every other input that maps to the same entry.
+            static CACHED: std::sync::LazyLock<std::sync::Mutex<CachedNumberPlan>> =
+                std::sync::LazyLock::new(|| std::sync::Mutex::new(CachedNumberPlan::new(ma())));
+            let mut cached = CACHED.lock().unwrap();
+            let plan = ma();
+            proptest::prop_assert_eq!(cached.parse(&raw), plan.parse(&raw));
+            proptest::prop_assert_eq!(cached.parse(&raw), plan.parse(&raw));
         }
     }
 }
