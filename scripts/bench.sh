@@ -17,7 +17,8 @@
 # (timed apart); the report refresh `bill` does after issuing is timed apart too
 # (`bill --no-report-refresh`, then `cdrflow report --refresh`).
 #
-# Knobs: BENCH_RECORDS, BENCH_STEADY_SECS, BENCH_PARTITIONS, BENCH_BATCH_SIZE, BENCH_COMMITTERS, and
+# Knobs: BENCH_RECORDS, BENCH_STEADY_SECS, BENCH_PARTITIONS, BENCH_BATCH_SIZE, BENCH_COMMITTERS,
+# BENCH_MAX_INFLIGHT (default 32, cdrflow's default; the baseline gets the same), and
 # BENCH_DAEMON_ARGS (extra flags for `cdrflow run`, e.g. --no-publish). BENCH_STEADY_RATE=R
 # skips the backlog phase and runs only the steady one at R records/s.
 set -euo pipefail
@@ -30,6 +31,7 @@ PARTS=${BENCH_PARTITIONS:-4}
 BATCH=${BENCH_BATCH_SIZE:-5000}
 CUSTOMERS=${BENCH_CUSTOMERS:-100000}
 COMMITTERS=${BENCH_COMMITTERS:-2}
+MAX_INFLIGHT=${BENCH_MAX_INFLIGHT:-32}
 BASELINE=${BENCH_BASELINE:-08bee36}
 PG=postgres://postgres@127.0.0.1:5432
 
@@ -68,15 +70,17 @@ fresh_db() { psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $1 WITH 
 
 # run_daemon TOPIC DB GROUP IDLE [BINARY]: runs cdrflow until idle; sets START (epoch s) and PEAK_RSS_KB.
 run_daemon() {
-  local topic=$1 db=$2 group=$3 idle=$4 bin=${5:-$BIN} port
+  local topic=$1 db=$2 group=$3 idle=$4 bin=${5:-$BIN} port inflight=()
   port=$(free_port)
+  # Both builds run with the same limit on batches in flight.
+  if "$bin" run --help 2>/dev/null | grep -q -- --max-inflight; then inflight=(--max-inflight "$MAX_INFLIGHT"); fi
   # Flush what earlier phases left dirty and let autovacuum finish with their tables, so
   # that neither lands in the middle of this phase (it did: an autovacuum of the insert
   # limit's 870k rows ran during the first daemon phase and not the second).
   quiesce
   START=$(date +%s.%N)
   RUST_LOG=warn "$bin" run --brokers "$BROKER" --topic "$topic" --group "$group" --database-url "$PG/$db" \
-    --http "127.0.0.1:$port" --batch-size "$BATCH" --committers "$COMMITTERS" --exit-when-idle "$idle" \
+    --http "127.0.0.1:$port" --batch-size "$BATCH" --committers "$COMMITTERS" "${inflight[@]}" --exit-when-idle "$idle" \
     --normalized-topic "$topic.normalized" --rejected-topic "$topic.rejected" ${BENCH_DAEMON_ARGS:-} 2>"$work/daemon-$group.log" &
   DAEMON_PID=$!
   PEAK_RSS_KB=0
