@@ -1,6 +1,7 @@
 //! Writing one mediated batch: usage rows, suspense rows, rejects, counters, the batch
 //! log and the partition's offset, all in the caller's transaction, each as one bulk
-//! statement (`UNNEST` of arrays) whatever the batch size.
+//! statement whatever the batch size: a binary `COPY` for the usage rows, an `UNNEST` of
+//! arrays for the rest.
 
 use super::StorageError;
 use crate::domain::batch::{BatchSummary, HoldReason, PartitionBatch, RatedCdr, Verdict};
@@ -11,7 +12,8 @@ use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 
 /// What writing a batch came to.
 #[derive(Debug)]
@@ -252,30 +254,106 @@ pub async fn insert_accepted(
     insert_usage(tx, batch, &rows).await
 }
 
+/// The new usage rows of a batch, checked to be new in this transaction, written with a
+/// binary `COPY`: no ON CONFLICT (whose per-row speculative insertion measured 1.6 times
+/// slower), and no arrays to build and unpack. It replaced an `INSERT … SELECT FROM
+/// UNNEST` of 30 arrays, the batch transaction's largest statement: Postgres CPU per
+/// record fell about a tenth. A concurrent copy of a row makes the unique key fail the
+/// transaction, which is retried.
 async fn insert_usage(
     tx: &Transaction<'_>,
     batch: &PartitionBatch,
     rows: &[(usize, &RatedCdr)],
 ) -> Result<usize, StorageError> {
-    let stmt = tx
-        .prepare_cached(include_str!("sql/insert_usage.sql"))
-        .await?;
-    let mut c = UsageColumns::with_capacity(rows.len());
+    let stmt = tx.prepare_cached(include_str!("sql/copy_usage.sql")).await?;
+    let sink = tx.copy_in(&stmt).await?;
+    let writer = BinaryCopyInWriter::new(sink, &USAGE_COPY_TYPES);
+    futures::pin_mut!(writer);
     for (i, x) in rows {
-        c.push(
-            x,
-            batch.records[*i].source.offset,
-            batch.records[*i].source.timestamp,
-        );
+        let source = &batch.records[*i].source;
+        let (c, r) = (&x.cdr, &x.rating);
+        let split = r.parts.len() > 1;
+        let bands = split.then(|| r.parts.iter().map(|p| p.band.as_str()).collect::<Vec<_>>());
+        let band_units = split.then(|| r.parts.iter().map(|p| p.units).collect::<Vec<_>>());
+        let band_amounts = split.then(|| r.parts.iter().map(|p| p.amount).collect::<Vec<_>>());
+        let values: [&(dyn ToSql + Sync); 32] = [
+            &c.record_id.as_str(),
+            &x.customer_id,
+            &c.record_type.as_str(),
+            &c.subscriber.as_str(),
+            &c.peer.as_ref().map(|p| p.as_str()),
+            &c.peer_country.as_deref(),
+            &c.peer_class.map(|p| p.as_str()),
+            &c.event_time,
+            &c.duration_sec,
+            &c.volume_bytes,
+            &c.session_duration_sec,
+            &c.cell_id.as_str(),
+            &c.city.as_deref(),
+            &c.region.as_str(),
+            &c.technology.as_str(),
+            &c.roaming_country.as_deref(),
+            &source.offset,
+            &source.timestamp,
+            &r.period,
+            &r.plan.as_str(),
+            &r.tariff_id.as_str(),
+            &r.zone.as_str(),
+            &r.parts.first().map(|p| p.band.as_str()),
+            &bands,
+            &band_units,
+            &band_amounts,
+            &r.units,
+            &r.amount,
+            &r.cost,
+            &x.catalog_version,
+            &batch.topic.as_str(),
+            &batch.partition,
+        ];
+        writer.as_mut().write(&values).await?;
     }
-    let rows = tx
-        .execute(&stmt, &c.params(&batch.topic, &batch.partition))
-        .await?;
-    Ok(rows as usize)
+    Ok(writer.finish().await? as usize)
 }
 
-/// Usage rows as column arrays, the shape of `insert_usage.sql` (an `UNNEST` of arrays).
-/// Also used by suspense resolution, which inserts the same rows with ON CONFLICT.
+/// The types of `copy_usage.sql`'s columns, in its order.
+const USAGE_COPY_TYPES: [Type; 32] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::INT4,
+    Type::INT8,
+    Type::INT4,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TIMESTAMPTZ,
+    Type::DATE,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT_ARRAY,
+    Type::INT8_ARRAY,
+    Type::NUMERIC_ARRAY,
+    Type::INT8,
+    Type::NUMERIC,
+    Type::NUMERIC,
+    Type::INT4,
+    Type::TEXT,
+    Type::INT4,
+];
+
+/// Usage rows as column arrays, the shape of `insert_usage.sql` (an `UNNEST` of arrays),
+/// for suspense resolution, which inserts with ON CONFLICT (a record may have come back
+/// through the batch path meanwhile).
 pub(crate) struct UsageColumns<'a> {
     record_id: Vec<&'a str>,
     customer_id: Vec<i64>,

@@ -1,7 +1,6 @@
--- Rows checked to be new in this transaction (see batch.rs): no ON CONFLICT, whose
--- per-row speculative insertion measured 1.6 times slower. A concurrent copy makes the
--- unique key fail the transaction, which is retried. The band arrays come as array
--- literals, NULL for an event in a single band.
+-- Usage rows of resolved suspense records; the caller appends ON CONFLICT (record_id) DO
+-- NOTHING. (The batch path copies its rows instead: copy_usage.sql.) The band arrays come
+-- as array literals, NULL for an event in a single band.
 INSERT INTO usage_events (
     record_id, customer_id, record_type, msisdn, peer_msisdn, peer_country, peer_class,
     event_time, duration_sec, volume_bytes, session_duration_sec, cell_id, city, region,
