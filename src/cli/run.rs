@@ -37,7 +37,8 @@ pub struct RunArgs {
     /// shared by all partitions, and the broker hands out records partition by
     /// partition, so a low limit fills up with one committer's partitions while the
     /// other committer waits: on a 1,000,000-record backlog, 8 ran 31,500 records/s, 16
-    /// 33,500-34,200, 32 35,600-37,100 (peak RSS 700, 790 and 890 MB).
+    /// 33,500-34,200, 32 35,600-37,100 (peak RSS 700, 790 and 890 MB). Partial batches
+    /// are cut after the linger only while fewer than 8 are in flight.
     #[arg(long, env = "CDRFLOW_MAX_INFLIGHT", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub max_inflight: u32,
     /// Do not publish to the normalized, rejected and alerts topics.
