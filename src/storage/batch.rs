@@ -265,7 +265,9 @@ async fn insert_usage(
     batch: &PartitionBatch,
     rows: &[(usize, &RatedCdr)],
 ) -> Result<usize, StorageError> {
-    let stmt = tx.prepare_cached(include_str!("sql/copy_usage.sql")).await?;
+    let stmt = tx
+        .prepare_cached(include_str!("sql/copy_usage.sql"))
+        .await?;
     let sink = tx.copy_in(&stmt).await?;
     let writer = BinaryCopyInWriter::new(sink, &USAGE_COPY_TYPES);
     futures::pin_mut!(writer);
