@@ -15,7 +15,7 @@ use super::messages::{Batch, BatchAck, PipelineError};
 use super::stages::MAILBOX_CAPACITY;
 use crate::domain::batch::Verdict;
 use crate::kafka::publisher::Publisher;
-use crate::storage::batch::{self, Written};
+use crate::storage::batch::{self, RecentlyStored, Written};
 use crate::storage::billing::{CustomerUsage, Posted};
 use crate::telemetry::events::{
     ActorRestarted, BatchCommitted, BatchFenced, UsageLate, UsageRated,
@@ -32,6 +32,10 @@ use tokio::sync::Semaphore;
 /// Hand-overs to the accumulators one committer may have outstanding.
 pub const HANDOVERS_AHEAD: usize = 4;
 
+/// Record ids a committer remembers as committed, so that a duplicate of a recent record
+/// is known without a lookup (about 6 MB for a committer's 65,536).
+pub const RECENTLY_STORED: usize = 65_536;
+
 pub struct Committer {
     pool: Pool,
     group: String,
@@ -44,6 +48,9 @@ pub struct Committer {
     handing_over: Option<tokio::task::JoinHandle<()>>,
     /// One permit per outstanding hand-over.
     handovers: Arc<Semaphore>,
+    /// What this committer committed lately; taken by the batch being committed and put
+    /// back after it (batches are committed one at a time).
+    recent: Option<RecentlyStored>,
 }
 
 impl Committer {
@@ -64,6 +71,7 @@ impl Committer {
             accumulators,
             handing_over: None,
             handovers: Arc::new(Semaphore::new(HANDOVERS_AHEAD)),
+            recent: Some(RecentlyStored::new(RECENTLY_STORED)),
         }
     }
 }
@@ -151,13 +159,25 @@ impl Handler<Batch> for Committer {
         let previous = self.handing_over.take();
         let permits = self.handovers.clone();
         let accumulators = self.accumulators.clone();
+        let mut recent = self
+            .recent
+            .take()
+            .unwrap_or_else(|| RecentlyStored::new(RECENTLY_STORED));
         AtomicResponse::new(Box::pin(
             async move {
-                let result = commit(&pool, &group, publisher.as_ref(), &metrics, batch).await;
+                let result = commit(
+                    &pool,
+                    &group,
+                    publisher.as_ref(),
+                    &metrics,
+                    batch,
+                    &mut recent,
+                )
+                .await;
                 if let Ok((BatchAck::Committed(_), _)) = &result {
                     stage.handled(records);
                 }
-                match result {
+                let outcome = match result {
                     Ok((ack, Some(posted))) => {
                         // Waits only while HANDOVERS_AHEAD hand-overs are outstanding.
                         let permit = permits.acquire_owned().await.ok();
@@ -172,11 +192,13 @@ impl Handler<Batch> for Committer {
                     }
                     Ok((ack, None)) => (Ok(ack), previous),
                     Err(e) => (Err(e), previous),
-                }
+                };
+                (outcome, recent)
             }
             .into_actor(self)
-            .map(|(result, next), act, _| {
+            .map(|((result, next), recent), act, _| {
                 act.handing_over = next;
+                act.recent = Some(recent);
                 result
             }),
         ))
@@ -189,6 +211,7 @@ async fn commit(
     publisher: Option<&Publisher>,
     metrics: &Metrics,
     batch: Batch,
+    recent: &mut RecentlyStored,
 ) -> Result<(BatchAck, Option<Posted>), PipelineError> {
     let started = Instant::now();
     let data = &batch.data;
@@ -200,7 +223,7 @@ async fn commit(
         .transaction()
         .await
         .map_err(crate::storage::StorageError::from)?;
-    match batch::write(&tx, group, data, |inserted| {
+    match batch::write(&tx, group, data, recent, |inserted| {
         publisher.map(|p| p.start(data, inserted))
     })
     .await?
@@ -229,6 +252,14 @@ async fn commit(
             tx.commit()
                 .await
                 .map_err(crate::storage::StorageError::from)?;
+            recent.remember(
+                inserted
+                    .iter()
+                    .filter_map(|&i| match &data.records[i].verdict {
+                        Verdict::Rated(r) => Some(r.cdr.record_id.as_str()),
+                        _ => None,
+                    }),
+            );
             let now = Utc::now();
             let latencies: Vec<f64> = inserted
                 .iter()

@@ -7,9 +7,10 @@
 //! Lookups of consecutive batches overlap (a serialized lookup measured as a bubble that
 //! cost a third of the throughput), but batches still reach the committers in the order
 //! they arrived: each batch waits, after its lookup, until the batch before it has been
-//! queued at its committer. Subscribers found are kept for a few seconds, so that most
-//! batches need no lookup at all: a customer's change of plan is in force within that
-//! time, like a new catalog version.
+//! queued at its committer. Subscribers found are kept until customers change: every
+//! second the Rater reads a counter that each statement changing customers bumps when it
+//! commits (migration V6), and starts over when it moved. A customer's change of plan is
+//! therefore in force about a second after it commits, for batches rated from then on.
 
 use super::committer::Committer;
 use super::messages::{Batch, PipelineError};
@@ -26,7 +27,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// How often the Rater asks whether a newer catalog was applied. A new version is in
@@ -34,50 +35,58 @@ use tokio::sync::oneshot;
 /// what `replay --rerate` is for).
 const CATALOG_CHECK: Duration = Duration::from_secs(5);
 
-/// How long a subscriber found in Postgres is trusted without asking again.
-const SUBSCRIBER_TTL: Duration = Duration::from_secs(5);
+/// How often the Rater asks whether customers changed.
+const CUSTOMER_CHECK: Duration = Duration::from_secs(1);
 /// Subscribers kept at most; beyond it the cache starts over (memory stays bounded
 /// whatever the number of customers).
 const SUBSCRIBER_CACHE_MAX: usize = 500_000;
 
-/// Subscribers found recently. Unknown MSISDNs are never kept: their records go to
-/// suspense, which is resolved by its own pass once the customer exists.
+/// Subscribers found since customers last changed. Unknown MSISDNs are never kept: their
+/// records go to suspense, which is resolved by its own pass once the customer exists.
 #[derive(Default)]
 struct SubscriberCache {
-    found: HashMap<String, (Subscriber, Instant)>,
+    found: HashMap<String, Subscriber>,
+    /// The customer change counter as last read; None before the first read or after a
+    /// failed one, when nothing is kept.
+    changes: Option<i64>,
+    /// Moves whenever the cache starts over: a lookup begun before that may have read
+    /// customers as they were before the change, and is used for its batch only.
+    generation: u64,
 }
 
 impl SubscriberCache {
-    /// The MSISDNs of `msisdns` not known, or not fresh: to look up.
+    /// The MSISDNs of `msisdns` not known: to look up.
     fn missing(&self, msisdns: Vec<&str>) -> Vec<String> {
-        let now = Instant::now();
         msisdns
             .into_iter()
-            .filter(|m| {
-                !matches!(self.found.get(*m), Some((_, at)) if now.duration_since(*at) < SUBSCRIBER_TTL)
-            })
+            .filter(|m| !self.found.contains_key(*m))
             .map(str::to_string)
             .collect()
     }
 
-    fn keep(&mut self, found: HashMap<String, Subscriber>) {
+    /// Keep what a lookup begun at `generation` found, unless the cache started over
+    /// since then or the change counter is not known.
+    fn keep(&mut self, found: HashMap<String, Subscriber>, generation: u64) {
+        if generation != self.generation || self.changes.is_none() {
+            return;
+        }
         if self.found.len() + found.len() > SUBSCRIBER_CACHE_MAX {
             self.found.clear();
         }
-        let now = Instant::now();
-        for (m, sub) in found {
-            // Entries found together would expire together and make one batch look
-            // them all up again (a latency spike every TTL, measured): age each by up to
-            // half the TTL at random, so that refreshes spread out.
-            let aged =
-                Duration::from_millis(rand::random_range(0..SUBSCRIBER_TTL.as_millis() as u64 / 2));
-            self.found
-                .insert(m, (sub, now.checked_sub(aged).unwrap_or(now)));
+        self.found.extend(found);
+    }
+
+    /// The counter as read now (None: it could not be read): starts over if it moved.
+    fn changes_read(&mut self, changes: Option<i64>) {
+        if changes.is_none() || changes != self.changes {
+            self.found.clear();
+            self.generation += 1;
         }
+        self.changes = changes;
     }
 
     fn get(&self, msisdn: &str) -> Option<&Subscriber> {
-        self.found.get(msisdn).map(|(sub, _)| sub)
+        self.found.get(msisdn)
     }
 }
 
@@ -133,6 +142,25 @@ impl Actor for Rater {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_interval(CUSTOMER_CHECK, |act, ctx| {
+            let pool = act.pool.clone();
+            ctx.spawn(
+                async move { customer_changes(&pool).await }
+                    .into_actor(act)
+                    .map(|read, act, _| match read {
+                        Ok(changes) => act.cache.borrow_mut().changes_read(Some(changes)),
+                        Err(error) => {
+                            act.cache.borrow_mut().changes_read(None);
+                            DatabaseFailed {
+                                actor: "rater",
+                                action: "check whether customers changed; subscribers are looked up for every batch meanwhile",
+                                error: &error,
+                            }
+                            .emit(&act.metrics)
+                        }
+                    }),
+            );
+        });
         ctx.run_interval(CATALOG_CHECK, |act, ctx| {
             let (pool, current) = (act.pool.clone(), act.catalog.version);
             ctx.spawn(
@@ -178,6 +206,10 @@ impl Supervised for Rater {
     }
 }
 
+async fn customer_changes(pool: &Pool) -> Result<i64, StorageError> {
+    storage::customers::changes(&**pool.get().await?).await
+}
+
 async fn subscribers(
     pool: &Pool,
     msisdns: Vec<String>,
@@ -191,7 +223,10 @@ impl Handler<Batch> for Rater {
     fn handle(&mut self, mut batch: Batch, _: &mut Self::Context) -> Self::Result {
         self.stage.taken();
         let (stage, next_stage) = (self.stage.clone(), self.next_stage.clone());
-        let missing = self.cache.borrow().missing(batch.data.subscribers());
+        let (missing, generation) = {
+            let cache = self.cache.borrow();
+            (cache.missing(batch.data.subscribers()), cache.generation)
+        };
         let (pool, catalog, cache) = (self.pool.clone(), self.catalog.clone(), self.cache.clone());
         let committer =
             self.next[batch.data.partition.rem_euclid(self.next.len() as i32) as usize].clone();
@@ -205,8 +240,8 @@ impl Handler<Batch> for Rater {
             };
             // In line: the batch before this one is at its committer first.
             let _ = previous.await;
-            match found {
-                Ok(found) => cache.borrow_mut().keep(found),
+            let found = match found {
+                Ok(found) => found,
                 Err(e) => {
                     let _ = queued.send(());
                     return Err(e.into());
@@ -214,10 +249,11 @@ impl Handler<Batch> for Rater {
             };
             {
                 let cache = cache.borrow();
-                batch
-                    .data
-                    .rate(&catalog.catalog, catalog.version, |m| cache.get(m));
+                batch.data.rate(&catalog.catalog, catalog.version, |m| {
+                    found.get(m).or_else(|| cache.get(m))
+                });
             }
+            cache.borrow_mut().keep(found, generation);
             stage.handled(batch.data.records.len());
             next_stage.enqueued();
             let committed = committer.send(batch);
@@ -226,5 +262,78 @@ impl Handler<Batch> for Rater {
                 .await
                 .map_err(|_| PipelineError::StageDown("committer"))?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(id: i64, plan: &str) -> Subscriber {
+        Subscriber {
+            customer_id: id,
+            plan: plan.to_string(),
+        }
+    }
+
+    fn found(pairs: &[(&str, i64, &str)]) -> HashMap<String, Subscriber> {
+        pairs
+            .iter()
+            .map(|(m, id, plan)| (m.to_string(), sub(*id, plan)))
+            .collect()
+    }
+
+    #[test]
+    fn keeps_subscribers_until_customers_change() {
+        let mut cache = SubscriberCache::default();
+        cache.changes_read(Some(7));
+        cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
+        assert_eq!(cache.get("+212600000001"), Some(&sub(1, "basic")));
+        assert_eq!(
+            cache.missing(vec!["+212600000001", "+212600000002"]),
+            vec!["+212600000002".to_string()]
+        );
+
+        // The same counter: nothing changed, the entry stays.
+        cache.changes_read(Some(7));
+        assert_eq!(cache.get("+212600000001"), Some(&sub(1, "basic")));
+
+        // The counter moved: everything is looked up again.
+        cache.changes_read(Some(8));
+        assert_eq!(cache.get("+212600000001"), None);
+        assert_eq!(cache.missing(vec!["+212600000001"]).len(), 1);
+    }
+
+    #[test]
+    fn a_lookup_begun_before_a_change_is_not_kept() {
+        let mut cache = SubscriberCache::default();
+        cache.changes_read(Some(1));
+        let begun = cache.generation;
+        // A change commits and is seen while the lookup is on its way.
+        cache.changes_read(Some(2));
+        cache.keep(found(&[("+212600000001", 1, "basic")]), begun);
+        assert_eq!(cache.get("+212600000001"), None);
+        // A lookup begun after it is kept.
+        cache.keep(found(&[("+212600000001", 1, "student")]), cache.generation);
+        assert_eq!(cache.get("+212600000001"), Some(&sub(1, "student")));
+    }
+
+    #[test]
+    fn nothing_is_kept_while_the_counter_is_unknown() {
+        let mut cache = SubscriberCache::default();
+        // Before the first read.
+        cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
+        assert_eq!(cache.get("+212600000001"), None);
+        cache.changes_read(Some(3));
+        cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
+        assert!(cache.get("+212600000001").is_some());
+        // A failed read empties the cache and keeps nothing until a read succeeds.
+        cache.changes_read(None);
+        assert_eq!(cache.get("+212600000001"), None);
+        cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
+        assert_eq!(cache.get("+212600000001"), None);
+        cache.changes_read(Some(3));
+        cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
+        assert!(cache.get("+212600000001").is_some());
     }
 }

@@ -33,13 +33,15 @@ pub enum Written<T> {
     Fenced { stored: Option<i64> },
 }
 
-/// Write `batch` in `tx`. Once the new usage rows are known, `new_usage` is called with
+/// Write `batch` in `tx`; record ids in `recent` are known to be stored. Once the new
+/// usage rows are known, `new_usage` is called with
 /// their indexes, so that the caller can start work that overlaps the inserts (publishing
 /// them) and wait for it before committing.
 pub async fn write<T>(
     tx: &Transaction<'_>,
     group: &str,
     batch: &PartitionBatch,
+    recent: &RecentlyStored,
     new_usage: impl FnOnce(&[usize]) -> T,
 ) -> Result<Written<T>, StorageError> {
     let topic = batch.topic.as_str();
@@ -98,21 +100,31 @@ pub async fn write<T>(
         }
     }
 
-    // Records already stored as usage are duplicates; the rest is new. The check is an
-    // index lookup; the rows are then inserted without ON CONFLICT, whose per-row
-    // speculative insertion measured 1.6 times slower in isolation. Exactly-once still holds:
-    // the partition's offset row lock serializes writers of a partition, and a copy
-    // racing in through another partition fails this transaction on the unique key, so
-    // the batch is retried and then finds the copy. (Checking suspense here as well cost
-    // 40 % of throughput; suspense resolution inserts with ON CONFLICT instead.)
+    // Records already stored as usage are duplicates; the rest is new. Usually nothing
+    // is stored yet: the new rows are copied in straight away, without ON CONFLICT (whose
+    // per-row speculative insertion measured 1.6 times slower in isolation) and without
+    // looking the batch up first (the unique key checks every row anyway, and the lookup
+    // cost a sixth of the transaction). Duplicates this process committed lately are
+    // known without asking (`recent`). If a copied row turns out stored all the same (an
+    // older duplicate, a replayed range), the copy is undone to its savepoint and the
+    // batch is looked up, then copied again without what is stored. A replay with
+    // --rerate needs to know what was stored before, so it always looks up. Exactly-once
+    // holds either way: the partition's offset row lock serializes writers of a
+    // partition, and a copy racing in through another partition fails the copy on the
+    // unique key. (Checking suspense here as well cost 40 % of throughput; suspense
+    // resolution inserts with ON CONFLICT instead.)
     type Rows<'r> = Vec<(usize, &'r RatedCdr)>;
-    let (new, stored_before): (Rows, Rows) = if usage.is_empty() {
-        (Vec::new(), Vec::new())
+    let (mut new, mut stored_before): (Rows, Rows) = if rerate_below.is_some() {
+        (usage, Vec::new())
     } else {
-        let ids: Vec<&str> = usage
-            .iter()
-            .map(|(_, x)| x.cdr.record_id.as_str())
-            .collect();
+        usage
+            .into_iter()
+            .partition(|(_, x)| !recent.contains(&x.cdr.record_id))
+    };
+    let copied =
+        rerate_below.is_none() && !new.is_empty() && copy_new_usage(tx, batch, &new).await?;
+    if !copied && !new.is_empty() {
+        let ids: Vec<&str> = new.iter().map(|(_, x)| x.cdr.record_id.as_str()).collect();
         let stored: HashSet<String> = tx
             .query(
                 &tx.prepare_cached(include_str!("sql/existing_usage.sql"))
@@ -123,17 +135,20 @@ pub async fn write<T>(
             .into_iter()
             .map(|r| r.get(0))
             .collect();
-        usage
-            .iter()
-            .copied()
-            .partition(|(_, x)| !stored.contains(&x.cdr.record_id))
-    };
+        let (fresh, old): (Rows, Rows) = new
+            .into_iter()
+            .partition(|(_, x)| !stored.contains(&x.cdr.record_id));
+        new = fresh;
+        stored_before.extend(old);
+    }
     let inserted: Vec<usize> = new.iter().map(|(i, _)| *i).collect();
-    // Started before the insert so that publishing overlaps the rest of the transaction.
+    // Started before the rest of the transaction so that publishing overlaps it.
     let early = new_usage(&inserted);
     let mut posted = super::billing::Posted::default();
     if !new.is_empty() {
-        insert_usage(tx, batch, &new).await?;
+        if !copied {
+            insert_usage(tx, batch, &new).await?;
+        }
         let rows: Vec<&RatedCdr> = new.iter().map(|(_, x)| *x).collect();
         posted = super::billing::post_usage(tx, &rows).await?;
     }
@@ -234,6 +249,81 @@ pub async fn write<T>(
         early,
         posted,
     })
+}
+
+/// Copy `rows` as new usage under a savepoint: true if they all went in, false if one of
+/// them was stored already, in which case none of them is (the savepoint is rolled back
+/// and the transaction goes on).
+async fn copy_new_usage(
+    tx: &Transaction<'_>,
+    batch: &PartitionBatch,
+    rows: &[(usize, &RatedCdr)],
+) -> Result<bool, StorageError> {
+    tx.batch_execute("SAVEPOINT copy_usage").await?;
+    match insert_usage(tx, batch, rows).await {
+        Ok(_) => {
+            tx.batch_execute("RELEASE SAVEPOINT copy_usage").await?;
+            Ok(true)
+        }
+        Err(StorageError::Db(e)) if is_stored_usage(&e) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT copy_usage").await?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `e` says a usage row with this record id is stored already.
+fn is_stored_usage(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| {
+        d.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+            && d.constraint() == Some("usage_events_pkey")
+    })
+}
+
+/// Record ids this process saw committed as usage lately, at most `capacity` of them,
+/// oldest forgotten first. Usage rows are never deleted, so an id found here is stored:
+/// its record is a duplicate without asking Postgres. An id not found here may still be
+/// stored; the insert finds out. Duplicates on a network mostly repeat a record sent
+/// moments before (a retransmission), which this catches.
+pub struct RecentlyStored {
+    ids: HashSet<std::sync::Arc<str>>,
+    order: std::collections::VecDeque<std::sync::Arc<str>>,
+    capacity: usize,
+}
+
+impl RecentlyStored {
+    pub fn new(capacity: usize) -> Self {
+        RecentlyStored {
+            ids: HashSet::with_capacity(capacity.min(1 << 16)),
+            order: std::collections::VecDeque::with_capacity(capacity.min(1 << 16)),
+            capacity,
+        }
+    }
+
+    pub fn contains(&self, record_id: &str) -> bool {
+        self.ids.contains(record_id)
+    }
+
+    /// Remember ids whose rows were committed (never before the commit succeeded).
+    pub fn remember<'a>(&mut self, committed: impl IntoIterator<Item = &'a str>) {
+        if self.capacity == 0 {
+            return;
+        }
+        for id in committed {
+            if self.ids.contains(id) {
+                continue;
+            }
+            if self.order.len() == self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.ids.remove(&old);
+                }
+            }
+            let id: std::sync::Arc<str> = id.into();
+            self.ids.insert(id.clone());
+            self.order.push_back(id);
+        }
+    }
 }
 
 /// Insert every normalized record of `batch` as usage, with nothing else around it: the
@@ -625,4 +715,30 @@ async fn add_counters(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecentlyStored;
+
+    #[test]
+    fn recently_stored_forgets_the_oldest_beyond_its_capacity() {
+        let mut recent = RecentlyStored::new(3);
+        recent.remember(["a", "b", "c"]);
+        assert!(["a", "b", "c"].iter().all(|id| recent.contains(id)));
+        // Seen again: not a second entry, so it does not push another out.
+        recent.remember(["b"]);
+        assert!(recent.contains("a"));
+        recent.remember(["d"]);
+        assert!(!recent.contains("a"), "the oldest goes first");
+        assert!(["b", "c", "d"].iter().all(|id| recent.contains(id)));
+        assert!(!recent.contains("e"));
+    }
+
+    #[test]
+    fn recently_stored_of_no_capacity_knows_nothing() {
+        let mut recent = RecentlyStored::new(0);
+        recent.remember(["a"]);
+        assert!(!recent.contains("a"));
+    }
 }

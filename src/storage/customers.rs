@@ -22,6 +22,15 @@ pub async fn subscribers(
     Ok(subscriber_map(client.query(&stmt, &[&msisdns]).await?))
 }
 
+/// The customer change counter (migration V6): it moves when a statement that changed
+/// customers commits.
+pub async fn changes(client: &impl GenericClient) -> Result<i64, StorageError> {
+    Ok(client
+        .query_one("SELECT version FROM customer_changes", &[])
+        .await?
+        .get(0))
+}
+
 /// What rating needs of every customer.
 pub async fn all_subscribers(
     client: &impl GenericClient,

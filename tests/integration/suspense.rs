@@ -197,3 +197,88 @@ async fn the_daemon_rates_held_records_once_the_subscriber_appears() {
         daemon.log_text()
     );
 }
+
+/// The Rater keeps the subscribers it found until customers change: a change of plan
+/// made while the daemon runs (here by SQL, as an operator's script would) is in force for
+/// the records rated after it, although the subscriber was found before it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_of_plan_is_in_force_for_records_rated_after_it() {
+    let db = TestDb::new().await;
+    let topic = topic("cdr.raw.plan-change", 1).await;
+    let client = db.client().await;
+    client
+        .execute(
+            "INSERT INTO customers (msisdn, name, plan) VALUES ('+212699000003', 'Salma Idrissi', 'basic')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut daemon = Daemon::start(&DaemonConfig {
+        topic: &topic,
+        group: "plan-change",
+        database_url: &db.url,
+        idle_secs: None,
+        extra: vec![],
+    });
+    let rated = |n: i64| {
+        let client = &client;
+        let daemon = &daemon;
+        async move {
+            let started = Instant::now();
+            while usage_of(client, "+212699000003").await.0 < n {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "{}",
+                    daemon.log_text()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    // Wednesday 10:00 local, 90 s: rated on basic, and the subscriber is now known.
+    produce_raw(
+        &topic,
+        0,
+        &[(None, voice("0699000003", "2026-10-07T10:00:00", 90))],
+    );
+    rated(1).await;
+    client
+        .execute(
+            "UPDATE customers SET plan = 'business' WHERE msisdn = '+212699000003'",
+            &[],
+        )
+        .await
+        .unwrap();
+    // The Rater reads the change counter every second.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    produce_raw(
+        &topic,
+        0,
+        &[(None, voice("0699000003", "2026-10-07T11:00:00", 90))],
+    );
+    rated(2).await;
+    let plans: Vec<(String, String, Decimal)> = client
+        .query(
+            "SELECT to_char(event_time AT TIME ZONE 'Africa/Casablanca', 'HH24:MI'), plan, amount
+               FROM usage_events WHERE msisdn = '+212699000003' ORDER BY event_time",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(plans[0].0, "10:00");
+    assert_eq!(plans[0].1, "basic");
+    // Business, peak, 60/1: 90 s × 0.70/min = 1.050000.
+    assert_eq!(
+        plans[1],
+        ("11:00".into(), "business".into(), "1.05".parse().unwrap())
+    );
+    daemon.signal("TERM");
+    assert!(
+        daemon.wait(Duration::from_secs(60)).success(),
+        "{}",
+        daemon.log_text()
+    );
+}
