@@ -142,25 +142,8 @@ impl Actor for Rater {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        ctx.run_interval(CUSTOMER_CHECK, |act, ctx| {
-            let pool = act.pool.clone();
-            ctx.spawn(
-                async move { customer_changes(&pool).await }
-                    .into_actor(act)
-                    .map(|read, act, _| match read {
-                        Ok(changes) => act.cache.borrow_mut().changes_read(Some(changes)),
-                        Err(error) => {
-                            act.cache.borrow_mut().changes_read(None);
-                            DatabaseFailed {
-                                actor: "rater",
-                                action: "check whether customers changed; subscribers are looked up for every batch meanwhile",
-                                error: &error,
-                            }
-                            .emit(&act.metrics)
-                        }
-                    }),
-            );
-        });
+        check_customers(self, ctx);
+        ctx.run_interval(CUSTOMER_CHECK, check_customers);
         ctx.run_interval(CATALOG_CHECK, |act, ctx| {
             let (pool, current) = (act.pool.clone(), act.catalog.version);
             ctx.spawn(
@@ -204,6 +187,27 @@ impl Supervised for Rater {
     fn restarting(&mut self, _: &mut Self::Context) {
         ActorRestarted { actor: "rater" }.emit(&self.metrics);
     }
+}
+
+/// Read the customer change counter; the cache starts over if it moved.
+fn check_customers(act: &mut Rater, ctx: &mut Context<Rater>) {
+    let pool = act.pool.clone();
+    ctx.spawn(
+        async move { customer_changes(&pool).await }
+            .into_actor(act)
+            .map(|read, act, _| match read {
+                Ok(changes) => act.cache.borrow_mut().changes_read(Some(changes)),
+                Err(error) => {
+                    act.cache.borrow_mut().changes_read(None);
+                    DatabaseFailed {
+                        actor: "rater",
+                        action: "check whether customers changed; subscribers are looked up for every batch meanwhile",
+                        error: &error,
+                    }
+                    .emit(&act.metrics)
+                }
+            }),
+    );
 }
 
 async fn customer_changes(pool: &Pool) -> Result<i64, StorageError> {

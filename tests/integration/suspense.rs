@@ -220,6 +220,10 @@ async fn a_change_of_plan_is_in_force_for_records_rated_after_it() {
         idle_secs: None,
         extra: vec![],
     });
+    // Once the daemon has read the change counter (at start, then every second), what
+    // it looks up is kept.
+    daemon.wait_up();
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let rated = |n: i64| {
         let client = &client;
         let daemon = &daemon;
