@@ -135,7 +135,9 @@ async fn insert(args: InsertArgs) -> anyhow::Result<()> {
         storage::customers::OnExisting::Keep,
     )
     .await?;
-    let known = storage::customers::all_subscribers(&client).await?;
+    let known = storage::customers::all_subscribers(&client, i64::MAX)
+        .await?
+        .context("customers")?;
     if storage::catalog::active_version(&client).await?.is_none() {
         storage::catalog::apply(&mut client, DEFAULT_CATALOG).await?;
     }

@@ -140,7 +140,7 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
         rejected_topic: settings.rejected_topic.clone(),
     });
 
-    // CPU-bound mediation and the database round trips each get a thread of their own,
+    // CPU-bound mediation, rating and the database round trips each get a thread of their own,
     // so decoding the next batch overlaps with committing the previous one.
     let mediation = Arbiter::new();
     let storage_threads: Vec<Arbiter> = (0..settings.committers).map(|_| Arbiter::new()).collect();
@@ -180,9 +180,13 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
         })
         .collect();
     let committer_addrs = committers.clone();
+    // The Rater gets a thread of its own: on the mediation thread its lookups' results
+    // waited behind every batch queued for validation and normalization (at start, with 32
+    // batches in flight, the first commit came 1.5 s after the first fetch).
+    let rating = Arbiter::new();
     let rater = {
         let (pool, catalog, metrics) = (pool.clone(), catalog.clone(), metrics.clone());
-        Supervisor::start_in_arbiter(&mediation.handle(), move |_| {
+        Supervisor::start_in_arbiter(&rating.handle(), move |_| {
             rater::Rater::new(pool, catalog, committers, metrics)
         })
     };
@@ -271,6 +275,7 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     signals.abort();
     periodic.stop();
     mediation.stop();
+    rating.stop();
     billing_thread.stop();
     for thread in storage_threads {
         thread.stop();

@@ -98,6 +98,10 @@ pub struct Rater {
     catalog: Arc<Version>,
     /// The previous batch's place in line.
     previous: Queued,
+    /// Resolves once the customers were read in full at start (or that was not possible);
+    /// batches wait for it before looking up what they miss.
+    preloaded: Queued,
+    preload_done: Option<oneshot::Sender<()>>,
     /// Shared with the batches' futures, which run on this actor's thread.
     cache: Rc<RefCell<SubscriberCache>>,
     /// Committers, each owning a fixed share of the partitions (partition mod n), so
@@ -124,10 +128,13 @@ impl Rater {
         .emit(&metrics);
         let (done, previous) = oneshot::channel();
         let _ = done.send(());
+        let (preload_done, preloaded) = oneshot::channel();
         Rater {
             pool,
             catalog,
             previous: previous.shared(),
+            preloaded: preloaded.shared(),
+            preload_done: Some(preload_done),
             cache: Rc::default(),
             next,
             stage: metrics.stage("rater"),
@@ -189,16 +196,57 @@ impl Supervised for Rater {
     }
 }
 
+/// Read every customer into the cache, when there are fewer than the cache holds: the
+/// first batches then need no lookups (at start, 32 batches of cold lookups held the
+/// pipeline for over a second). Done when the change counter is first read, and again
+/// after a failed read; between, a change empties the cache and it fills batch by batch.
+fn preload(act: &mut Rater, ctx: &mut Context<Rater>) {
+    let pool = act.pool.clone();
+    let generation = act.cache.borrow().generation;
+    ctx.spawn(
+        async move {
+            let client = pool.get().await?;
+            storage::customers::all_subscribers(&**client, SUBSCRIBER_CACHE_MAX as i64).await
+        }
+        .into_actor(act)
+        .map(move |read, act, _| {
+            match read {
+                Ok(Some(found)) => act.cache.borrow_mut().keep(found, generation),
+                Ok(None) => {}
+                Err(error) => DatabaseFailed {
+                    actor: "rater",
+                    action: "read the customers at start; they are looked up batch by batch",
+                    error: &error,
+                }
+                .emit(&act.metrics),
+            }
+            if let Some(done) = act.preload_done.take() {
+                let _ = done.send(());
+            }
+        }),
+    );
+}
+
 /// Read the customer change counter; the cache starts over if it moved.
 fn check_customers(act: &mut Rater, ctx: &mut Context<Rater>) {
     let pool = act.pool.clone();
     ctx.spawn(
         async move { customer_changes(&pool).await }
             .into_actor(act)
-            .map(|read, act, _| match read {
-                Ok(changes) => act.cache.borrow_mut().changes_read(Some(changes)),
+            .map(|read, act, ctx| match read {
+                Ok(changes) => {
+                    let unknown = act.cache.borrow().changes.is_none();
+                    act.cache.borrow_mut().changes_read(Some(changes));
+                    if unknown {
+                        preload(act, ctx);
+                    }
+                }
                 Err(error) => {
                     act.cache.borrow_mut().changes_read(None);
+                    // Batches look up what they need meanwhile.
+                    if let Some(done) = act.preload_done.take() {
+                        let _ = done.send(());
+                    }
                     DatabaseFailed {
                         actor: "rater",
                         action: "check whether customers changed; subscribers are looked up for every batch meanwhile",
@@ -227,16 +275,18 @@ impl Handler<Batch> for Rater {
     fn handle(&mut self, mut batch: Batch, _: &mut Self::Context) -> Self::Result {
         self.stage.taken();
         let (stage, next_stage) = (self.stage.clone(), self.next_stage.clone());
-        let (missing, generation) = {
-            let cache = self.cache.borrow();
-            (cache.missing(batch.data.subscribers()), cache.generation)
-        };
         let (pool, catalog, cache) = (self.pool.clone(), self.catalog.clone(), self.cache.clone());
+        let preloaded = self.preloaded.clone();
         let committer =
             self.next[batch.data.partition.rem_euclid(self.next.len() as i32) as usize].clone();
         let (queued, mine) = oneshot::channel();
         let previous = std::mem::replace(&mut self.previous, mine.shared());
         Box::pin(async move {
+            let _ = preloaded.await;
+            let (missing, generation) = {
+                let cache = cache.borrow();
+                (cache.missing(batch.data.subscribers()), cache.generation)
+            };
             let found = if missing.is_empty() {
                 Ok(HashMap::new())
             } else {

@@ -31,14 +31,18 @@ pub async fn changes(client: &impl GenericClient) -> Result<i64, StorageError> {
         .get(0))
 }
 
-/// What rating needs of every customer.
+/// What rating needs of every customer, if there are fewer than `max` (None: more).
 pub async fn all_subscribers(
     client: &impl GenericClient,
-) -> Result<HashMap<String, Subscriber>, StorageError> {
+    max: i64,
+) -> Result<Option<HashMap<String, Subscriber>>, StorageError> {
     let rows = client
-        .query("SELECT msisdn, customer_id, plan FROM customers", &[])
+        .query(
+            "SELECT msisdn, customer_id, plan FROM customers LIMIT $1",
+            &[&max],
+        )
         .await?;
-    Ok(subscriber_map(rows))
+    Ok((rows.len() < max as usize).then(|| subscriber_map(rows)))
 }
 
 fn subscriber_map(rows: Vec<tokio_postgres::Row>) -> HashMap<String, Subscriber> {
