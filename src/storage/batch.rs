@@ -34,9 +34,9 @@ pub enum Written<T> {
 }
 
 /// Write `batch` in `tx`; record ids in `recent` are known to be stored. Once the new
-/// usage rows are known, `new_usage` is called with
-/// their indexes, so that the caller can start work that overlaps the inserts (publishing
-/// them) and wait for it before committing.
+/// usage rows are known (usually after they are copied in), `new_usage` is called with
+/// their indexes, so that the caller can start work that overlaps the rest of the
+/// transaction (publishing them) and wait for it before committing.
 pub async fn write<T>(
     tx: &Transaction<'_>,
     group: &str,
