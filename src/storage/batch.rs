@@ -344,25 +344,92 @@ pub async fn insert_accepted(
     insert_usage(tx, batch, &rows).await
 }
 
-/// The new usage rows of a batch, checked to be new in this transaction, written with a
-/// binary `COPY`: no ON CONFLICT (whose per-row speculative insertion measured 1.6 times
-/// slower), and no arrays to build and unpack. It replaced an `INSERT … SELECT FROM
-/// UNNEST` of 30 arrays, the batch transaction's largest statement: Postgres CPU per
-/// record fell about a tenth. A concurrent copy of a row makes the unique key fail the
-/// transaction, which is retried.
+/// The new usage rows of a batch, written with a binary `COPY`: no ON CONFLICT (whose
+/// per-row speculative insertion measured 1.6 times slower), and no arrays to build and
+/// unpack. It replaced an `INSERT … SELECT FROM UNNEST` of 30 arrays, the batch
+/// transaction's largest statement: Postgres CPU per record fell about a tenth. A row
+/// stored already makes the unique key fail the copy.
 async fn insert_usage(
     tx: &Transaction<'_>,
     batch: &PartitionBatch,
     rows: &[(usize, &RatedCdr)],
 ) -> Result<usize, StorageError> {
-    let stmt = tx
-        .prepare_cached(include_str!("sql/copy_usage.sql"))
-        .await?;
+    let sources: Vec<(&RatedCdr, UsageSource)> = rows
+        .iter()
+        .map(|(i, x)| {
+            let source = &batch.records[*i].source;
+            (
+                *x,
+                UsageSource {
+                    topic: batch.topic.as_str(),
+                    partition: batch.partition,
+                    offset: source.offset,
+                    kafka_ts: source.timestamp,
+                },
+            )
+        })
+        .collect();
+    copy_usage(tx, "usage_events", &sources).await
+}
+
+/// Insert rated records as usage unless their record id is stored already, and return the
+/// ids inserted: for suspense resolution, where the same event may have reached usage by
+/// the batch path meanwhile. The rows are copied into a temporary table, then inserted
+/// from it with ON CONFLICT DO NOTHING, so that both paths write a row the same way.
+pub(crate) async fn insert_usage_if_new(
+    tx: &Transaction<'_>,
+    rows: &[(&RatedCdr, UsageSource<'_>)],
+) -> Result<HashSet<String>, StorageError> {
+    tx.batch_execute(
+        "CREATE TEMP TABLE usage_resolved (LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DROP",
+    )
+    .await?;
+    copy_usage(tx, "usage_resolved", rows).await?;
+    let insert = format!(
+        "INSERT INTO usage_events ({USAGE_COLUMNS}) SELECT {USAGE_COLUMNS} FROM usage_resolved
+         ON CONFLICT (record_id) DO NOTHING RETURNING record_id"
+    );
+    Ok(tx
+        .query(&insert, &[])
+        .await?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Where a usage row came from.
+pub(crate) struct UsageSource<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) kafka_ts: Option<DateTime<Utc>>,
+}
+
+/// The columns `copy_usage` writes, in the order of its values and of `USAGE_COPY_TYPES`.
+const USAGE_COLUMNS: &str = "record_id, customer_id, record_type, msisdn, peer_msisdn, \
+    peer_country, peer_class, event_time, duration_sec, volume_bytes, session_duration_sec, \
+    cell_id, city, region, technology, roaming_country, src_offset, kafka_ts, period, plan, \
+    tariff_id, zone, band, bands, band_units, band_amounts, units, amount, cost, \
+    catalog_version, src_topic, src_partition";
+
+/// Copy rated records into `table` (`usage_events`, or a table like it) with a binary
+/// `COPY`: the one place a rated record becomes a usage row.
+async fn copy_usage(
+    tx: &Transaction<'_>,
+    table: &str,
+    rows: &[(&RatedCdr, UsageSource<'_>)],
+) -> Result<usize, StorageError> {
+    let copy = format!("COPY {table} ({USAGE_COLUMNS}) FROM STDIN (FORMAT binary)");
+    // A temporary table is made anew by each transaction: its statement is not kept.
+    let stmt = if table == "usage_events" {
+        tx.prepare_cached(&copy).await?
+    } else {
+        tx.prepare(&copy).await?
+    };
     let sink = tx.copy_in(&stmt).await?;
     let writer = BinaryCopyInWriter::new(sink, &USAGE_COPY_TYPES);
     futures::pin_mut!(writer);
-    for (i, x) in rows {
-        let source = &batch.records[*i].source;
+    for (x, source) in rows {
         let (c, r) = (&x.cdr, &x.rating);
         let split = r.parts.len() > 1;
         let bands = split.then(|| r.parts.iter().map(|p| p.band.as_str()).collect::<Vec<_>>());
@@ -386,7 +453,7 @@ async fn insert_usage(
             &c.technology.as_str(),
             &c.roaming_country.as_deref(),
             &source.offset,
-            &source.timestamp,
+            &source.kafka_ts,
             &r.period,
             &r.plan.as_str(),
             &r.tariff_id.as_str(),
@@ -399,15 +466,15 @@ async fn insert_usage(
             &r.amount,
             &r.cost,
             &x.catalog_version,
-            &batch.topic.as_str(),
-            &batch.partition,
+            &source.topic,
+            &source.partition,
         ];
         writer.as_mut().write(&values).await?;
     }
     Ok(writer.finish().await? as usize)
 }
 
-/// The types of `copy_usage.sql`'s columns, in its order.
+/// The types of `USAGE_COLUMNS`, in its order.
 const USAGE_COPY_TYPES: [Type; 32] = [
     Type::TEXT,
     Type::INT8,
@@ -443,113 +510,7 @@ const USAGE_COPY_TYPES: [Type; 32] = [
     Type::INT4,
 ];
 
-/// Usage rows as column arrays, the shape of `insert_usage.sql` (an `UNNEST` of arrays),
-/// for suspense resolution, which inserts with ON CONFLICT (a record may have come back
-/// through the batch path meanwhile).
-pub(crate) struct UsageColumns<'a> {
-    record_id: Vec<&'a str>,
-    customer_id: Vec<i64>,
-    record_type: Vec<&'a str>,
-    msisdn: Vec<&'a str>,
-    peer: Vec<Option<&'a str>>,
-    peer_country: Vec<Option<&'a str>>,
-    peer_class: Vec<Option<&'a str>>,
-    event_time: Vec<DateTime<Utc>>,
-    duration: Vec<Option<i32>>,
-    volume: Vec<Option<i64>>,
-    session: Vec<Option<i32>>,
-    cell: Vec<&'a str>,
-    city: Vec<Option<&'a str>>,
-    region: Vec<&'a str>,
-    technology: Vec<&'a str>,
-    roaming: Vec<Option<&'a str>>,
-    offset: Vec<i64>,
-    kafka_ts: Vec<Option<DateTime<Utc>>>,
-    rating: RatingColumns<'a>,
-}
-
-impl<'a> UsageColumns<'a> {
-    pub(crate) fn with_capacity(n: usize) -> Self {
-        UsageColumns {
-            record_id: Vec::with_capacity(n),
-            customer_id: Vec::with_capacity(n),
-            record_type: Vec::with_capacity(n),
-            msisdn: Vec::with_capacity(n),
-            peer: Vec::with_capacity(n),
-            peer_country: Vec::with_capacity(n),
-            peer_class: Vec::with_capacity(n),
-            event_time: Vec::with_capacity(n),
-            duration: Vec::with_capacity(n),
-            volume: Vec::with_capacity(n),
-            session: Vec::with_capacity(n),
-            cell: Vec::with_capacity(n),
-            city: Vec::with_capacity(n),
-            region: Vec::with_capacity(n),
-            technology: Vec::with_capacity(n),
-            roaming: Vec::with_capacity(n),
-            offset: Vec::with_capacity(n),
-            kafka_ts: Vec::with_capacity(n),
-            rating: RatingColumns::with_capacity(n),
-        }
-    }
-
-    pub(crate) fn push(&mut self, x: &'a RatedCdr, offset: i64, kafka_ts: Option<DateTime<Utc>>) {
-        let c = &x.cdr;
-        self.record_id.push(c.record_id.as_str());
-        self.customer_id.push(x.customer_id);
-        self.record_type.push(c.record_type.as_str());
-        self.msisdn.push(c.subscriber.as_str());
-        self.peer.push(c.peer.as_ref().map(|p| p.as_str()));
-        self.peer_country.push(c.peer_country.as_deref());
-        self.peer_class.push(c.peer_class.map(|p| p.as_str()));
-        self.event_time.push(c.event_time);
-        self.duration.push(c.duration_sec);
-        self.volume.push(c.volume_bytes);
-        self.session.push(c.session_duration_sec);
-        self.cell.push(c.cell_id.as_str());
-        self.city.push(c.city.as_deref());
-        self.region.push(c.region.as_str());
-        self.technology.push(c.technology.as_str());
-        self.roaming.push(c.roaming_country.as_deref());
-        self.offset.push(offset);
-        self.kafka_ts.push(kafka_ts);
-        self.rating.push(x);
-    }
-
-    pub(crate) fn params<'p>(
-        &'p self,
-        topic: &'p String,
-        partition: &'p i32,
-    ) -> Vec<&'p (dyn ToSql + Sync)> {
-        let mut p: Vec<&(dyn ToSql + Sync)> = vec![
-            &self.record_id,
-            &self.customer_id,
-            &self.record_type,
-            &self.msisdn,
-            &self.peer,
-            &self.peer_country,
-            &self.peer_class,
-            &self.event_time,
-            &self.duration,
-            &self.volume,
-            &self.session,
-            &self.cell,
-            &self.city,
-            &self.region,
-            &self.technology,
-            &self.roaming,
-            &self.offset,
-            &self.kafka_ts,
-        ];
-        p.extend(self.rating.params());
-        p.push(topic);
-        p.push(partition);
-        p
-    }
-}
-
-/// The rating of usage rows as column arrays: `$19..$30` of `insert_usage.sql`, and the
-/// SET list of a re-rating update. A split call's parts travel as array literals
+/// The rating of usage rows as column arrays: the SET list of a re-rating update. A split call's parts travel as array literals
 /// (`{peak,offpeak}`), cast per row in SQL: band names are plain words (the catalog
 /// checks it) and amounts are decimals, so no quoting is needed. An event in one band
 /// has no parts arrays, only its `band`.

@@ -7,12 +7,12 @@
 //! may have reached usage directly since), and mark them resolved. A record the catalog
 //! cannot price stays held, with the reason.
 
-use super::batch::UsageColumns;
+use super::batch::UsageSource;
 use super::catalog::Version;
 use super::StorageError;
 use crate::domain::batch::{rate_record, RatedCdr, Subscriber, Verdict};
 use crate::domain::normalize::NormalizedCdr;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 /// Rows taken per transaction.
 const PAGE: i64 = 2000;
@@ -64,35 +64,32 @@ pub async fn resolve(
             verdicts.push((row, verdict));
         }
 
-        // Usage rows grouped by source partition (the insert takes one per statement).
-        let mut by_source: BTreeMap<(String, i32), UsageColumns> = BTreeMap::new();
+        let mut usage: Vec<(&RatedCdr, UsageSource)> = Vec::new();
         let mut taken: Vec<&str> = Vec::new();
         let mut unratable: Vec<(&str, &str)> = Vec::new();
         for (row, verdict) in &verdicts {
             match verdict {
                 Verdict::Rated(x) => {
-                    by_source
-                        .entry((row.get(2), row.get(3)))
-                        .or_insert_with(|| UsageColumns::with_capacity(rows.len()))
-                        .push(x, row.get(4), None);
+                    usage.push((
+                        x,
+                        UsageSource {
+                            topic: row.get(2),
+                            partition: row.get(3),
+                            offset: row.get(4),
+                            kafka_ts: None,
+                        },
+                    ));
                     taken.push(x.cdr.record_id.as_str());
                 }
                 Verdict::Held(n, why) => unratable.push((n.record_id.as_str(), why.as_str())),
                 _ => {}
             }
         }
-        let mut inserted: HashSet<String> = HashSet::new();
-        let stmt = tx
-            .prepare_cached(concat!(
-                include_str!("sql/insert_usage.sql"),
-                "\nON CONFLICT (record_id) DO NOTHING RETURNING record_id"
-            ))
-            .await?;
-        for ((topic, partition), columns) in &by_source {
-            for r in tx.query(&stmt, &columns.params(topic, partition)).await? {
-                inserted.insert(r.get(0));
-            }
-        }
+        let inserted = if usage.is_empty() {
+            HashSet::new()
+        } else {
+            super::batch::insert_usage_if_new(&tx, &usage).await?
+        };
         let new_usage: Vec<&RatedCdr> = verdicts
             .iter()
             .filter_map(|(_, v)| match v {

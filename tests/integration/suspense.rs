@@ -286,3 +286,92 @@ async fn a_change_of_plan_is_in_force_for_records_rated_after_it() {
         daemon.log_text()
     );
 }
+
+/// A held record that reaches usage by the batch path once its subscriber exists (here the
+/// same record sent again before any resolver ran) is resolved as already stored: usage
+/// and the buckets hold it once, and the held copy is marked `duplicate`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_record_that_reached_usage_another_way_is_resolved_as_already_stored() {
+    let db = TestDb::new().await;
+    let topic = topic("cdr.raw.suspense-dup", 1).await;
+    let record: Vec<(Option<&[u8]>, Vec<u8>)> =
+        vec![(None, voice("0699000004", "2026-10-07T10:00:00", 90))];
+    // The daemon's own resolver must not run: the import's pass below is the one tested.
+    let run = || {
+        let mut d = Daemon::start(&DaemonConfig {
+            topic: &topic,
+            group: "suspense-dup",
+            database_url: &db.url,
+            idle_secs: Some(3),
+            extra: vec!["--suspense-interval-secs".into(), "3600".into()],
+        });
+        assert!(
+            d.wait(Duration::from_secs(300)).success(),
+            "{}",
+            d.log_text()
+        );
+    };
+    produce_raw(&topic, 0, &record);
+    run();
+    let client = db.client().await;
+    let open = "SELECT count(*) FROM suspense_records WHERE msisdn = '+212699000004' AND resolved_at IS NULL";
+    let held: i64 = client.query_one(open, &[]).await.unwrap().get(0);
+    assert_eq!(held, 1);
+
+    // The subscriber appears (by SQL: no resolution pass), then the record comes again.
+    client
+        .execute(
+            "INSERT INTO customers (msisdn, name, plan) VALUES ('+212699000004', 'Youssef Amrani', 'business')",
+            &[],
+        )
+        .await
+        .unwrap();
+    produce_raw(&topic, 0, &record);
+    run();
+    // Business, peak, 60/1: 90 s × 0.70/min = 1.050000.
+    assert_eq!(
+        usage_of(&client, "+212699000004").await,
+        (1, "1.05".parse().unwrap())
+    );
+    let held: i64 = client.query_one(open, &[]).await.unwrap().get(0);
+    assert_eq!(held, 1, "the held copy is still open");
+
+    let csv = tempdir().join("customers.csv");
+    std::fs::write(
+        &csv,
+        "msisdn,name,plan,region,student,activated_on,credit_limit\n0699000004,Youssef Amrani,business,Rabat-Sale-Kenitra,no,2019-03-01,2000\n",
+    )
+    .unwrap();
+    let (code, out, err) = cdrflow(&[
+        "customers",
+        "import",
+        csv.to_str().unwrap(),
+        "--database-url",
+        &db.url,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("suspense: 0 record(s) rated, 1 already stored"),
+        "{out}"
+    );
+    assert_eq!(
+        usage_of(&client, "+212699000004").await,
+        (1, "1.05".parse().unwrap())
+    );
+    let r = client
+        .query_one(
+            "SELECT s.resolution,
+                    (SELECT sum(b.events)::int8 FROM usage_buckets b JOIN customers c USING (customer_id)
+                      WHERE c.msisdn = '+212699000004')
+               FROM suspense_records s WHERE s.msisdn = '+212699000004'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, Option<String>>(0).as_deref(), Some("duplicate"));
+    assert_eq!(
+        r.get::<_, Option<i64>>(1),
+        Some(1),
+        "one event in the buckets"
+    );
+}
