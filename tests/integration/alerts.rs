@@ -183,20 +183,10 @@ async fn a_customer_pushed_past_80_and_100_percent_gets_exactly_two_alerts_even_
 
     // Basic plan, limit 20.00. Activated in June 2026: no loyalty discount in September
     // (12 months of tenure needed), so the estimate is (Σ calls + 1.00 fee) × 1.20.
-    let csv = tempdir().join("customers.csv");
-    std::fs::write(
-        &csv,
-        "msisdn,name,plan,region,student,activated_on,credit_limit\n0661000777,Salma Bennani,basic,Casablanca-Settat,no,2026-06-01,20.00\n",
-    )
-    .unwrap();
-    let (code, out, err) = cdrflow(&[
-        "customers",
-        "import",
-        csv.to_str().unwrap(),
-        "--database-url",
-        &db.url,
-    ]);
-    assert_eq!(code, 0, "{out}{err}");
+    let out = import_customers(
+        &db,
+        "0661000777,Salma Bennani,basic,Casablanca-Settat,no,2026-06-01,20.00\n",
+    );
     assert!(out.contains("1 added"), "{out}");
     let customer: i64 = db
         .client()
@@ -219,12 +209,7 @@ async fn a_customer_pushed_past_80_and_100_percent_gets_exactly_two_alerts_even_
         })
     };
     let stop = |mut d: Daemon| {
-        d.signal("TERM");
-        assert!(
-            d.wait(Duration::from_secs(60)).success(),
-            "{}",
-            d.log_text()
-        );
+        d.stop();
         d
     };
     let m80 = "cdrflow_alerts_raised_total{threshold=\"80\"}";

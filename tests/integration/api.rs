@@ -42,12 +42,7 @@ fn start(db: &TestDb, topic: &str) -> Daemon {
 }
 
 fn stop(mut d: Daemon) {
-    d.signal("TERM");
-    assert!(
-        d.wait(Duration::from_secs(60)).success(),
-        "{}",
-        d.log_text()
-    );
+    d.stop();
 }
 
 /// Whitespace runs as one space: `pdftotext -layout` spreads words to their columns.

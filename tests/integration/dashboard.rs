@@ -147,12 +147,7 @@ async fn the_dashboard_in_chromium_draws_every_page_with_data_and_drills_down_to
     generate_now(&generate_args(&topic, &db, 6_000, "2026-10-01", 31));
     let mut d = start_daemon(&db, &topic, &group);
     wait_consumed(&d, &db, &topic, &group);
-    d.signal("TERM");
-    assert!(
-        d.wait(Duration::from_secs(60)).success(),
-        "{}",
-        d.log_text()
-    );
+    d.stop();
     for period in ["2026-09", "2026-10"] {
         let (code, out, err) = cdrflow(&[
             "bill",
@@ -233,12 +228,7 @@ async fn the_dashboard_in_chromium_draws_every_page_with_data_and_drills_down_to
     // The daemon served all of it and stops cleanly.
     drop(traffic);
     assert!(d.alive(), "the daemon died: {}", d.log_text());
-    d.signal("TERM");
-    assert!(
-        d.wait(Duration::from_secs(60)).success(),
-        "{}",
-        d.log_text()
-    );
+    d.stop();
     for f in SCREENSHOTS {
         let path = shots.join(f);
         let meta = std::fs::metadata(&path)

@@ -282,6 +282,16 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, and the daemon must drain and exit 0 within a minute.
+    pub fn stop(&mut self) {
+        self.signal("TERM");
+        assert!(
+            self.wait(Duration::from_secs(60)).success(),
+            "{}",
+            self.log_text()
+        );
+    }
+
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])
@@ -522,4 +532,24 @@ pub fn get_bytes(
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     (status, headers, raw[split + 4..].to_vec())
+}
+
+/// `cdrflow customers import` of CSV rows (after the header line), which must succeed;
+/// its output.
+pub fn import_customers(db: &TestDb, rows: &str) -> String {
+    let csv = tempdir().join("customers.csv");
+    std::fs::write(
+        &csv,
+        format!("msisdn,name,plan,region,student,activated_on,credit_limit\n{rows}"),
+    )
+    .unwrap();
+    let (code, out, err) = cdrflow(&[
+        "customers",
+        "import",
+        csv.to_str().unwrap(),
+        "--database-url",
+        &db.url,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    out
 }

@@ -465,12 +465,7 @@ async fn a_replay_while_the_daemon_runs_loses_and_doubles_nothing() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    daemon.signal("TERM");
-    assert!(
-        daemon.wait(Duration::from_secs(60)).success(),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop();
 
     let s = stats(&db.url, "live");
     assert_reconciles(&s, &report);

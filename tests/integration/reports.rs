@@ -1888,12 +1888,7 @@ async fn the_api_serves_the_clis_reports_and_the_drill_down() {
         )
     );
 
-    d.signal("TERM");
-    assert!(
-        d.wait(Duration::from_secs(60)).success(),
-        "{}",
-        d.log_text()
-    );
+    d.stop();
 }
 
 /// The daemon refreshes the aggregates by itself every `--report-refresh-secs`, and says
@@ -1950,10 +1945,5 @@ async fn the_daemon_refreshes_the_reports_on_its_own() {
         "{}",
         d.log_text()
     );
-    d.signal("TERM");
-    assert!(
-        d.wait(Duration::from_secs(30)).success(),
-        "{}",
-        d.log_text()
-    );
+    d.stop();
 }

@@ -17,6 +17,19 @@ async fn usage_of(client: &tokio_postgres::Client, msisdn: &str) -> (i64, Decima
     (r.get(0), r.get(1))
 }
 
+/// Wait until `msisdn` has `n` usage rows, failing with the daemon's log after a minute.
+async fn wait_for_usage(client: &tokio_postgres::Client, msisdn: &str, n: i64, daemon: &Daemon) {
+    let started = Instant::now();
+    while usage_of(client, msisdn).await.0 < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Records of an unknown subscriber are held; once the subscriber is imported they are
 /// rated, once, with the amounts the catalog gives; importing again or receiving the
 /// same records again adds nothing.
@@ -50,22 +63,11 @@ async fn held_records_are_rated_exactly_once_when_their_subscriber_is_imported()
     assert_eq!(s["totals"]["suspense"], 3);
     assert_eq!(s["totals"]["duplicates"], 1);
 
-    let csv = tempdir().join("customers.csv");
-    std::fs::write(
-        &csv,
-        "msisdn,name,plan,region,student,activated_on,credit_limit\n0699000001,Nadia Alaoui,business,Rabat-Sale-Kenitra,no,2019-03-01,2000\n",
-    )
-    .unwrap();
     let import = || {
-        let (code, out, err) = cdrflow(&[
-            "customers",
-            "import",
-            csv.to_str().unwrap(),
-            "--database-url",
-            &db.url,
-        ]);
-        assert_eq!(code, 0, "{err}");
-        out
+        import_customers(
+            &db,
+            "0699000001,Nadia Alaoui,business,Rabat-Sale-Kenitra,no,2019-03-01,2000\n",
+        )
     };
     let first = import();
     assert!(first.contains("1 added"), "{first}");
@@ -167,15 +169,7 @@ async fn the_daemon_rates_held_records_once_the_subscriber_appears() {
         )
         .await
         .unwrap();
-    let started = Instant::now();
-    while usage_of(&client, "+212699000002").await.0 == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{}",
-            daemon.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_usage(&client, "+212699000002", 1, &daemon).await;
     assert_eq!(
         usage_of(&client, "+212699000002").await,
         (1, "0.775".parse().unwrap())
@@ -190,12 +184,7 @@ async fn the_daemon_rates_held_records_once_the_subscriber_appears() {
         daemon.metric("cdrflow_suspense_resolved_total{resolution=\"rated\"}"),
         Some(1.0)
     );
-    daemon.signal("TERM");
-    assert!(
-        daemon.wait(Duration::from_secs(60)).success(),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop();
 }
 
 /// The Rater keeps the subscribers it found until customers change: a change of plan
@@ -224,28 +213,13 @@ async fn a_change_of_plan_is_in_force_for_records_rated_after_it() {
     // it looks up is kept.
     daemon.wait_up();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rated = |n: i64| {
-        let client = &client;
-        let daemon = &daemon;
-        async move {
-            let started = Instant::now();
-            while usage_of(client, "+212699000003").await.0 < n {
-                assert!(
-                    started.elapsed() < Duration::from_secs(60),
-                    "{}",
-                    daemon.log_text()
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
     // Wednesday 10:00 local, 90 s: rated on basic, and the subscriber is now known.
     produce_raw(
         &topic,
         0,
         &[(None, voice("0699000003", "2026-10-07T10:00:00", 90))],
     );
-    rated(1).await;
+    wait_for_usage(&client, "+212699000003", 1, &daemon).await;
     client
         .execute(
             "UPDATE customers SET plan = 'business' WHERE msisdn = '+212699000003'",
@@ -260,7 +234,7 @@ async fn a_change_of_plan_is_in_force_for_records_rated_after_it() {
         0,
         &[(None, voice("0699000003", "2026-10-07T11:00:00", 90))],
     );
-    rated(2).await;
+    wait_for_usage(&client, "+212699000003", 2, &daemon).await;
     let plans: Vec<(String, String, Decimal)> = client
         .query(
             "SELECT to_char(event_time AT TIME ZONE 'Africa/Casablanca', 'HH24:MI'), plan, amount
@@ -279,12 +253,7 @@ async fn a_change_of_plan_is_in_force_for_records_rated_after_it() {
         plans[1],
         ("11:00".into(), "business".into(), "1.05".parse().unwrap())
     );
-    daemon.signal("TERM");
-    assert!(
-        daemon.wait(Duration::from_secs(60)).success(),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop();
 }
 
 /// A held record that reaches usage by the batch path once its subscriber exists (here the
@@ -336,20 +305,10 @@ async fn a_held_record_that_reached_usage_another_way_is_resolved_as_already_sto
     let held: i64 = client.query_one(open, &[]).await.unwrap().get(0);
     assert_eq!(held, 1, "the held copy is still open");
 
-    let csv = tempdir().join("customers.csv");
-    std::fs::write(
-        &csv,
-        "msisdn,name,plan,region,student,activated_on,credit_limit\n0699000004,Youssef Amrani,business,Rabat-Sale-Kenitra,no,2019-03-01,2000\n",
-    )
-    .unwrap();
-    let (code, out, err) = cdrflow(&[
-        "customers",
-        "import",
-        csv.to_str().unwrap(),
-        "--database-url",
-        &db.url,
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let out = import_customers(
+        &db,
+        "0699000004,Youssef Amrani,business,Rabat-Sale-Kenitra,no,2019-03-01,2000\n",
+    );
     assert!(
         out.contains("suspense: 0 record(s) rated, 1 already stored"),
         "{out}"
