@@ -80,12 +80,13 @@ impl SubscriberCache {
     }
 
     /// The counter as read now (None: it could not be read): starts over if it moved.
-    fn changes_read(&mut self, changes: Option<i64>) {
+    /// True if it was not known before (at start, or after a failed read).
+    fn changes_read(&mut self, changes: Option<i64>) -> bool {
         if changes.is_none() || changes != self.changes {
             self.found.clear();
             self.generation += 1;
         }
-        self.changes = changes;
+        std::mem::replace(&mut self.changes, changes).is_none()
     }
 
     fn get(&self, msisdn: &str) -> Option<&Subscriber> {
@@ -238,8 +239,7 @@ fn check_customers(act: &mut Rater, ctx: &mut Context<Rater>) {
             .into_actor(act)
             .map(|read, act, ctx| match read {
                 Ok(changes) => {
-                    let unknown = act.cache.borrow().changes.is_none();
-                    act.cache.borrow_mut().changes_read(Some(changes));
+                    let unknown = act.cache.borrow_mut().changes_read(Some(changes));
                     if unknown {
                         preload(act, ctx);
                     }
@@ -351,8 +351,9 @@ mod tests {
             vec!["+212600000002".to_string()]
         );
 
-        // The same counter: nothing changed, the entry stays.
-        cache.changes_read(Some(7));
+        // The same counter: nothing changed, the entry stays (and it was known: no
+        // reading every customer again).
+        assert!(!cache.changes_read(Some(7)));
         assert_eq!(cache.get("+212600000001"), Some(&sub(1, "basic")));
 
         // The counter moved: everything is looked up again.
@@ -381,7 +382,10 @@ mod tests {
         // Before the first read.
         cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
         assert_eq!(cache.get("+212600000001"), None);
-        cache.changes_read(Some(3));
+        assert!(
+            cache.changes_read(Some(3)),
+            "the first read: every customer is read"
+        );
         cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
         assert!(cache.get("+212600000001").is_some());
         // A failed read empties the cache and keeps nothing until a read succeeds.
@@ -389,7 +393,7 @@ mod tests {
         assert_eq!(cache.get("+212600000001"), None);
         cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
         assert_eq!(cache.get("+212600000001"), None);
-        cache.changes_read(Some(3));
+        assert!(cache.changes_read(Some(3)), "read again after a failure");
         cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
         assert!(cache.get("+212600000001").is_some());
     }

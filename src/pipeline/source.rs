@@ -1,8 +1,8 @@
 //! The KafkaSource: the only stage that pulls. It reads the raw topic, cuts per-partition
-//! batches (by size, or by linger time while fewer than 8 are in flight), sends them down the chain with `send().await`
-//! keeping at most `max_inflight` unacknowledged, and on each answer either mirrors the
-//! committed offset to Kafka, or rewinds the partition to where Postgres says it stands
-//! (fenced, or failed and retried after back-off).
+//! batches (by size, or by linger time while fewer than 8 are in flight), sends them down
+//! the chain with `send().await` keeping at most `max_inflight` unacknowledged, and on
+//! each answer either mirrors the committed offset to Kafka, or rewinds the partition to
+//! where Postgres says it stands (fenced, or failed and retried after back-off).
 //!
 //! If the consumer itself fails, the loop ends with an error, the actor stops, and its
 //! supervisor restarts it with a new consumer that starts from the stored offsets.
