@@ -480,7 +480,7 @@ async fn confirm_and_raise(
         owed_in.insert(*period, invoices::owed(&tx, &of_period, *period, tz).await?);
     }
     let mut out = Vec::new();
-    let mut new = Vec::new();
+    let mut reached_now = Vec::new();
     for Candidate {
         account,
         period,
@@ -515,9 +515,7 @@ async fn confirm_and_raise(
                 credit_limit: account.credit_limit,
                 raised_at: Utc::now(),
             };
-            if store::raise_alert(&tx, &alert).await? {
-                new.push(alert);
-            }
+            reached_now.push(alert);
             reached.push(threshold);
         }
         out.push(Confirmed {
@@ -528,6 +526,7 @@ async fn confirm_and_raise(
             raised: reached,
         });
     }
+    let new = store::raise_alerts(&tx, reached_now).await?;
     // Published before the commit, side by side: a crash in between raises and publishes
     // them again (at least once on the topic, exactly once in Postgres).
     if let Some(topic) = topic {

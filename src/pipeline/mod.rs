@@ -119,7 +119,7 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     .await
     .context("Failed to reach the Kafka broker")?;
 
-    let pool = storage::pool(&s.database_url, settings.db_pool_size)?;
+    let pool = storage::pipeline_pool(&s.database_url, settings.db_pool_size)?;
     let catalog = {
         let client = retry("PostgreSQL", STARTUP_PATIENCE, || pool.get()).await?;
         storage::catalog::load(&**client, None)

@@ -321,28 +321,43 @@ pub struct Alert {
     pub raised_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Store `alert` unless this customer, period and threshold has one; true if stored.
-pub async fn raise_alert(tx: &Transaction<'_>, alert: &Alert) -> Result<bool, StorageError> {
+/// Store those of `alerts` whose customer, period and threshold has none yet, in one
+/// statement; returns the stored ones.
+pub async fn raise_alerts(
+    tx: &Transaction<'_>,
+    alerts: Vec<Alert>,
+) -> Result<Vec<Alert>, StorageError> {
+    if alerts.is_empty() {
+        return Ok(alerts);
+    }
     let stmt = tx
         .prepare_cached(
             "INSERT INTO alerts (customer_id, period, threshold, amount, credit_limit, raised_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+             SELECT * FROM UNNEST($1::int8[], $2::date[], $3::int2[], $4::numeric[],
+                                  $5::numeric[], $6::timestamptz[])
+             ON CONFLICT DO NOTHING
+             RETURNING customer_id, period, threshold",
         )
         .await?;
-    Ok(tx
-        .execute(
+    let customers: Vec<i64> = alerts.iter().map(|a| a.customer_id).collect();
+    let periods: Vec<NaiveDate> = alerts.iter().map(|a| a.period).collect();
+    let thresholds: Vec<i16> = alerts.iter().map(|a| a.threshold).collect();
+    let amounts: Vec<Decimal> = alerts.iter().map(|a| a.amount).collect();
+    let limits: Vec<Decimal> = alerts.iter().map(|a| a.credit_limit).collect();
+    let times: Vec<chrono::DateTime<chrono::Utc>> = alerts.iter().map(|a| a.raised_at).collect();
+    let stored: BTreeSet<(i64, NaiveDate, i16)> = tx
+        .query(
             &stmt,
-            &[
-                &alert.customer_id,
-                &alert.period,
-                &alert.threshold,
-                &alert.amount,
-                &alert.credit_limit,
-                &alert.raised_at,
-            ],
+            &[&customers, &periods, &thresholds, &amounts, &limits, &times],
         )
         .await?
-        == 1)
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    Ok(alerts
+        .into_iter()
+        .filter(|a| stored.contains(&(a.customer_id, a.period, a.threshold)))
+        .collect())
 }
 
 /// Open periods in which these customers have buckets.

@@ -69,19 +69,38 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StorageError> {
 /// or a stuck lock must fail the batch (to be retried), not hold the partition's offset
 /// row for the quarter of an hour TCP takes to give up.
 fn bounded(url: &str) -> Result<tokio_postgres::Config, StorageError> {
+    bounded_with(url, "")
+}
+
+const BOUNDS: &str =
+    "-c statement_timeout=60000 -c lock_timeout=30000 -c idle_in_transaction_session_timeout=120000";
+
+/// `bounded`, plus more server settings (`-c name=value ...`).
+fn bounded_with(url: &str, settings: &str) -> Result<tokio_postgres::Config, StorageError> {
     let mut config = parse_url(url)?;
     config
         .connect_timeout(Duration::from_secs(5))
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(15))
-        .options("-c statement_timeout=60000 -c lock_timeout=30000 -c idle_in_transaction_session_timeout=120000");
+        .options(format!("{BOUNDS} {settings}").trim_end());
     Ok(config)
 }
 
 /// A pool that fails fast when the server is away, so callers see the error and back off
 /// instead of hanging.
 pub fn pool(url: &str, size: usize) -> Result<Pool, StorageError> {
-    let config = bounded(url)?;
+    pool_of(bounded(url)?, size)
+}
+
+/// The daemon's pool: `pool` with JIT compilation off. Its statements are short and run
+/// thousands of times, and a plan whose cost estimate crosses `jit_above_cost` (a
+/// month-summary read of a few thousand customers did) is compiled again on every
+/// execution: 10 ms of compiling for a 20 ms query.
+pub fn pipeline_pool(url: &str, size: usize) -> Result<Pool, StorageError> {
+    pool_of(bounded_with(url, "-c jit=off")?, size)
+}
+
+fn pool_of(config: tokio_postgres::Config, size: usize) -> Result<Pool, StorageError> {
     let manager = Manager::from_config(
         config,
         NoTls,

@@ -1,6 +1,9 @@
 -- Per (customer, period): the account, the gross amount of the buckets, the thresholds
 -- raised, and the positive adjustments owed from earlier closed periods (an upper bound of
 -- what they add to this period's invoice).
+-- The customer is read per pair (LATERAL, kept apart by OFFSET 0): left to the planner, a
+-- call with a few thousand pairs was planned as a hash join over every customer, which
+-- cost three times as much per pair as the index look-ups.
 SELECT c.customer_id, m.period, c.name, c.msisdn, c.plan, c.region, c.is_student,
        c.activated_on, c.credit_limit,
        (SELECT COALESCE(sum(b.amount + b.extra), 0) FROM usage_buckets b
@@ -11,4 +14,4 @@ SELECT c.customer_id, m.period, c.name, c.msisdn, c.plan, c.region, c.is_student
          WHERE r.customer_id = m.customer_id AND NOT r.in_place AND r.billed_on IS NULL
            AND r.period < m.period) AS owed_at_most
   FROM UNNEST($1::int8[], $2::date[]) AS m (customer_id, period)
-  JOIN customers c ON c.customer_id = m.customer_id
+  CROSS JOIN LATERAL (SELECT * FROM customers c WHERE c.customer_id = m.customer_id OFFSET 0) c
