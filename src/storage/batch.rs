@@ -121,8 +121,9 @@ pub async fn write<T>(
             .into_iter()
             .partition(|(_, x)| !recent.contains(&x.cdr.record_id))
     };
-    let copied =
-        rerate_below.is_none() && !new.is_empty() && copy_new_usage(tx, batch, &new).await?;
+    let copied = rerate_below.is_none()
+        && !new.is_empty()
+        && copied_unless_stored(tx, USAGE_ID_KEY, insert_usage(tx, batch, &new)).await?;
     if !copied && !new.is_empty() {
         let ids: Vec<&str> = new.iter().map(|(_, x)| x.cdr.record_id.as_str()).collect();
         let stored: HashSet<String> = tx
@@ -224,35 +225,37 @@ pub async fn write<T>(
     })
 }
 
-/// Copy `rows` as new usage under a savepoint: true if they all went in, false if one of
-/// them was stored already, in which case none of them is (the savepoint is rolled back
-/// and the transaction goes on).
-async fn copy_new_usage(
+/// Run `copy` under a savepoint: true if all of it went in, false if it broke the unique
+/// key `constraint` (a row stored already), in which case none of it is (the savepoint is
+/// rolled back and the transaction goes on).
+async fn copied_unless_stored(
     tx: &Transaction<'_>,
-    batch: &PartitionBatch,
-    rows: &[(usize, &RatedCdr)],
+    constraint: &str,
+    copy: impl std::future::Future<Output = Result<usize, StorageError>>,
 ) -> Result<bool, StorageError> {
-    tx.batch_execute("SAVEPOINT copy_usage").await?;
-    match insert_usage(tx, batch, rows).await {
+    tx.batch_execute("SAVEPOINT copy_new").await?;
+    match copy.await {
         Ok(_) => {
-            tx.batch_execute("RELEASE SAVEPOINT copy_usage").await?;
+            tx.batch_execute("RELEASE SAVEPOINT copy_new").await?;
             Ok(true)
         }
-        Err(StorageError::Db(e)) if is_stored_usage(&e) => {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT copy_usage").await?;
+        Err(StorageError::Db(e))
+            if e.as_db_error().is_some_and(|d| {
+                d.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+                    && d.constraint() == Some(constraint)
+            }) =>
+        {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT copy_new").await?;
             Ok(false)
         }
         Err(e) => Err(e),
     }
 }
 
-/// Whether `e` says a usage row with this record id is stored already.
-fn is_stored_usage(e: &tokio_postgres::Error) -> bool {
-    e.as_db_error().is_some_and(|d| {
-        d.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
-            && d.constraint() == Some("usage_events_pkey")
-    })
-}
+/// The unique keys of a usage row's record id and of a reject's source position
+/// (V1__spine.sql).
+const USAGE_ID_KEY: &str = "usage_events_pkey";
+const REJECT_POSITION_KEY: &str = "rejected_records_src_topic_src_partition_src_offset_key";
 
 /// Store `rejected` (at `offsets`), returning the offsets stored now; one already stored
 /// at its position (a replayed range) is not. Like usage rows, they are copied in under a
@@ -265,22 +268,8 @@ async fn store_rejects(
     rejected: &[(usize, &Rejection)],
     offsets: &[i64],
 ) -> Result<HashSet<i64>, StorageError> {
-    tx.batch_execute("SAVEPOINT copy_rejects").await?;
-    match copy_rejects(tx, batch, rejected).await {
-        Ok(_) => {
-            tx.batch_execute("RELEASE SAVEPOINT copy_rejects").await?;
-            return Ok(offsets.iter().copied().collect());
-        }
-        Err(StorageError::Db(e))
-            if e.as_db_error().is_some_and(|d| {
-                d.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
-                    && d.constraint() == Some(REJECT_POSITION_KEY)
-            }) =>
-        {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT copy_rejects")
-                .await?;
-        }
-        Err(e) => return Err(e),
+    if copied_unless_stored(tx, REJECT_POSITION_KEY, copy_rejects(tx, batch, rejected)).await? {
+        return Ok(offsets.iter().copied().collect());
     }
     let stmt = tx
         .prepare_cached(include_str!("sql/insert_rejects.sql"))
@@ -312,9 +301,6 @@ async fn store_rejects(
         .map(|r| r.get(0))
         .collect())
 }
-
-/// The unique key of a reject's source position (V1__spine.sql).
-const REJECT_POSITION_KEY: &str = "rejected_records_src_topic_src_partition_src_offset_key";
 
 /// Copy `rejected` into `rejected_records` with a binary `COPY`.
 async fn copy_rejects(
