@@ -259,9 +259,9 @@ const REJECT_POSITION_KEY: &str = "rejected_records_src_topic_src_partition_src_
 
 /// Store `rejected` (at `offsets`), returning the offsets stored now; one already stored
 /// at its position (a replayed range) is not. Like usage rows, they are copied in under a
-/// savepoint first (a fresh range holds no stored reject: half the cost of an insert that
-/// checks each row for a conflict), and inserted with `ON CONFLICT DO NOTHING` only when
-/// the copy meets one.
+/// savepoint first (a fresh range holds no stored reject, and the copy skips the insert's
+/// conflict check of each row), and inserted with `ON CONFLICT DO NOTHING` only when the
+/// copy meets one.
 async fn store_rejects(
     tx: &Transaction<'_>,
     batch: &PartitionBatch,
