@@ -176,7 +176,8 @@ async fn replaying_a_whole_topic_twice_changes_no_total() {
 /// did not commit the stored ones itself (so it cannot know them without asking): only
 /// the new records become usage, once, and the buckets stay the sum of the usage. The
 /// batch where old and new meet has its first copy stopped by a stored row and made again
-/// without it.
+/// without it; its rejects likewise (a stored reject stops their copy, and only the new
+/// ones are inserted and counted).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replay_over_stored_and_new_records_adds_only_the_new() {
     let db = TestDb::new().await;
