@@ -164,18 +164,29 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
             })
         })
         .collect();
+    let known = Arc::new(crate::storage::billing::KnownBuckets::new(
+        committer::KNOWN_BUCKETS,
+    ));
     let committers: Vec<_> = storage_threads
         .iter()
         .map(|thread| {
-            let (pool, group, publisher, metrics, accumulators) = (
+            let (pool, group, publisher, metrics, accumulators, known) = (
                 pool.clone(),
                 s.group.clone(),
                 publisher.clone(),
                 metrics.clone(),
                 accumulators.clone(),
+                known.clone(),
             );
             Supervisor::start_in_arbiter(&thread.handle(), move |_| {
-                committer::Committer::new(pool, group, publisher, metrics, accumulators)
+                committer::Committer::new(
+                    pool,
+                    group,
+                    publisher,
+                    metrics,
+                    accumulators,
+                    known.clone(),
+                )
             })
         })
         .collect();

@@ -33,7 +33,8 @@ pub enum Written<T> {
     Fenced { stored: Option<i64> },
 }
 
-/// Write `batch` in `tx`; record ids in `recent` are known to be stored. Once the new
+/// Write `batch` in `tx`; record ids in `recent` are known to be stored, and so are the
+/// bucket keys in `known` (`post_usage`). Once the new
 /// usage rows are known (usually after they are copied in), `new_usage` is called with
 /// their indexes, so that the caller can start work that overlaps the rest of the
 /// transaction (publishing them) and wait for it before committing.
@@ -42,6 +43,7 @@ pub async fn write<T>(
     group: &str,
     batch: &PartitionBatch,
     recent: &RecentlyStored,
+    known: &super::billing::KnownBuckets,
     new_usage: impl FnOnce(&[usize]) -> T,
 ) -> Result<Written<T>, StorageError> {
     let topic = batch.topic.as_str();
@@ -151,7 +153,7 @@ pub async fn write<T>(
             insert_usage(tx, batch, &new).await?;
         }
         let rows: Vec<&RatedCdr> = new.iter().map(|(_, x)| *x).collect();
-        posted = super::billing::post_usage(tx, &rows).await?;
+        posted = super::billing::post_usage(tx, &rows, Some(known)).await?;
     }
     summary.accepted = inserted.len() as u32;
     summary.duplicates += stored_before.len() as u32;
@@ -228,7 +230,7 @@ pub async fn write<T>(
 /// Run `copy` under a savepoint: true if all of it went in, false if it broke the unique
 /// key `constraint` (a row stored already), in which case none of it is (the savepoint is
 /// rolled back and the transaction goes on).
-async fn copied_unless_stored(
+pub(super) async fn copied_unless_stored(
     tx: &Transaction<'_>,
     constraint: &str,
     copy: impl std::future::Future<Output = Result<usize, StorageError>>,

@@ -9,7 +9,11 @@ use chrono::NaiveDate;
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 
 /// New usage of one customer and period, as it was added to the buckets.
 #[derive(Debug, Clone)]
@@ -32,7 +36,12 @@ pub struct Posted {
 
 /// Post newly inserted usage rows: to the buckets of open periods, as late-usage
 /// adjustments for closed ones. Must run in the transaction that inserted the rows.
-pub async fn post_usage(tx: &Transaction<'_>, rows: &[&RatedCdr]) -> Result<Posted, StorageError> {
+/// Buckets not in `known` are copied in as new ones first (see `KnownBuckets`).
+pub async fn post_usage(
+    tx: &Transaction<'_>,
+    rows: &[&RatedCdr],
+    known: Option<&KnownBuckets>,
+) -> Result<Posted, StorageError> {
     if rows.is_empty() {
         return Ok(Posted::default());
     }
@@ -75,7 +84,7 @@ pub async fn post_usage(tx: &Transaction<'_>, rows: &[&RatedCdr]) -> Result<Post
             usage,
         })
         .collect();
-    upsert_buckets(tx, &deltas).await?;
+    write_buckets(tx, &deltas, known).await?;
     Ok(Posted {
         deltas,
         late: late.len() as u32,
@@ -109,25 +118,215 @@ async fn lock_periods(
         .collect())
 }
 
-async fn upsert_buckets(
+/// One bucket delta: customer, period, key and what it adds.
+type BucketRow<'a> = (i64, NaiveDate, &'a BucketKey, &'a Bucket);
+
+/// The unique key of a bucket (V3__billing.sql).
+const BUCKET_KEY: &str = "usage_buckets_pkey";
+
+/// Add `deltas` to the buckets. Keys `known` to be stored go through the additive upsert;
+/// the others are copied in as new rows under a savepoint, which skips the upsert's
+/// conflict check of each row (in isolation, 4,300 new keys into a 600,000-row table took
+/// 22.5 ms of server CPU copied and 38.1 ms upserted). If one of them is stored all the
+/// same (written by another process, or before this one started), the copy is rolled back
+/// and they are upserted too: the prediction decides the cost, never the totals.
+async fn write_buckets(
     tx: &Transaction<'_>,
     deltas: &[CustomerUsage],
+    known: Option<&KnownBuckets>,
 ) -> Result<(), StorageError> {
-    let n: usize = deltas.iter().map(|d| d.usage.buckets.len()).sum();
-    if n == 0 {
+    let rows: Vec<BucketRow> = deltas
+        .iter()
+        .flat_map(|d| {
+            d.usage
+                .buckets
+                .iter()
+                .map(|(k, b)| (d.customer_id, d.period, k, b))
+        })
+        .collect();
+    if rows.is_empty() {
         return Ok(());
     }
-    let mut c = BucketColumns::with_capacity(n);
-    for d in deltas {
-        for (k, b) in &d.usage.buckets {
-            c.push(d.customer_id, d.period, k, b);
-        }
+    let Some(known) = known else {
+        return upsert_buckets(tx, &rows).await;
+    };
+    let was_known = known.learn(rows.iter().map(|(c, p, k, _)| fingerprint(*c, *p, k)));
+    let (stored, new): (Vec<_>, Vec<_>) = rows.iter().zip(&was_known).partition(|(_, k)| **k);
+    let new: Vec<BucketRow> = new.into_iter().map(|(r, _)| *r).collect();
+    let copied = !new.is_empty() && known.may_copy() && {
+        let copied =
+            super::batch::copied_unless_stored(tx, BUCKET_KEY, copy_buckets(tx, &new)).await?;
+        known.copy_done(copied);
+        copied
+    };
+    if copied {
+        let stored: Vec<BucketRow> = stored.into_iter().map(|(r, _)| *r).collect();
+        upsert_buckets(tx, &stored).await
+    } else {
+        upsert_buckets(tx, &rows).await
+    }
+}
+
+/// The additive upsert of `rows`, in one statement. Rows come sorted by key, so two
+/// transactions touching the same customers lock them in the same order.
+async fn upsert_buckets(tx: &Transaction<'_>, rows: &[BucketRow<'_>]) -> Result<(), StorageError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut c = BucketColumns::with_capacity(rows.len());
+    for (customer, period, k, b) in rows {
+        c.push(*customer, *period, k, b);
     }
     let stmt = tx
         .prepare_cached(include_str!("sql/upsert_buckets.sql"))
         .await?;
     tx.execute(&stmt, &c.params()).await?;
     Ok(())
+}
+
+/// Copy `rows` into `usage_buckets` as new rows with a binary `COPY`.
+async fn copy_buckets(tx: &Transaction<'_>, rows: &[BucketRow<'_>]) -> Result<usize, StorageError> {
+    let stmt = tx
+        .prepare_cached(
+            "COPY usage_buckets (customer_id, period, tariff_id, band, catalog_version, service,
+                                 zone, price, units, events, amount, extra, cost)
+             FROM STDIN (FORMAT binary)",
+        )
+        .await?;
+    let sink = tx.copy_in(&stmt).await?;
+    let writer = BinaryCopyInWriter::new(sink, &BUCKET_COPY_TYPES);
+    futures::pin_mut!(writer);
+    for (customer, period, k, b) in rows {
+        let values: [&(dyn ToSql + Sync); 13] = [
+            customer,
+            period,
+            &k.tariff_id.as_str(),
+            &k.band.as_str(),
+            &k.catalog_version,
+            &b.service.as_str(),
+            &b.zone.as_str(),
+            &b.price,
+            &b.units,
+            &b.events,
+            &b.amount,
+            &b.extra,
+            &b.cost,
+        ];
+        writer.as_mut().write(&values).await?;
+    }
+    Ok(writer.finish().await? as usize)
+}
+
+/// The types of `copy_buckets`' columns, in its order.
+const BUCKET_COPY_TYPES: [Type; 13] = [
+    Type::INT8,
+    Type::DATE,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT4,
+    Type::TEXT,
+    Type::TEXT,
+    Type::NUMERIC,
+    Type::INT8,
+    Type::INT8,
+    Type::NUMERIC,
+    Type::NUMERIC,
+    Type::NUMERIC,
+];
+
+/// A bucket's key as a number, for `KnownBuckets`. Two keys with the same number make one
+/// of them look stored: it is upserted, which is always right.
+fn fingerprint(customer: i64, period: NaiveDate, k: &BucketKey) -> u64 {
+    let mut h = DefaultHasher::new();
+    (customer, period, k).hash(&mut h);
+    h.finish()
+}
+
+/// Bucket keys this process wrote lately (at most `capacity`, the oldest forgotten
+/// first), shared by the committers, so that a batch's new buckets can be copied in
+/// instead of upserted. A key is remembered as soon as a transaction writes it, before
+/// it commits: a key remembered wrongly (its transaction rolled back) is only upserted
+/// next time. What makes a copy fail is a key stored without this process knowing it:
+/// after a start mid-month, or written by another daemon or command. Then the copy is
+/// not tried again for a number of batches that doubles with each failure (up to 1,024)
+/// and is reset by a copy that goes through, which bounds the work lost to failed copies
+/// while the set fills up.
+pub struct KnownBuckets {
+    state: Mutex<Known>,
+}
+
+struct Known {
+    keys: HashSet<u64>,
+    order: VecDeque<u64>,
+    capacity: usize,
+    /// Batches to pass before the next copy, and how many the last failure set.
+    skip: u32,
+    backoff: u32,
+}
+
+/// The longest pause, in batches, between two tries of the copy.
+const MAX_COPY_BACKOFF: u32 = 1024;
+
+impl KnownBuckets {
+    pub fn new(capacity: usize) -> Self {
+        KnownBuckets {
+            state: Mutex::new(Known {
+                keys: HashSet::with_capacity(capacity.min(1 << 16)),
+                order: VecDeque::with_capacity(capacity.min(1 << 16)),
+                capacity,
+                skip: 0,
+                backoff: 0,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Known> {
+        // The state is a cache: one a panicking holder left is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether each key was known, in order; all of them are known afterwards.
+    fn learn(&self, keys: impl Iterator<Item = u64>) -> Vec<bool> {
+        let mut s = self.state();
+        keys.map(|key| {
+            if s.keys.contains(&key) {
+                return true;
+            }
+            if s.capacity == 0 {
+                return false;
+            }
+            if s.order.len() == s.capacity {
+                if let Some(old) = s.order.pop_front() {
+                    s.keys.remove(&old);
+                }
+            }
+            s.keys.insert(key);
+            s.order.push_back(key);
+            false
+        })
+        .collect()
+    }
+
+    /// Whether this batch may try the copy (not while paused after a failed one).
+    fn may_copy(&self) -> bool {
+        let mut s = self.state();
+        if s.skip > 0 {
+            s.skip -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// What the copy came to: a failure pauses the copy, twice as long as the last time.
+    fn copy_done(&self, copied: bool) {
+        let mut s = self.state();
+        if copied {
+            s.backoff = 0;
+        } else {
+            s.backoff = (s.backoff * 2).clamp(1, MAX_COPY_BACKOFF);
+            s.skip = s.backoff;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -454,4 +653,51 @@ pub async fn month_summaries<C: GenericClient>(
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KnownBuckets;
+
+    #[test]
+    fn known_buckets_tell_what_was_seen_and_forget_the_oldest_beyond_capacity() {
+        let known = KnownBuckets::new(3);
+        assert_eq!(known.learn([1, 2, 1].into_iter()), [false, false, true]);
+        assert_eq!(known.learn([3, 2].into_iter()), [false, true]);
+        // A fourth key pushes out the first one learned.
+        assert_eq!(known.learn([4].into_iter()), [false]);
+        assert_eq!(known.learn([1, 3, 4].into_iter()), [false, true, true]);
+        // Learning 1 again pushed out 2.
+        assert_eq!(known.learn([2].into_iter()), [false]);
+        let none = KnownBuckets::new(0);
+        assert_eq!(none.learn([7, 7].into_iter()), [false, false]);
+    }
+
+    #[test]
+    fn a_failed_copy_pauses_copies_for_twice_as_many_batches_each_time() {
+        let known = KnownBuckets::new(8);
+        assert!(known.may_copy());
+        let paused = |known: &KnownBuckets| {
+            let mut n = 0;
+            while !known.may_copy() {
+                n += 1;
+            }
+            n
+        };
+        known.copy_done(false);
+        assert_eq!(paused(&known), 1);
+        known.copy_done(false);
+        assert_eq!(paused(&known), 2);
+        known.copy_done(false);
+        assert_eq!(paused(&known), 4);
+        // A copy that goes through resets the pause.
+        known.copy_done(true);
+        assert!(known.may_copy());
+        known.copy_done(false);
+        assert_eq!(paused(&known), 1);
+        for _ in 0..20 {
+            known.copy_done(false);
+        }
+        assert_eq!(paused(&known), super::MAX_COPY_BACKOFF);
+    }
 }

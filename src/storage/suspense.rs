@@ -97,7 +97,7 @@ pub async fn resolve(
                 _ => None,
             })
             .collect();
-        let posted = super::billing::post_usage(&tx, &new_usage).await?;
+        let posted = super::billing::post_usage(&tx, &new_usage, None).await?;
         total
             .customers
             .extend(posted.deltas.iter().map(|d| d.customer_id));

@@ -1008,3 +1008,82 @@ async fn order_partitioning_and_duplicates_do_not_change_an_invoice() {
         assert_invoices_add_up(&client_a, period).await;
     }
 }
+
+/// A daemon that starts with buckets already stored knows none of their keys, so it first
+/// tries to copy them in as new (`KnownBuckets`): the copy must fail on the stored ones and
+/// the deltas be added to them instead. The first daemon is stopped part-way through the
+/// month; the second one finishes it, adding to buckets it did not write.
+#[tokio::test(flavor = "multi_thread")]
+async fn buckets_stored_before_a_start_are_added_to_not_overwritten() {
+    let db = TestDb::new().await;
+    let topic = topic("cdr.raw.known", 2).await;
+    let report = generate(&topic, &db, 16_000, 43, &[]);
+    let client = db.client().await;
+    let mut first = Daemon::start(&DaemonConfig {
+        topic: &topic,
+        group: "known",
+        database_url: &db.url,
+        idle_secs: None,
+        // Small batches one at a time, so that it is stopped long before the end.
+        extra: ["--batch-size", "50", "--max-inflight", "1"]
+            .map(String::from)
+            .to_vec(),
+    });
+    wait_for("a first part committed", Duration::from_secs(120), || {
+        stats(&db.url, "known")["stored_rows"]["usage_events"]
+            .as_u64()
+            .is_some_and(|n| n >= 1_000)
+    });
+    first.stop();
+    let before: BTreeMap<String, i64> = bucket_events(&client).await;
+    let stopped_at = stats(&db.url, "known")["stored_rows"]["usage_events"].clone();
+    assert!(
+        stopped_at.as_u64() < Some(report.expected.accepted),
+        "the first daemon must leave usage to the second: {stopped_at}"
+    );
+
+    drain(&db.url, &topic, "known");
+    let s = stats(&db.url, "known");
+    assert_eq!(s["stored_rows"]["usage_events"], report.expected.accepted);
+    let after = bucket_events(&client).await;
+    let grown = before
+        .iter()
+        .filter(|(k, events)| after.get(*k).is_some_and(|a| a > events))
+        .count();
+    assert!(grown > 100, "buckets the second daemon added to: {grown}");
+    assert!(before.keys().all(|k| after.contains_key(k)));
+    // Every customer's buckets are exactly their events: nothing lost, nothing twice.
+    let mismatched: Vec<String> = client
+        .query(
+            "SELECT customer_id || ' ' || period || ': buckets ' || coalesce(b.a::text, '-') || '/'
+                    || coalesce(b.e::text, '-') || ', usage ' || coalesce(u.a::text, '-') || '/'
+                    || coalesce(u.e::text, '-')
+               FROM (SELECT customer_id, period, sum(amount + extra) AS a, sum(events) AS e
+                       FROM usage_buckets GROUP BY 1, 2) b
+               FULL JOIN (SELECT customer_id, period, sum(amount) AS a, count(*) AS e
+                            FROM usage_events GROUP BY 1, 2) u USING (customer_id, period)
+              WHERE b.a IS DISTINCT FROM u.a OR b.e IS DISTINCT FROM u.e",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(mismatched, Vec::<String>::new());
+}
+
+/// Each bucket's event count, by its key.
+async fn bucket_events(client: &tokio_postgres::Client) -> BTreeMap<String, i64> {
+    client
+        .query(
+            "SELECT concat_ws(' ', customer_id, period, tariff_id, band, catalog_version), events
+               FROM usage_buckets",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
