@@ -82,73 +82,75 @@ struct RejectedMessage<'a> {
 impl Publisher {
     /// Start publishing the newly inserted records (indexes into the batch) and every
     /// reject. Returns at once; `Delivery::wait` tells when the broker has them all.
+    /// librdkafka copies each key and payload, so every message is written into one
+    /// buffer and handed over at once; only messages that find the local queue full are
+    /// kept, for `wait`.
     pub fn start(&self, batch: &PartitionBatch, inserted: &[usize]) -> Delivery {
-        let mut messages: Vec<(&str, Vec<u8>, Vec<u8>)> = Vec::with_capacity(batch.records.len());
-        for &i in inserted {
-            // The canonical event, as the topic's name says; its price is in Postgres
-            // (adding it here made every message a third larger and measurably slowed the
-            // pipeline on this machine, where the broker shares the CPU).
-            if let Verdict::Rated(x) = &batch.records[i].verdict {
-                match serde_json::to_vec(&x.cdr) {
-                    Ok(body) => messages.push((
-                        &self.normalized_topic,
-                        x.cdr.subscriber.as_str().as_bytes().to_vec(),
-                        body,
-                    )),
-                    Err(_) => {
-                        return Delivery::Failed(KafkaError::MessageProduction(
-                            RDKafkaErrorCode::InvalidMessage,
-                        ))
-                    }
-                }
-            }
-        }
-        for r in &batch.records {
-            if let Verdict::Rejected(rej) = &r.verdict {
-                let preview_len = r.source.payload.len().min(REJECT_PREVIEW_BYTES);
-                let msg = RejectedMessage {
-                    reason: rej.reason.as_str(),
-                    detail: &rej.detail,
-                    topic: &batch.topic,
-                    partition: batch.partition,
-                    offset: r.source.offset,
-                    payload_bytes: r.source.payload.len(),
-                    payload_preview: String::from_utf8_lossy(&r.source.payload[..preview_len])
-                        .into_owned(),
-                };
-                match serde_json::to_vec(&msg) {
-                    Ok(body) => messages.push((
-                        &self.rejected_topic,
-                        r.source.key.clone().unwrap_or_default(),
-                        body,
-                    )),
-                    Err(_) => {
-                        return Delivery::Failed(KafkaError::MessageProduction(
-                            RDKafkaErrorCode::InvalidMessage,
-                        ))
-                    }
-                }
-            }
-        }
-        let mut pending = Vec::with_capacity(messages.len());
+        let mut pending = Vec::with_capacity(batch.records.len());
         let mut queued = Vec::new();
-        for (topic, key, body) in messages {
+        let mut body = Vec::with_capacity(1024);
+        let mut send = |topic: &str, key: &[u8], body: &[u8]| -> Result<(), KafkaError> {
             match self
                 .producer
-                .send_result(FutureRecord::to(topic).key(&key).payload(&body))
+                .send_result(FutureRecord::to(topic).key(key).payload(body))
             {
                 Ok(delivery) => pending.push(delivery),
                 // The local queue is full: these go out in `wait`, which may sleep.
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    queued.push((topic.to_string(), key, body))
+                    queued.push((topic.to_string(), key.to_vec(), body.to_vec()))
                 }
-                Err((e, _)) => return Delivery::Failed(e),
+                Err((e, _)) => return Err(e),
             }
-        }
-        Delivery::Pending {
-            producer: self.producer.clone(),
-            pending,
-            queued,
+            Ok(())
+        };
+        let invalid = || KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage);
+        let sent = (|| {
+            for &i in inserted {
+                // The canonical event, as the topic's name says; its price is in Postgres
+                // (adding it here made every message a third larger and measurably slowed
+                // the pipeline on this machine, where the broker shares the CPU).
+                if let Verdict::Rated(x) = &batch.records[i].verdict {
+                    body.clear();
+                    serde_json::to_writer(&mut body, &x.cdr).map_err(|_| invalid())?;
+                    send(
+                        &self.normalized_topic,
+                        x.cdr.subscriber.as_str().as_bytes(),
+                        &body,
+                    )?;
+                }
+            }
+            for r in &batch.records {
+                if let Verdict::Rejected(rej) = &r.verdict {
+                    let preview_len = r.source.payload.len().min(REJECT_PREVIEW_BYTES);
+                    let msg = RejectedMessage {
+                        reason: rej.reason.as_str(),
+                        detail: &rej.detail,
+                        topic: &batch.topic,
+                        partition: batch.partition,
+                        offset: r.source.offset,
+                        payload_bytes: r.source.payload.len(),
+                        payload_preview: String::from_utf8_lossy(&r.source.payload[..preview_len])
+                            .into_owned(),
+                    };
+                    body.clear();
+                    serde_json::to_writer(&mut body, &msg).map_err(|_| invalid())?;
+                    send(
+                        &self.rejected_topic,
+                        r.source.key.as_deref().unwrap_or_default(),
+                        &body,
+                    )?;
+                }
+            }
+            Ok(())
+        })();
+        match sent {
+            // What was sent before the failure may be delivered: output is at least once.
+            Err(e) => Delivery::Failed(e),
+            Ok(()) => Delivery::Pending {
+                producer: self.producer.clone(),
+                pending,
+                queued,
+            },
         }
     }
 

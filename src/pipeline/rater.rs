@@ -27,7 +27,9 @@ use actix::prelude::*;
 use deadpool_postgres::Pool;
 use futures::future::{FutureExt, Shared};
 use std::cell::RefCell;
-use std::collections::HashMap;
+// foldhash: these maps are looked up per record, and SipHash (std's default) showed
+// in the daemon's profile.
+use foldhash::{HashMap, HashMapExt};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;

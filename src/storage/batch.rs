@@ -9,6 +9,7 @@ use crate::domain::normalize::NormalizedCdr;
 use crate::domain::reject::{RejectReason, Rejection};
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::Transaction;
+use foldhash::HashSetExt;
 use rust_decimal::Decimal;
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -81,7 +82,7 @@ pub async fn write<T>(
     };
 
     // Split the batch; an exact duplicate inside the batch is a duplicate like any other.
-    let mut seen = HashSet::new();
+    let mut seen = foldhash::HashSet::with_capacity(batch.records.len());
     let mut usage: Vec<(usize, &RatedCdr)> = Vec::new();
     let mut held: Vec<(usize, &NormalizedCdr, &HoldReason)> = Vec::new();
     let mut rejected = Vec::new();
@@ -357,7 +358,7 @@ async fn copy_rejects(
 /// stored; the insert finds out. Duplicates on a network mostly repeat a record sent
 /// moments before (a retransmission), which this catches.
 pub struct RecentlyStored {
-    ids: HashSet<std::sync::Arc<str>>,
+    ids: foldhash::HashSet<std::sync::Arc<str>>,
     order: std::collections::VecDeque<std::sync::Arc<str>>,
     capacity: usize,
 }
@@ -365,7 +366,7 @@ pub struct RecentlyStored {
 impl RecentlyStored {
     pub fn new(capacity: usize) -> Self {
         RecentlyStored {
-            ids: HashSet::with_capacity(capacity.min(1 << 16)),
+            ids: foldhash::HashSet::with_capacity(capacity.min(1 << 16)),
             order: std::collections::VecDeque::with_capacity(capacity.min(1 << 16)),
             capacity,
         }

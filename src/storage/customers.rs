@@ -3,7 +3,8 @@
 use super::StorageError;
 use crate::domain::batch::Subscriber;
 use crate::domain::generator::Customer;
-use std::collections::HashMap;
+// The rater looks these up per record: foldhash rather than SipHash.
+use foldhash::HashMap;
 use tokio_postgres::GenericClient;
 
 /// What rating needs of the customers with these MSISDNs. The rater asks every batch, so
