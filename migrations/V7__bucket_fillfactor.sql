@@ -1,0 +1,12 @@
+-- Bucket pages keep 10 % free for the additive updates instead of 30 %.
+--
+-- Why: the buckets are read and updated at random (by customer), so the whole table
+-- competes with the usage indexes for shared buffers. Over the benchmark's month
+-- (1,000,000 records, 598,433 buckets, 267,500 additive updates) the table took 111 MB at
+-- fillfactor 70 and 87 MB at 90, and Postgres read about 14 % fewer blocks from outside
+-- its buffers (about 335,000 against 390,000, four runs each at 128 MB shared_buffers).
+-- 99.4 % of the updates stayed HOT at 90 (all of them at 70 and 80, 92 % at 95, 82 % at
+-- 100, where the index grows too).
+--
+-- Only pages written from now on are filled to 90 %; existing pages keep their room.
+ALTER TABLE usage_buckets SET (fillfactor = 90);
