@@ -18,7 +18,9 @@
 # (`bill --no-report-refresh`, then `cdrflow report --refresh`).
 #
 # Knobs: BENCH_RECORDS, BENCH_STEADY_SECS, BENCH_PARTITIONS, BENCH_BATCH_SIZE, BENCH_COMMITTERS,
-# BENCH_MAX_INFLIGHT (default 32, cdrflow's default; the baseline gets the same), and
+# BENCH_MAX_INFLIGHT (default 32, cdrflow's default; the baseline gets the same),
+# BENCH_ROUNDS (default 1: more rounds run the backlog again through both builds, in
+# alternating order, and print every round's ratio and their median), and
 # BENCH_DAEMON_ARGS (extra flags for `cdrflow run`, e.g. --no-publish). BENCH_STEADY_RATE=R
 # skips the backlog phase and runs only the steady one at R records/s.
 set -euo pipefail
@@ -165,6 +167,40 @@ if [ -n "$BASE_BIN" ]; then
   spine=$(psql_q ${db}_spine "SELECT sum(records), extract(epoch FROM max(committed_at)), $START FROM committed_batches")
 fi
 
+# Further rounds (BENCH_ROUNDS): the same backlog again into fresh databases, the baseline
+# first in even rounds, so that a machine that slows down or speeds up during the run
+# does not always favour the build that ran first. Each round prints its own ratio.
+rounds=""
+if [ -n "$BASE_BIN" ]; then
+  # backlog_rate DB: records/s from the daemon's start ($START) to its last commit.
+  backlog_rate() { psql_q "$1" "SELECT round(sum(records) / (extract(epoch FROM max(committed_at)) - $START)) FROM committed_batches"; }
+  run_build() { # run_build BINARY DB: a fresh database with the same customers, then the backlog
+    local bin=$1 rdb=$2
+    fresh_db "$rdb"
+    "$bin" generate --brokers "$BROKER" --topic "$topic" --count 0 --seed 1 --customers $CUSTOMERS \
+      --database-url "$PG/$rdb" >/dev/null 2>&1
+    if "$bin" catalog --help >/dev/null 2>&1; then
+      "$bin" catalog apply catalog/default.toml --database-url "$PG/$rdb" >/dev/null
+    fi
+    # Only the rate goes to stdout, which the caller captures.
+    run_daemon "$topic" "$rdb" bench 3 "$bin" >/dev/null
+    finish_daemon bench >/dev/null
+    backlog_rate "$rdb"
+    fresh_db "$rdb"
+  }
+  for round in $(seq 2 "${BENCH_ROUNDS:-1}"); do
+    if [ $((round % 2)) = 0 ]; then
+      log "Round $round: baseline $BASELINE, then this build"
+      b=$(run_build "$BASE_BIN" ${db}_round); t=$(run_build "$BIN" ${db}_round)
+    else
+      log "Round $round: this build, then baseline $BASELINE"
+      t=$(run_build "$BIN" ${db}_round); b=$(run_build "$BASE_BIN" ${db}_round)
+    fi
+    echo "round $round: this build $t, baseline $b records/s" >&2
+    rounds="$rounds $t/$b"
+  done
+fi
+
 read -r consumed last_commit first_commit <<<"$(echo "$backlog" | tr '|' ' ')"
 rate=$(python3 -c "print(int($consumed / ($last_commit - $backlog_start) / 2))")
 else
@@ -203,9 +239,9 @@ if [ -n "${BENCH_STEADY_RATE:-}" ]; then
   echo "steady: $rate records/s offered; latency produce->commit p50|p99|max ms|records: $latency; peak RSS $((steady_rss / 1024)) MB"
   exit 0
 fi
-python3 - "$N" "$backlog" "$backlog_start" "$backlog_rss" "$consume_json" "$insert_json" "$latency" "$steady_rss" "$rate" "$work/gen.json" "$spine" "$BASELINE" "$invoices|$bill_secs|$files_secs|$pdf_bytes|$refresh_secs" "$CUSTOMERS" <<'PY'
-import json, sys
-n, backlog, start, rss, consume, insert, latency, steady_rss, rate, gen, spine, baseline, bill, customers = sys.argv[1:]
+python3 - "$N" "$backlog" "$backlog_start" "$backlog_rss" "$consume_json" "$insert_json" "$latency" "$steady_rss" "$rate" "$work/gen.json" "$spine" "$BASELINE" "$invoices|$bill_secs|$files_secs|$pdf_bytes|$refresh_secs" "$CUSTOMERS" "$rounds" <<'PY'
+import json, statistics, sys
+n, backlog, start, rss, consume, insert, latency, steady_rss, rate, gen, spine, baseline, bill, customers, rounds = sys.argv[1:]
 consumed, last, first = (float(x) for x in backlog.split("|"))
 start, rss, steady_rss = float(start), int(rss), int(steady_rss)
 consume, insert, gen = json.loads(consume), json.loads(insert), json.load(open(gen))
@@ -228,6 +264,15 @@ if spine != "||":
     s_wall = s_records / (s_last - s_start)
     print(f"  baseline {baseline:<9} {s_wall:,.0f} records/s end to end, same backlog")
     print(f"  this build         {wall / s_wall:.0%} of the baseline's throughput")
+    ratios = [wall / s_wall]
+    for i, r in enumerate(rounds.split(), start=2):
+        t, b = (float(x) for x in r.split("/"))
+        ratios.append(t / b)
+        first = "baseline first" if i % 2 == 0 else "this build first"
+        print(f"  round {i:<2}           {t:,.0f} against {b:,.0f} records/s ({first}): {t / b:.0%}")
+    if len(ratios) > 1:
+        print(f"  over {len(ratios)} rounds      median {statistics.median(ratios):.0%}, "
+              f"lowest {min(ratios):.0%}, highest {max(ratios):.0%}")
 print(f"  peak RSS backlog   {rss / 1024:.0f} MB")
 count, max_seq, distinct, bill_secs, files_secs, files_bytes, refresh_secs = bill.split("|")
 print(f"  bill 2026-09       {int(count):,} invoices for {int(customers):,} customers in {float(bill_secs):.1f} s "
