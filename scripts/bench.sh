@@ -35,6 +35,11 @@ CUSTOMERS=${BENCH_CUSTOMERS:-100000}
 COMMITTERS=${BENCH_COMMITTERS:-2}
 MAX_INFLIGHT=${BENCH_MAX_INFLIGHT:-32}
 BASELINE=${BENCH_BASELINE:-08bee36}
+ROUNDS=${BENCH_ROUNDS:-1}
+if ! [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "BENCH_ROUNDS must be a whole number of rounds, 1 or more (got '$ROUNDS')" >&2
+  exit 2
+fi
 PG=postgres://postgres@127.0.0.1:5432
 
 ensure_postgres
@@ -188,7 +193,7 @@ if [ -n "$BASE_BIN" ]; then
     backlog_rate "$rdb"
     fresh_db "$rdb"
   }
-  for round in $(seq 2 "${BENCH_ROUNDS:-1}"); do
+  for round in $(seq 2 "$ROUNDS"); do
     if [ $((round % 2)) = 0 ]; then
       log "Round $round: baseline $BASELINE, then this build"
       b=$(run_build "$BASE_BIN" ${db}_round); t=$(run_build "$BIN" ${db}_round)
@@ -268,8 +273,8 @@ if spine != "||":
     for i, r in enumerate(rounds.split(), start=2):
         t, b = (float(x) for x in r.split("/"))
         ratios.append(t / b)
-        first = "baseline first" if i % 2 == 0 else "this build first"
-        print(f"  round {i:<2}           {t:,.0f} against {b:,.0f} records/s ({first}): {t / b:.0%}")
+        order = "baseline first" if i % 2 == 0 else "this build first"
+        print(f"  round {i:<2}           {t:,.0f} against {b:,.0f} records/s ({order}): {t / b:.0%}")
     if len(ratios) > 1:
         print(f"  over {len(ratios)} rounds      median {statistics.median(ratios):.0%}, "
               f"lowest {min(ratios):.0%}, highest {max(ratios):.0%}")
