@@ -25,10 +25,13 @@ pub enum Delivery {
     Pending {
         producer: FutureProducer,
         pending: Vec<DeliveryFuture>,
-        queued: Vec<(String, Vec<u8>, Vec<u8>)>,
+        queued: Vec<Queued>,
     },
     Failed(KafkaError),
 }
+
+/// A message that found librdkafka's local queue full: topic, key and payload.
+type Queued = (String, Vec<u8>, Vec<u8>);
 
 impl Delivery {
     /// Wait until the broker acknowledged every record.
@@ -88,7 +91,26 @@ impl Publisher {
     pub fn start(&self, batch: &PartitionBatch, inserted: &[usize]) -> Delivery {
         let mut pending = Vec::with_capacity(batch.records.len());
         let mut queued = Vec::new();
-        let mut body = Vec::with_capacity(1024);
+        match self.send_all(batch, inserted, &mut pending, &mut queued) {
+            // What was sent before the failure may be delivered: output is at least once.
+            Err(e) => Delivery::Failed(e),
+            Ok(()) => Delivery::Pending {
+                producer: self.producer.clone(),
+                pending,
+                queued,
+            },
+        }
+    }
+
+    /// Hand every message of `start` to librdkafka: the deliveries go to `pending`, the
+    /// messages that found the local queue full to `queued`.
+    fn send_all(
+        &self,
+        batch: &PartitionBatch,
+        inserted: &[usize],
+        pending: &mut Vec<DeliveryFuture>,
+        queued: &mut Vec<Queued>,
+    ) -> Result<(), KafkaError> {
         let mut send = |topic: &str, key: &[u8], body: &[u8]| -> Result<(), KafkaError> {
             match self
                 .producer
@@ -103,55 +125,45 @@ impl Publisher {
             }
             Ok(())
         };
-        let invalid = || KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage);
-        let sent = (|| {
-            for &i in inserted {
-                // The canonical event, as the topic's name says; its price is in Postgres
-                // (adding it here made every message a third larger and measurably slowed
-                // the pipeline on this machine, where the broker shares the CPU).
-                if let Verdict::Rated(x) = &batch.records[i].verdict {
-                    body.clear();
-                    serde_json::to_writer(&mut body, &x.cdr).map_err(|_| invalid())?;
-                    send(
-                        &self.normalized_topic,
-                        x.cdr.subscriber.as_str().as_bytes(),
-                        &body,
-                    )?;
-                }
+        let invalid = |_| KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage);
+        let mut body = Vec::with_capacity(1024);
+        for &i in inserted {
+            // The canonical event, as the topic's name says; its price is in Postgres
+            // (adding it here made every message a third larger and measurably slowed
+            // the pipeline on this machine, where the broker shares the CPU).
+            if let Verdict::Rated(x) = &batch.records[i].verdict {
+                body.clear();
+                serde_json::to_writer(&mut body, &x.cdr).map_err(invalid)?;
+                send(
+                    &self.normalized_topic,
+                    x.cdr.subscriber.as_str().as_bytes(),
+                    &body,
+                )?;
             }
-            for r in &batch.records {
-                if let Verdict::Rejected(rej) = &r.verdict {
-                    let preview_len = r.source.payload.len().min(REJECT_PREVIEW_BYTES);
-                    let msg = RejectedMessage {
-                        reason: rej.reason.as_str(),
-                        detail: &rej.detail,
-                        topic: &batch.topic,
-                        partition: batch.partition,
-                        offset: r.source.offset,
-                        payload_bytes: r.source.payload.len(),
-                        payload_preview: String::from_utf8_lossy(&r.source.payload[..preview_len])
-                            .into_owned(),
-                    };
-                    body.clear();
-                    serde_json::to_writer(&mut body, &msg).map_err(|_| invalid())?;
-                    send(
-                        &self.rejected_topic,
-                        r.source.key.as_deref().unwrap_or_default(),
-                        &body,
-                    )?;
-                }
-            }
-            Ok(())
-        })();
-        match sent {
-            // What was sent before the failure may be delivered: output is at least once.
-            Err(e) => Delivery::Failed(e),
-            Ok(()) => Delivery::Pending {
-                producer: self.producer.clone(),
-                pending,
-                queued,
-            },
         }
+        for r in &batch.records {
+            if let Verdict::Rejected(rej) = &r.verdict {
+                let preview_len = r.source.payload.len().min(REJECT_PREVIEW_BYTES);
+                let msg = RejectedMessage {
+                    reason: rej.reason.as_str(),
+                    detail: &rej.detail,
+                    topic: &batch.topic,
+                    partition: batch.partition,
+                    offset: r.source.offset,
+                    payload_bytes: r.source.payload.len(),
+                    payload_preview: String::from_utf8_lossy(&r.source.payload[..preview_len])
+                        .into_owned(),
+                };
+                body.clear();
+                serde_json::to_writer(&mut body, &msg).map_err(invalid)?;
+                send(
+                    &self.rejected_topic,
+                    r.source.key.as_deref().unwrap_or_default(),
+                    &body,
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Wait for whatever is still queued, at shutdown.
