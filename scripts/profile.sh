@@ -6,7 +6,7 @@
 #
 # Usage: scripts/profile.sh [BINARY ...]
 #   With no argument: this build (target/release/cdrflow) and the baseline bench.sh
-#   builds (target/baseline/release/cdrflow, if present), alternating.
+#   built last (target/baseline/release/cdrflow, if present), alternating.
 # Knobs: PROFILE_RECORDS (default 1,000,000), PROFILE_CUSTOMERS (default 100,000),
 # PROFILE_ROUNDS (default 1: every binary runs the backlog once per round, in the order
 # given). If Postgres has pg_stat_statements in shared_preload_libraries, the costliest
