@@ -77,17 +77,17 @@ fresh_db() { psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $1 WITH 
 
 # run_daemon TOPIC DB GROUP IDLE [BINARY]: runs cdrflow until idle; sets START (epoch s) and PEAK_RSS_KB.
 run_daemon() {
-  local topic=$1 db=$2 group=$3 idle=$4 bin=${5:-$BIN} port inflight=()
+  local topic=$1 db=$2 group=$3 idle=$4 bin=${5:-$BIN} port
   port=$(free_port)
   # Both builds run with the same limit on batches in flight.
-  if "$bin" run --help 2>/dev/null | grep -q -- --max-inflight; then inflight=(--max-inflight "$MAX_INFLIGHT"); fi
+  inflight_flags "$bin" "$MAX_INFLIGHT"
   # Flush what earlier phases left dirty and let autovacuum finish with their tables, so
   # that neither lands in the middle of this phase (it did: an autovacuum of the insert
   # limit's 870k rows ran during the first daemon phase and not the second).
   quiesce
   START=$(date +%s.%N)
   RUST_LOG=warn "$bin" run --brokers "$BROKER" --topic "$topic" --group "$group" --database-url "$PG/$db" \
-    --http "127.0.0.1:$port" --batch-size "$BATCH" --committers "$COMMITTERS" "${inflight[@]}" --exit-when-idle "$idle" \
+    --http "127.0.0.1:$port" --batch-size "$BATCH" --committers "$COMMITTERS" "${INFLIGHT[@]}" --exit-when-idle "$idle" \
     --normalized-topic "$topic.normalized" --rejected-topic "$topic.rejected" ${BENCH_DAEMON_ARGS:-} 2>"$work/daemon-$group.log" &
   DAEMON_PID=$!
   PEAK_RSS_KB=0
@@ -161,12 +161,7 @@ rm -rf "$work/invoices"
 spine="||"
 if [ -n "$BASE_BIN" ]; then
   log "Baseline $BASELINE over the same backlog"
-  "$BASE_BIN" generate --brokers "$BROKER" --topic "$topic" --count 0 --seed 1 --customers $CUSTOMERS \
-    --database-url "$PG/${db}_spine" >/dev/null 2>&1
-  # A baseline that rates needs the catalog (the spine has no such command).
-  if "$BASE_BIN" catalog --help >/dev/null 2>&1; then
-    "$BASE_BIN" catalog apply catalog/default.toml --database-url "$PG/${db}_spine" >/dev/null
-  fi
+  prepare_build "$BASE_BIN" "$PG/${db}_spine" "$topic" "$CUSTOMERS"
   run_daemon "$topic" "${db}_spine" bench 3 "$BASE_BIN"
   finish_daemon bench
   spine=$(psql_q ${db}_spine "SELECT sum(records), extract(epoch FROM max(committed_at)), $START FROM committed_batches")
@@ -182,11 +177,7 @@ if [ -n "$BASE_BIN" ]; then
   run_build() { # run_build BINARY DB: a fresh database with the same customers, then the backlog
     local bin=$1 rdb=$2
     fresh_db "$rdb"
-    "$bin" generate --brokers "$BROKER" --topic "$topic" --count 0 --seed 1 --customers $CUSTOMERS \
-      --database-url "$PG/$rdb" >/dev/null 2>&1
-    if "$bin" catalog --help >/dev/null 2>&1; then
-      "$bin" catalog apply catalog/default.toml --database-url "$PG/$rdb" >/dev/null
-    fi
+    prepare_build "$bin" "$PG/$rdb" "$topic" "$CUSTOMERS"
     # Only the rate goes to stdout, which the caller captures.
     run_daemon "$topic" "$rdb" bench 3 "$bin" >/dev/null
     finish_daemon bench >/dev/null

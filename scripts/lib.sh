@@ -1,4 +1,4 @@
-# Shared by scripts/test.sh, scripts/demo.sh and scripts/bench.sh: install and start what
+# Shared by scripts/test.sh, demo.sh, bench.sh and profile.sh: install and start what
 # cdrflow needs on a fresh machine — PostgreSQL if it is down, the tansu Kafka-protocol
 # broker if it is missing — and stop what we started on exit.
 # shellcheck shell=bash
@@ -59,4 +59,26 @@ start_broker() {
 stop_broker() {
   if [ -n "${BROKER_PID:-}" ]; then kill "$BROKER_PID" 2>/dev/null; wait "$BROKER_PID" 2>/dev/null; fi
   BROKER_PID=
+}
+
+# For bench.sh and profile.sh, which run the same backlog through several builds, the
+# spine among them.
+
+# prepare_build BINARY DATABASE_URL TOPIC CUSTOMERS: the schema and the same generated
+# customers (seed 1) that every run of the backlog on TOPIC uses, and the catalog if
+# BINARY rates (the spine has no catalog command). Needs BROKER; nothing is produced.
+prepare_build() {
+  local bin=$1 url=$2 topic=$3 customers=$4
+  "$bin" generate --brokers "$BROKER" --topic "$topic" --count 0 --seed 1 --customers "$customers" \
+    --database-url "$url" >/dev/null 2>&1
+  if "$bin" catalog --help >/dev/null 2>&1; then
+    "$bin" catalog apply catalog/default.toml --database-url "$url" >/dev/null
+  fi
+}
+
+# inflight_flags BINARY N: sets INFLIGHT to the flags that limit BINARY to N batches in
+# flight, or to none for a build older than the flag.
+inflight_flags() {
+  INFLIGHT=()
+  if "$1" run --help 2>/dev/null | grep -q -- --max-inflight; then INFLIGHT=(--max-inflight "$2"); fi
 }

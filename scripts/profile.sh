@@ -86,19 +86,13 @@ for round in $(seq 1 "$ROUNDS"); do
     run=$((run + 1))
     db=cdrflow_profile_$run
     q postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)"
-    "$bin" generate --brokers "$BROKER" --topic "$topic" --count 0 --seed 1 --customers "$CUSTOMERS" \
-      --database-url "$PG/$db" >/dev/null 2>&1
-    # A build that rates needs the catalog (the spine has no such command).
-    if "$bin" catalog --help >/dev/null 2>&1; then
-      "$bin" catalog apply catalog/default.toml --database-url "$PG/$db" >/dev/null
-    fi
+    prepare_build "$bin" "$PG/$db" "$topic" "$CUSTOMERS"
     [ "$pgss" = 1 ] && q "$db" "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
-    inflight=()
-    if "$bin" run --help 2>/dev/null | grep -q -- --max-inflight; then inflight=(--max-inflight 32); fi
+    inflight_flags "$bin" 32
     q postgres CHECKPOINT
     pg0=$(pg_ticks); broker0=$(ticks "$BROKER_PID"); steal0=$(steal_ticks); start=$(date +%s.%N)
     if ! /usr/bin/time -f "%U %S" -o "$work/time" env RUST_LOG=warn "$bin" run --brokers "$BROKER" --topic "$topic" \
-      --group "profile$run" --database-url "$PG/$db" --http 127.0.0.1:0 --batch-size 5000 --committers 2 "${inflight[@]}" \
+      --group "profile$run" --database-url "$PG/$db" --http 127.0.0.1:0 --batch-size 5000 --committers 2 "${INFLIGHT[@]}" \
       --exit-when-idle 3 --normalized-topic "$topic.normalized$run" --rejected-topic "$topic.rejected$run" 2>"$work/daemon.log"; then
       echo "$bin failed:" >&2; tail -20 "$work/daemon.log" >&2; exit 1
     fi
