@@ -328,8 +328,14 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<Done> {
             }
         }
     };
-    if exit == SourceExit::Shutdown {
-        bail!("The daemon was stopped by a signal before {topic} was drained");
+    match exit {
+        SourceExit::Shutdown => {
+            bail!("The daemon was stopped by a signal before {topic} was drained")
+        }
+        SourceExit::Held => bail!(
+            "Partitions of {topic} are held: their stored offsets are past the broker's log end (see the log)"
+        ),
+        SourceExit::Idle => {}
     }
     steps.done(format!(
         "{} records committed; idle for {IDLE_SECS} s, so drained",

@@ -67,6 +67,10 @@ pub struct RunArgs {
     /// How far ahead of now a timestamp may be.
     #[arg(long, env = "CDRFLOW_MAX_CLOCK_SKEW_HOURS", default_value_t = 24)]
     pub max_clock_skew_hours: u32,
+    /// How many days older than its arrival on the broker a record may be; older ones are
+    /// rejected as too_old (a switch after a clock reset).
+    #[arg(long, env = "CDRFLOW_MAX_EVENT_AGE_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub max_event_age_days: u32,
     /// Kafka group session timeout: how long the partitions of a crashed instance wait
     /// before another member takes them over.
     #[arg(long, env = "CDRFLOW_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1000..=300_000))]
@@ -134,6 +138,7 @@ impl RunArgs {
             validation: Validation {
                 max_payload_bytes: self.max_payload_bytes as usize,
                 max_clock_skew: chrono::Duration::hours(self.max_clock_skew_hours as i64),
+                max_event_age: chrono::Duration::days(self.max_event_age_days as i64),
                 timezone: self.timezone,
             },
             numbering_region: self.default_region,
@@ -160,6 +165,14 @@ impl RunArgs {
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
     let metrics = Metrics::new(crate::telemetry::metrics::Registry::new())?;
-    pipeline::run(settings, metrics).await?;
-    Ok(ExitCode::SUCCESS)
+    match pipeline::run(settings, metrics).await? {
+        pipeline::SourceExit::Held => {
+            eprintln!(
+                "Error: partitions are held: their stored offset is past the broker's log end \
+                 (the log shows which, and `cdrflow replay` resumes them)"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        pipeline::SourceExit::Idle | pipeline::SourceExit::Shutdown => Ok(ExitCode::SUCCESS),
+    }
 }

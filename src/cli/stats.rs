@@ -1,5 +1,6 @@
 //! `cdrflow stats`: per topic and partition, records consumed = accepted + rejected (by
-//! reason) + duplicates + suspense, with the stored offsets.
+//! reason) + duplicates + suspense, with the stored offsets and the records lost in gaps
+//! (deleted on the broker before they were read). Exits 3 unless everything balances.
 
 use super::DatabaseArgs;
 use crate::storage::{self, stats};
@@ -41,7 +42,7 @@ fn table(s: &stats::Stats) -> String {
     reasons.sort();
     let mut out = format!("group {}\n", s.group);
     out += &format!(
-        "{:<16} {:>4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}  {}\n",
+        "{:<16} {:>4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}  {}\n",
         "topic",
         "part",
         "consumed",
@@ -49,33 +50,58 @@ fn table(s: &stats::Stats) -> String {
         "rejected",
         "duplicate",
         "suspense",
+        "lost",
         "next_offset",
         "balanced"
     );
-    let row = |topic: &str, part: &str, o: &stats::Outcomes, offset: String, ok: bool| {
-        format!(
-            "{:<16} {:>4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}  {}\n",
-            topic,
-            part,
-            o.consumed,
-            o.accepted,
-            o.rejected_total(),
-            o.duplicates,
-            o.suspense,
-            offset,
-            if ok { "yes" } else { "NO" }
-        )
-    };
+    let row =
+        |topic: &str, part: &str, o: &stats::Outcomes, lost: i64, offset: String, ok: bool| {
+            format!(
+                "{:<16} {:>4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}  {}\n",
+                topic,
+                part,
+                o.consumed,
+                o.accepted,
+                o.rejected_total(),
+                o.duplicates,
+                o.suspense,
+                lost,
+                offset,
+                if ok { "yes" } else { "NO" }
+            )
+        };
     for p in &s.partitions {
         out += &row(
             &p.topic,
             &p.partition.to_string(),
             &p.outcomes,
+            p.lost_records,
             p.stored_offset.map_or("-".into(), |o| o.to_string()),
             p.balanced,
         );
     }
-    out += &row("total", "", &s.totals, String::new(), s.balanced);
+    out += &row(
+        "total",
+        "",
+        &s.totals,
+        s.lost_records,
+        String::new(),
+        s.balanced,
+    );
+    if !s.gaps.is_empty() {
+        out += "\ngaps: records deleted on the broker before they were read (recover them from the switch)\n";
+        for g in &s.gaps {
+            out += &format!(
+                "  {} partition {}: offsets {}..{} ({} records), detected {}\n",
+                g.topic,
+                g.partition,
+                g.from_offset,
+                g.to_offset,
+                g.to_offset - g.from_offset,
+                g.detected_at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+    }
     if !reasons.is_empty() {
         out += "\nrejected by reason\n";
         for r in reasons {

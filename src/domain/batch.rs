@@ -9,7 +9,7 @@ use super::normalize::NormalizedCdr;
 use super::rating::{self, Rating};
 use super::record::ValidCdr;
 use super::reject::{RejectReason, Rejection};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
 
 /// Where a record came from.
@@ -53,6 +53,9 @@ pub enum HoldReason {
     /// The customer exists but the catalog cannot price the record (a catalog problem;
     /// the text names it).
     Unratable(String),
+    /// The event happened before the customer's activation: numbers are recycled, so it
+    /// belongs to the number's previous owner and never to this customer's invoice.
+    BeforeActivation,
 }
 
 impl HoldReason {
@@ -60,6 +63,7 @@ impl HoldReason {
         match self {
             HoldReason::UnknownSubscriber => "unknown_subscriber",
             HoldReason::Unratable(why) => why,
+            HoldReason::BeforeActivation => "before_activation",
         }
     }
 }
@@ -69,6 +73,8 @@ impl HoldReason {
 pub struct Subscriber {
     pub customer_id: i64,
     pub plan: String,
+    /// The first day (operator time) the customer is charged for.
+    pub activated_on: NaiveDate,
 }
 
 /// Rate one normalized record: reference data from the catalog (city, region), then
@@ -90,6 +96,13 @@ pub fn rate_record(
     let Some(sub) = subscriber else {
         return Verdict::Held(cdr, HoldReason::UnknownSubscriber);
     };
+    let local_day = cdr
+        .event_time
+        .with_timezone(&catalog.operator.timezone)
+        .date_naive();
+    if local_day < sub.activated_on {
+        return Verdict::Held(cdr, HoldReason::BeforeActivation);
+    }
     match rating::rate(catalog, &sub.plan, &cdr) {
         Ok(rating) => Verdict::Rated(Box::new(RatedCdr {
             cdr,
@@ -176,5 +189,39 @@ impl BatchSummary {
     /// Every consumed record has exactly one outcome.
     pub fn balances(&self) -> bool {
         self.consumed == self.accepted + self.duplicates + self.suspense + self.rejected_total()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::rating::tests::{shipped, voice, MA};
+
+    #[test]
+    fn an_event_before_the_subscribers_activation_is_held_as_the_previous_owners() {
+        let sub = Subscriber {
+            customer_id: 1,
+            plan: "student".into(),
+            activated_on: NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+        };
+        // 23:30 UTC on 1 November is 00:30 on the 2nd in Casablanca (UTC+1): active.
+        let first_day = rate_record(
+            shipped(),
+            1,
+            Some(&sub),
+            voice("2026-11-01T23:30:00Z", 60, MA),
+        );
+        assert!(matches!(first_day, Verdict::Rated(_)), "{first_day:?}");
+        let day_before = rate_record(
+            shipped(),
+            1,
+            Some(&sub),
+            voice("2026-11-01T22:30:00Z", 60, MA),
+        );
+        assert!(
+            matches!(day_before, Verdict::Held(_, HoldReason::BeforeActivation)),
+            "{day_before:?}"
+        );
+        assert_eq!(HoldReason::BeforeActivation.as_str(), "before_activation");
     }
 }

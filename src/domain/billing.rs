@@ -399,6 +399,41 @@ pub fn loyal(activated_on: NaiveDate, months: u32, period: NaiveDate) -> bool {
         .is_some_and(|d| d <= period_end(period))
 }
 
+/// A period's plan fee as charged to a customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanFee {
+    pub amount: Decimal,
+    /// In the month of activation: (days active, days in the month).
+    pub days: Option<(u32, u32)>,
+}
+
+/// The plan fee of `period` for a customer activated on `activated_on`: nothing for a
+/// period that ends before the activation, the whole fee once active all month, and in
+/// the month of activation the fee prorated by days active, from the activation day to
+/// the month's last day inclusive. None when nothing is charged.
+pub fn plan_fee(
+    monthly_fee: Decimal,
+    activated_on: NaiveDate,
+    period: NaiveDate,
+) -> Option<PlanFee> {
+    let last = period_end(period);
+    if monthly_fee.is_zero() || activated_on > last {
+        return None;
+    }
+    if activated_on <= period {
+        return Some(PlanFee {
+            amount: monthly_fee,
+            days: None,
+        });
+    }
+    let of = last.day();
+    let active = of - activated_on.day() + 1;
+    Some(PlanFee {
+        amount: monthly_fee * Decimal::from(active) / Decimal::from(of),
+        days: Some((active, of)),
+    })
+}
+
 /// The invoice (or, without a number, the month-to-date estimate) of one customer and
 /// period.
 pub fn invoice(
@@ -457,16 +492,19 @@ pub fn invoice(
             amount: money(rated),
         });
     }
-    if !plan.monthly_fee.is_zero() {
+    if let Some(fee) = plan_fee(plan.monthly_fee, customer.activated_on, period) {
         lines.push(InvoiceLine {
             kind: LineKind::PlanFee,
-            description: format!("Monthly fee, {}", plan.name),
+            description: match fee.days {
+                Some((active, of)) => format!("Monthly fee, {} ({active}/{of} days)", plan.name),
+                None => format!("Monthly fee, {}", plan.name),
+            },
             service: None,
             date: None,
             quantity: None,
             unit: None,
             rated: None,
-            amount: money(plan.monthly_fee),
+            amount: money(fee.amount),
         });
     }
     let used = allowances(catalog, plan, usage);

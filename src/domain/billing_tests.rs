@@ -42,6 +42,54 @@ fn line(inv: &Invoice, kind: LineKind) -> Vec<(&str, Decimal)> {
         .collect()
 }
 
+#[test]
+fn no_plan_fee_is_charged_for_a_month_that_ends_before_the_activation() {
+    let customer = BillTo {
+        activated_on: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        ..student()
+    };
+    let inv = invoice(shipped(), 1, &customer, november(), &Usage::default(), &[]).unwrap();
+    assert!(line(&inv, LineKind::PlanFee).is_empty(), "{:?}", inv.lines);
+}
+
+#[test]
+fn the_month_of_activation_is_charged_by_days_and_the_line_says_so() {
+    // Activated on 19 November: 19..30 is 12 of 30 days, 49.00 × 12 / 30 = 19.60.
+    let customer = BillTo {
+        activated_on: NaiveDate::from_ymd_opt(2026, 11, 19).unwrap(),
+        ..student()
+    };
+    let inv = invoice(shipped(), 1, &customer, november(), &Usage::default(), &[]).unwrap();
+    assert_eq!(
+        line(&inv, LineKind::PlanFee),
+        vec![("Monthly fee, Student (12/30 days)", dec("19.60"))]
+    );
+    // The last day of a 31-day month: 49.00 / 31 = 1.5806… rounds half-up to 1.58.
+    let december = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    let customer = BillTo {
+        activated_on: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+        ..student()
+    };
+    let inv = invoice(shipped(), 1, &customer, december, &Usage::default(), &[]).unwrap();
+    assert_eq!(
+        line(&inv, LineKind::PlanFee),
+        vec![("Monthly fee, Student (1/31 days)", dec("1.58"))]
+    );
+}
+
+#[test]
+fn a_customer_activated_on_the_first_pays_the_whole_month() {
+    let customer = BillTo {
+        activated_on: november(),
+        ..student()
+    };
+    let inv = invoice(shipped(), 1, &customer, november(), &Usage::default(), &[]).unwrap();
+    assert_eq!(
+        line(&inv, LineKind::PlanFee),
+        vec![("Monthly fee, Student", dec("49.00"))]
+    );
+}
+
 /// The student plan (catalog/default.toml): 49.00 a month, voice 30/30 with domestic
 /// peak 0.60 and off-peak/weekend 0.30 a minute, Europe peak 4.00, domestic SMS 0.15,
 /// Europe SMS 1.50, data 0.05 a MB; 60 domestic minutes and 2048 MB included; student

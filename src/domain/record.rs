@@ -160,6 +160,8 @@ pub struct Validation {
     pub max_payload_bytes: usize,
     /// How far ahead of `now` a timestamp may be before it is refused.
     pub max_clock_skew: Duration,
+    /// How much older than its arrival a record may be before it is refused.
+    pub max_event_age: Duration,
     /// The zone in which timestamps without an offset are read.
     pub timezone: Tz,
 }
@@ -169,14 +171,44 @@ impl Default for Validation {
         Validation {
             max_payload_bytes: 64 * 1024,
             max_clock_skew: Duration::hours(24),
+            max_event_age: Duration::days(90),
             timezone: chrono_tz::Africa::Casablanca,
         }
     }
 }
 
 impl Validation {
-    /// Decode and check one payload.
+    /// Decode and check one payload that arrives `now`.
     pub fn validate(&self, payload: &[u8], now: DateTime<Utc>) -> Result<ValidCdr, Rejection> {
+        self.validate_arrived(payload, now, now)
+    }
+
+    /// Decode and check one payload, checked `now`, that `arrived` on the broker. The age
+    /// limit is measured against the arrival, so a record replayed months later gets the
+    /// verdict it got then.
+    pub fn validate_arrived(
+        &self,
+        payload: &[u8],
+        now: DateTime<Utc>,
+        arrived: DateTime<Utc>,
+    ) -> Result<ValidCdr, Rejection> {
+        let cdr = self.decode(payload, now)?;
+        if cdr.event_time < arrived - self.max_event_age {
+            return Err(Rejection::new(
+                RejectReason::TooOld,
+                format!(
+                    "{} is {} days before its arrival {}; the limit is {} days",
+                    cdr.event_time.to_rfc3339(),
+                    (arrived - cdr.event_time).num_days(),
+                    arrived.to_rfc3339(),
+                    self.max_event_age.num_days()
+                ),
+            ));
+        }
+        Ok(cdr)
+    }
+
+    fn decode(&self, payload: &[u8], now: DateTime<Utc>) -> Result<ValidCdr, Rejection> {
         if payload.len() > self.max_payload_bytes {
             return Err(Rejection::new(
                 RejectReason::PayloadTooLarge,
@@ -676,6 +708,69 @@ mod tests {
     }
 
     #[test]
+    fn a_record_dated_at_the_epoch_after_a_clock_reset_is_too_old() {
+        let mut v = voice();
+        v["timestamp"] = json!("1970-01-01T00:00:00Z");
+        let err = check(v).unwrap_err();
+        assert_eq!(err.reason, RejectReason::TooOld);
+        assert!(
+            err.detail.contains("the limit is 90 days"),
+            "{}",
+            err.detail
+        );
+    }
+
+    #[test]
+    fn a_record_dated_in_year_one_is_too_old() {
+        let mut v = sms();
+        v["timestamp"] = json!("0001-01-01T00:00:00Z");
+        assert_eq!(reason(v), RejectReason::TooOld);
+    }
+
+    #[test]
+    fn the_age_limit_is_measured_against_the_arrival_not_the_check() {
+        let mut v = voice();
+        // 91 days before now(), 89 days before an arrival two days earlier.
+        v["timestamp"] = json!("2026-08-02T12:00:00Z");
+        let payload = v.to_string();
+        let arrived = now() - Duration::days(2);
+        assert_eq!(
+            Validation::default()
+                .validate(payload.as_bytes(), now())
+                .unwrap_err()
+                .reason,
+            RejectReason::TooOld
+        );
+        assert!(Validation::default()
+            .validate_arrived(payload.as_bytes(), now(), arrived)
+            .is_ok());
+        // A replay weeks later still measures against the first arrival.
+        assert!(Validation::default()
+            .validate_arrived(payload.as_bytes(), now() + Duration::days(60), arrived)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_late_record_inside_the_age_limit_is_accepted() {
+        let mut v = voice();
+        v["timestamp"] = json!("2026-08-04T12:00:00Z");
+        assert!(check(v).is_ok());
+        let strict = Validation {
+            max_event_age: Duration::days(30),
+            ..Validation::default()
+        };
+        let mut v = voice();
+        v["timestamp"] = json!("2026-09-30T12:00:00Z");
+        assert_eq!(
+            strict
+                .validate(v.to_string().as_bytes(), now())
+                .unwrap_err()
+                .reason,
+            RejectReason::TooOld
+        );
+    }
+
+    #[test]
     fn a_timestamp_slightly_ahead_within_the_skew_is_accepted() {
         let mut v = voice();
         v["timestamp"] = json!("2026-11-01T13:00:00Z");
@@ -766,9 +861,10 @@ mod properties {
         /// Any non-negative whole duration is kept exactly; any negative one is refused.
         #[test]
         fn durations_are_kept_exactly_or_refused(d in -100_000i64..200_000) {
-            let v = serde_json::json!({"record_type":"voice","timestamp":"2026-01-05T10:00:00Z","caller_id":"0612345678",
+            let v = serde_json::json!({"record_type":"voice","timestamp":"2026-10-05T10:00:00Z","caller_id":"0612345678",
                 "callee_id":"0698765432","duration_sec":d,"cell_id":"FES_1","technology":"4G"});
-            let got = Validation::default().validate(v.to_string().as_bytes(), Utc::now());
+            let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+            let got = Validation::default().validate(v.to_string().as_bytes(), now);
             if d < 0 || d > MAX_DURATION_SEC {
                 prop_assert_eq!(got.unwrap_err().reason, RejectReason::InvalidValue);
             } else {

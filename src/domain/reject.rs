@@ -29,10 +29,14 @@ pub enum RejectReason {
     InvalidTimestamp,
     /// A timestamp further in the future than the allowed clock skew.
     FutureTimestamp,
+    /// A timestamp older than the allowed event age at the record's arrival (a switch
+    /// after a clock reset, a file found years later): it would open a billing period
+    /// long closed or never opened.
+    TooOld,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::PayloadTooLarge,
         RejectReason::InvalidJson,
         RejectReason::NotAnObject,
@@ -42,6 +46,7 @@ impl RejectReason {
         RejectReason::MalformedNumber,
         RejectReason::InvalidTimestamp,
         RejectReason::FutureTimestamp,
+        RejectReason::TooOld,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +60,7 @@ impl RejectReason {
             RejectReason::MalformedNumber => "malformed_number",
             RejectReason::InvalidTimestamp => "invalid_timestamp",
             RejectReason::FutureTimestamp => "future_timestamp",
+            RejectReason::TooOld => "too_old",
         }
     }
 

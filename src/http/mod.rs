@@ -1,5 +1,5 @@
 //! The daemon's HTTP face: `/metrics` (Prometheus text), `/healthz` (the process is up),
-//! `/readyz` (Postgres and the broker answer), and the billing API:
+//! `/readyz` (Postgres and the broker answer, no partition is held), and the billing API:
 //! `GET /api/customers/{id}/usage[?period=YYYY-MM]` (month-to-date buckets, allowances
 //! left, the estimated invoice), `GET /api/invoices?period=&customer=`,
 //! `GET /api/invoices/{number}.json` and `.pdf`; the reports (`/api/reports/{name}`,
@@ -138,8 +138,11 @@ async fn readyz(state: web::Data<State>) -> HttpResponse {
         Ok(()) => "ok".to_string(),
         Err(e) => e.clone(),
     };
-    let body = json!({"postgres": show(&postgres), "broker": show(&broker)});
-    if postgres.is_ok() && broker.is_ok() {
+    // A held partition is stream nobody consumes: not ready until the operator resumes it.
+    let held = state.metrics.held_partitions.get();
+    let body =
+        json!({"postgres": show(&postgres), "broker": show(&broker), "held_partitions": held});
+    if postgres.is_ok() && broker.is_ok() && held == 0 {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

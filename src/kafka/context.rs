@@ -29,6 +29,29 @@ pub struct Cursor {
     pub next_from: i64,
 }
 
+/// Where a partition's next offset stands against the broker's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// Between the log start and the log end (at the end: caught up).
+    InLog,
+    /// Past the log end: the topic was recreated or its log truncated. Consuming from
+    /// anywhere would skip or double-bill; only the operator knows where to go on.
+    BeyondEnd,
+    /// Before the log start: the records in between were deleted unread.
+    BelowStart,
+}
+
+/// Classify offset `next` against a partition's log start `low` and end `high`.
+pub fn position(next: i64, low: i64, high: i64) -> Position {
+    if next > high {
+        Position::BeyondEnd
+    } else if next < low {
+        Position::BelowStart
+    } else {
+        Position::InLog
+    }
+}
+
 /// The partitions this instance owns and its position in each.
 #[derive(Debug, Default)]
 pub struct Assignment {
@@ -279,6 +302,18 @@ impl ConsumerContext for SourceContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offset_is_in_the_log_from_its_start_up_to_its_end_inclusive() {
+        assert_eq!(position(10, 10, 20), Position::InLog);
+        assert_eq!(position(20, 10, 20), Position::InLog);
+        assert_eq!(position(0, 0, 0), Position::InLog);
+        assert_eq!(position(21, 10, 20), Position::BeyondEnd);
+        assert_eq!(position(1000, 0, 600), Position::BeyondEnd);
+        assert_eq!(position(9, 10, 20), Position::BelowStart);
+        // Everything deleted: start and end meet past the stored offset.
+        assert_eq!(position(5, 30, 30), Position::BelowStart);
+    }
 
     #[test]
     fn a_reset_starts_a_new_epoch_and_stale_advances_are_ignored() {

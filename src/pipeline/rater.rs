@@ -332,6 +332,7 @@ mod tests {
         Subscriber {
             customer_id: id,
             plan: plan.to_string(),
+            activated_on: chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
         }
     }
 

@@ -4,6 +4,13 @@
 //! each answer either mirrors the committed offset to Kafka, or rewinds the partition to
 //! where Postgres says it stands (fenced, or failed and retried after back-off).
 //!
+//! Every new position of a partition (assignment, seek) and every jump in its offsets
+//! (librdkafka resetting a position the broker's log no longer has) is checked against the
+//! broker's log start and end. A position past the end (topic recreated, log truncated)
+//! holds the partition: it is paused, nothing of it is consumed or skipped, and it is
+//! resumed once `cdrflow replay` moves its stored offset. A position before the start
+//! (records deleted unread) is recorded as a gap and consumption goes on from the start.
+//!
 //! If the consumer itself fails, the loop ends with an error, the actor stops, and its
 //! supervisor restarts it with a new consumer that starts from the stored offsets.
 
@@ -11,12 +18,16 @@ use super::messages::{Batch, BatchAck, PipelineError};
 use super::stages::Validator;
 use crate::domain::batch::{PartitionBatch, ProcessedRecord, SourceMeta, Verdict};
 use crate::kafka::client::consumer_config;
-use crate::kafka::context::{Assignment, Cursor, InFlight, SourceContext};
-use crate::telemetry::events::{ActorRestarted, BatchFailed, FailureKind};
+use crate::kafka::context::{position, Assignment, Cursor, InFlight, Position, SourceContext};
+use crate::storage::{self, offsets};
+use crate::telemetry::events::{
+    ActorRestarted, BatchFailed, FailureKind, OffsetBeyondLogEnd, OffsetGapRecorded,
+};
 use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use futures::future::{FutureExt, LocalBoxFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -52,6 +63,8 @@ pub struct SourceSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceExit {
     Idle,
+    /// Idle, with partitions held because their stored offset is past the log end.
+    Held,
     Shutdown,
 }
 
@@ -76,6 +89,12 @@ const PARTIAL_CUTS_BELOW: usize = 8;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// With `exit_when_idle`, how long an instance that was never assigned a partition waits.
 const NEVER_ASSIGNED_WAIT: Duration = Duration::from_secs(30);
+/// How often new positions are checked against the broker's log, and held partitions
+/// looked at again (the operator's replay, a gap to record once Postgres answers).
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+const REVISIT_EVERY: Duration = Duration::from_secs(2);
+/// How long one look-up of a partition's log start and end may take.
+const LOG_BOUNDS_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn backoff(failures: u32) -> Duration {
     if failures == 0 {
@@ -181,6 +200,54 @@ impl Buffer {
     }
 }
 
+/// A partition held because its position is not in the broker's log.
+struct Held {
+    /// The assignment epoch it was held under; once the partition moves (rebalance) the
+    /// hold ends and the new position is checked afresh.
+    epoch: u64,
+    /// The stored offset last found past the log end. The partition stays held until the
+    /// stored offset changes (`cdrflow replay`), even once the new log grows past it.
+    beyond_end_at: Option<i64>,
+}
+
+/// What the source knows of its partitions' positions against the broker's log.
+#[derive(Default)]
+struct LogChecks {
+    /// Per partition, the (epoch, offset) last found in the log: asked once, not per record.
+    checked: HashMap<i32, (u64, i64)>,
+    held: HashMap<i32, Held>,
+    /// Batches in flight per partition: a held partition is looked at again only once its
+    /// batches are answered, so that its stored offset is final.
+    inflight: HashMap<i32, usize>,
+    /// For reading a held partition's stored offset and recording gaps; opened on first use.
+    db: Option<tokio_postgres::Client>,
+    last_check: Option<Instant>,
+    last_revisit: Option<Instant>,
+}
+
+type Consumer_ = Arc<StreamConsumer<SourceContext>>;
+
+/// The broker's log start and end of `partition`, asked on a blocking thread: librdkafka's
+/// call waits for the answer.
+async fn log_bounds(
+    consumer: &Consumer_,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), KafkaError> {
+    let (consumer, topic) = (consumer.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        consumer.fetch_watermarks(&topic, partition, LOG_BOUNDS_TIMEOUT)
+    })
+    .await
+    .unwrap_or(Err(KafkaError::Canceled))
+}
+
+fn one_partition(topic: &str, partition: i32) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    tpl
+}
+
 /// What comes back for a batch.
 struct Ack {
     partition: i32,
@@ -212,11 +279,12 @@ impl SourceLoop {
             inflight: self.inflight.clone(),
             metrics: self.metrics.clone(),
         };
-        let consumer: StreamConsumer<SourceContext> =
+        let consumer: Consumer_ = Arc::new(
             consumer_config(&s.brokers, &s.group, s.session_timeout_ms)
                 // Statistics carry each partition's lag (cdrflow_consumer_lag).
                 .set("statistics.interval.ms", "5000")
-                .create_with_context(context)?;
+                .create_with_context(context)?,
+        );
         consumer.subscribe(&[&s.topic])?;
         info!(topic = %s.topic, group = %s.group, "Source subscribed.");
 
@@ -233,6 +301,7 @@ impl SourceLoop {
         let mut paused_until: Option<Instant> = None;
         let mut stopping = *self.shutdown.borrow();
         let mut consecutive_failures = 0u32;
+        let mut checks = LogChecks::default();
 
         loop {
             self.metrics.inflight_batches.set(pending.len() as i64);
@@ -245,6 +314,9 @@ impl SourceLoop {
             tokio::select! {
                 Some(ack) = pending.next(), if !pending.is_empty() => {
                     let ack: Ack = ack;
+                    if let Some(n) = checks.inflight.get_mut(&ack.partition) {
+                        *n = n.saturating_sub(1);
+                    }
                     match ack.result {
                         Ok(BatchAck::Committed(_)) => {
                             consecutive_failures = 0;
@@ -303,12 +375,38 @@ impl SourceLoop {
                             last_activity = Instant::now();
                             let p = m.partition();
                             let Some(cursor) = assignment.get(p) else { continue };
+                            if checks.held.contains_key(&p) {
+                                continue;
+                            }
+                            let next = match buffers.get(&p) {
+                                Some(b) if b.epoch == cursor.epoch => b.next_expected,
+                                _ => cursor.next_from,
+                            };
+                            if m.offset() == next {
+                                // The position is a record of the log: nothing to ask.
+                                if checks.checked.get(&p).map(|c| c.0) != Some(cursor.epoch) {
+                                    checks.checked.insert(p, (cursor.epoch, next));
+                                }
+                            } else if checks.checked.get(&p) != Some(&(cursor.epoch, next)) {
+                                // A jump: a stale record after a seek, a hole the log may
+                                // have (compaction, transaction markers), or librdkafka
+                                // resetting a position the log no longer has.
+                                if self.log_position(&consumer, p, next).await == Some(Position::InLog) {
+                                    checks.checked.insert(p, (cursor.epoch, next));
+                                } else {
+                                    if let Some(batch) = self.hold(&consumer, &assignment, &mut buffers, &mut checks, p) {
+                                        pending.push(batch);
+                                    }
+                                    self.revisit(&consumer, &assignment, &mut buffers, &mut checks, p).await?;
+                                    continue;
+                                }
+                            }
+                            if m.offset() < next {
+                                continue;
+                            }
                             let buf = buffers.entry(p).or_insert_with(|| Buffer::new(cursor));
                             if buf.epoch != cursor.epoch {
                                 *buf = Buffer::new(cursor);
-                            }
-                            if m.offset() < buf.next_expected {
-                                continue;
                             }
                             if buf.records.is_empty() {
                                 buf.since = Instant::now();
@@ -327,7 +425,7 @@ impl SourceLoop {
                                 verdict: Verdict::Received,
                             });
                             if buf.records.len() >= s.batch_size {
-                                if let Some(batch) = self.cut(&assignment, &mut buffers, p) {
+                                if let Some(batch) = self.cut(&assignment, &mut buffers, &mut checks.inflight, p) {
                                     pending.push(batch);
                                 }
                             }
@@ -358,10 +456,16 @@ impl SourceLoop {
                         if pending.len() >= limit {
                             break;
                         }
-                        if let Some(batch) = self.cut(&assignment, &mut buffers, p) {
+                        if let Some(batch) = self.cut(&assignment, &mut buffers, &mut checks.inflight, p) {
                             pending.push(batch);
                         }
                     }
+                    if !stopping {
+                        for batch in self.check_positions(&consumer, &assignment, &mut buffers, &mut checks).await? {
+                            pending.push(batch);
+                        }
+                    }
+                    self.metrics.held_partitions.set(checks.held.len() as i64);
                     let drained = pending.is_empty() && buffers.values().all(|b| b.records.is_empty());
                     if stopping && drained {
                         info!("All in-flight batches finished.");
@@ -373,6 +477,12 @@ impl SourceLoop {
                         // never gets a partition still stops, after a generous wait.
                         let settled = was_assigned || started.elapsed() >= idle.max(NEVER_ASSIGNED_WAIT);
                         if settled && drained && paused_until.is_none() && Instant::now() >= last_activity && last_activity.elapsed() >= idle {
+                            if !checks.held.is_empty() {
+                                let mut held: Vec<i32> = checks.held.keys().copied().collect();
+                                held.sort_unstable();
+                                warn!(idle_secs = idle.as_secs(), ?held, "No records for the idle period, but partitions are held.");
+                                return Ok(SourceExit::Held);
+                            }
                             info!(idle_secs = idle.as_secs(), "No records for the idle period and everything committed.");
                             return Ok(SourceExit::Idle);
                         }
@@ -388,13 +498,15 @@ impl SourceLoop {
         &self,
         assignment: &Assignment,
         buffers: &mut HashMap<i32, Buffer>,
+        inflight: &mut HashMap<i32, usize>,
         partition: i32,
-    ) -> Option<impl std::future::Future<Output = Ack>> {
+    ) -> Option<LocalBoxFuture<'static, Ack>> {
         let buf = buffers.remove(&partition)?;
         let cursor = assignment.get(partition)?;
         if cursor.epoch != buf.epoch || buf.records.is_empty() {
             return None;
         }
+        *inflight.entry(partition).or_default() += 1;
         let from = cursor.next_from;
         let to = buf.next_expected;
         assignment.advance(partition, cursor.epoch, to);
@@ -420,18 +532,259 @@ impl SourceLoop {
         self.source_stage.handled(batch.data.records.len());
         self.validator_stage.enqueued();
         let request = self.next.send(batch);
-        Some(async move {
-            Ack {
-                partition,
-                epoch: cursor.epoch,
-                from,
-                to,
-                result: request
-                    .await
-                    .unwrap_or(Err(PipelineError::StageDown("validator"))),
+        Some(
+            async move {
+                Ack {
+                    partition,
+                    epoch: cursor.epoch,
+                    from,
+                    to,
+                    result: request
+                        .await
+                        .unwrap_or(Err(PipelineError::StageDown("validator"))),
+                }
             }
-        })
+            .boxed_local(),
+        )
     }
+
+    /// Where `offset` stands in the broker's log of `partition`; None when the broker did
+    /// not answer.
+    async fn log_position(
+        &self,
+        consumer: &Consumer_,
+        partition: i32,
+        offset: i64,
+    ) -> Option<Position> {
+        match log_bounds(consumer, &self.settings.topic, partition).await {
+            Ok((low, high)) => Some(position(offset, low, high)),
+            Err(error) => {
+                warn!(%error, partition, "Failed to read the log start and end of a partition.");
+                None
+            }
+        }
+    }
+
+    /// Check the new positions (assignments, seeks) against the broker's log, and look
+    /// at the held partitions again. Returns the batches cut from partitions it held.
+    async fn check_positions(
+        &self,
+        consumer: &Consumer_,
+        assignment: &Assignment,
+        buffers: &mut HashMap<i32, Buffer>,
+        checks: &mut LogChecks,
+    ) -> Result<Vec<LocalBoxFuture<'static, Ack>>, SourceError> {
+        let mut cut = Vec::new();
+        let now = Instant::now();
+        if checks.last_check.is_some_and(|t| now < t + CHECK_EVERY) {
+            return Ok(cut);
+        }
+        checks.last_check = Some(now);
+        // A hold ends when its partition moves; the new owner (maybe us) checks afresh.
+        let moved: Vec<i32> = checks
+            .held
+            .iter()
+            .filter(|(p, h)| assignment.get(**p).is_none_or(|c| c.epoch != h.epoch))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in moved {
+            checks.held.remove(&p);
+            if assignment.get(p).is_some() {
+                let _ = consumer.resume(&one_partition(&self.settings.topic, p));
+            }
+        }
+        for p in assignment.owned() {
+            let Some(cursor) = assignment.get(p) else {
+                continue;
+            };
+            if checks.held.contains_key(&p)
+                || checks.checked.get(&p).map(|c| c.0) == Some(cursor.epoch)
+            {
+                continue;
+            }
+            match self.log_position(consumer, p, cursor.next_from).await {
+                Some(Position::InLog) => {
+                    checks.checked.insert(p, (cursor.epoch, cursor.next_from));
+                }
+                Some(_) => {
+                    cut.extend(self.hold(consumer, assignment, buffers, checks, p));
+                    self.revisit(consumer, assignment, buffers, checks, p)
+                        .await?;
+                }
+                // Asked again at the next check.
+                None => {}
+            }
+        }
+        if checks.last_revisit.is_none_or(|t| now >= t + REVISIT_EVERY) {
+            checks.last_revisit = Some(now);
+            let held: Vec<i32> = checks.held.keys().copied().collect();
+            for p in held {
+                self.revisit(consumer, assignment, buffers, checks, p)
+                    .await?;
+            }
+        }
+        Ok(cut)
+    }
+
+    /// Hold `partition`: pause it, so nothing more of it is fetched, until [`Self::revisit`]
+    /// knows where it goes on. What it had buffered goes on as a batch (records read from
+    /// the log are committed); the hold starts a new epoch at the buffer's end, so the
+    /// answers of batches still in flight no longer move the partition.
+    fn hold(
+        &self,
+        consumer: &Consumer_,
+        assignment: &Assignment,
+        buffers: &mut HashMap<i32, Buffer>,
+        checks: &mut LogChecks,
+        partition: i32,
+    ) -> Option<LocalBoxFuture<'static, Ack>> {
+        let batch = self.cut(assignment, buffers, &mut checks.inflight, partition);
+        buffers.remove(&partition);
+        let cursor = assignment.get(partition)?;
+        let cursor = assignment.reset(partition, cursor.next_from);
+        checks.held.insert(
+            partition,
+            Held {
+                epoch: cursor.epoch,
+                beyond_end_at: None,
+            },
+        );
+        if let Err(error) = consumer.pause(&one_partition(&self.settings.topic, partition)) {
+            warn!(%error, partition, "Failed to pause a held partition; its records are dropped until it resumes.");
+        }
+        batch
+    }
+
+    /// Look at a held partition again, once its batches in flight are answered: its
+    /// stored offset (Postgres) against the broker's log. Past the end it stays held (the
+    /// ERROR says what to run); before the start the gap is recorded and it goes on from
+    /// the log start; in the log, after an operator's replay, it goes on from there.
+    async fn revisit(
+        &self,
+        consumer: &Consumer_,
+        assignment: &Assignment,
+        buffers: &mut HashMap<i32, Buffer>,
+        checks: &mut LogChecks,
+        partition: i32,
+    ) -> Result<(), SourceError> {
+        let s = &self.settings;
+        let Some(epoch) = checks.held.get(&partition).map(|h| h.epoch) else {
+            return Ok(());
+        };
+        if assignment.get(partition).is_none_or(|c| c.epoch != epoch)
+            || checks.inflight.get(&partition).is_some_and(|n| *n > 0)
+        {
+            return Ok(());
+        }
+        let stored = match held_stored_offset(checks, s, partition).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Err(SourceError::OffsetRowMissing(partition)),
+            Err(error) => {
+                warn!(%error, partition, "Failed to read the stored offset of a held partition; trying again.");
+                checks.db = None;
+                return Ok(());
+            }
+        };
+        let (low, high) = match log_bounds(consumer, &s.topic, partition).await {
+            Ok(bounds) => bounds,
+            Err(error) => {
+                warn!(%error, partition, "Failed to read the log start and end of a held partition; trying again.");
+                return Ok(());
+            }
+        };
+        let Some(held) = checks.held.get_mut(&partition) else {
+            return Ok(());
+        };
+        match position(stored, low, high) {
+            Position::BeyondEnd => {
+                if held.beyond_end_at != Some(stored) {
+                    held.beyond_end_at = Some(stored);
+                    OffsetBeyondLogEnd {
+                        topic: &s.topic,
+                        partition,
+                        group: &s.group,
+                        stored,
+                        log_start: low,
+                        log_end: high,
+                    }
+                    .emit(&self.metrics);
+                }
+            }
+            // The new log grew past the offset held: where it should go on is still the
+            // operator's call.
+            Position::InLog if held.beyond_end_at == Some(stored) => {}
+            Position::InLog => {
+                self.resume(consumer, assignment, buffers, checks, partition, stored)?
+            }
+            Position::BelowStart => {
+                let Some(db) = checks.db.as_ref() else {
+                    return Ok(());
+                };
+                match offsets::skip_gap(db, &s.group, &s.topic, partition, stored, low).await {
+                    Ok(true) => {
+                        OffsetGapRecorded {
+                            topic: &s.topic,
+                            partition,
+                            from_offset: stored,
+                            to_offset: low,
+                        }
+                        .emit(&self.metrics);
+                        self.resume(consumer, assignment, buffers, checks, partition, low)?;
+                    }
+                    // The stored offset moved meanwhile (replay, rebalance): read again.
+                    Ok(false) => {}
+                    Err(error) => {
+                        warn!(%error, partition, "Failed to record a gap; trying again.");
+                        checks.db = None;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// End the hold of `partition`: fetch it again from `offset`.
+    fn resume(
+        &self,
+        consumer: &Consumer_,
+        assignment: &Assignment,
+        buffers: &mut HashMap<i32, Buffer>,
+        checks: &mut LogChecks,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(), SourceError> {
+        let topic = &self.settings.topic;
+        checks.held.remove(&partition);
+        buffers.remove(&partition);
+        let cursor = assignment.reset(partition, offset);
+        checks.checked.insert(partition, (cursor.epoch, offset));
+        consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(10),
+        )?;
+        consumer.resume(&one_partition(topic, partition))?;
+        info!(topic = %topic, partition, offset, "Held partition resumed.");
+        Ok(())
+    }
+}
+
+/// The stored offset of a held partition, on the source's own connection (opened on
+/// first use, dropped by the caller after an error so the next look reconnects).
+async fn held_stored_offset(
+    checks: &mut LogChecks,
+    s: &SourceSettings,
+    partition: i32,
+) -> Result<Option<i64>, storage::StorageError> {
+    if checks.db.is_none() {
+        checks.db = Some(storage::connect(&s.database_url).await?);
+    }
+    let Some(db) = checks.db.as_ref() else {
+        return Ok(None);
+    };
+    let stored = offsets::stored(db, &s.group, &s.topic, Some(&[partition])).await?;
+    Ok(stored.get(&partition).copied())
 }
 
 #[cfg(test)]

@@ -60,7 +60,13 @@ impl Handler<Batch> for Validator {
         self.stage.handled(batch.data.records.len());
         let now = Utc::now();
         for r in &mut batch.data.records {
-            r.verdict = match self.validation.validate(&r.source.payload, now) {
+            // Arrival is the broker's timestamp (no later than now), so that a replay gives
+            // the verdict the first run gave.
+            let arrived = r.source.timestamp.map_or(now, |t| t.min(now));
+            r.verdict = match self
+                .validation
+                .validate_arrived(&r.source.payload, now, arrived)
+            {
                 Ok(cdr) => Verdict::Valid(cdr),
                 Err(rejection) => Verdict::Rejected(rejection),
             };

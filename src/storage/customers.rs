@@ -17,7 +17,7 @@ pub async fn subscribers(
 ) -> Result<HashMap<String, Subscriber>, StorageError> {
     let stmt = client
         .prepare_cached(
-            "SELECT msisdn, customer_id, plan FROM customers WHERE msisdn = ANY($1::text[])",
+            "SELECT msisdn, customer_id, plan, activated_on FROM customers WHERE msisdn = ANY($1::text[])",
         )
         .await?;
     Ok(subscriber_map(client.query(&stmt, &[&msisdns]).await?))
@@ -39,7 +39,7 @@ pub async fn all_subscribers(
 ) -> Result<Option<HashMap<String, Subscriber>>, StorageError> {
     let rows = client
         .query(
-            "SELECT msisdn, customer_id, plan FROM customers LIMIT $1",
+            "SELECT msisdn, customer_id, plan, activated_on FROM customers LIMIT $1",
             &[&max],
         )
         .await?;
@@ -54,6 +54,7 @@ fn subscriber_map(rows: Vec<tokio_postgres::Row>) -> HashMap<String, Subscriber>
                 Subscriber {
                     customer_id: r.get(1),
                     plan: r.get(2),
+                    activated_on: r.get(3),
                 },
             )
         })

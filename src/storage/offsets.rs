@@ -119,3 +119,54 @@ pub async fn rewind(
         )
         .await?)
 }
+
+/// Records of a partition the broker deleted before the group read them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Gap {
+    pub topic: String,
+    pub partition: i32,
+    pub from_offset: i64,
+    pub to_offset: i64,
+    pub detected_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Move the stored offset of `partition` from `from` (the first offset the broker no
+/// longer has) to `to` (its log start), recording the range as a gap. False when the
+/// stored offset was not at `from` any more: nothing moved, nothing recorded.
+pub async fn skip_gap(
+    client: &impl GenericClient,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    to: i64,
+) -> Result<bool, StorageError> {
+    let recorded = client
+        .execute(
+            include_str!("sql/offsets_skip_gap.sql"),
+            &[&group, &topic, &partition, &from, &to],
+        )
+        .await?;
+    Ok(recorded == 1)
+}
+
+/// Every gap recorded for a group, oldest offset first.
+pub async fn gaps(client: &impl GenericClient, group: &str) -> Result<Vec<Gap>, StorageError> {
+    let rows = client
+        .query(
+            "SELECT topic, partition, from_offset, to_offset, detected_at FROM offset_gaps
+              WHERE group_id = $1 ORDER BY topic, partition, from_offset",
+            &[&group],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Gap {
+            topic: r.get(0),
+            partition: r.get(1),
+            from_offset: r.get(2),
+            to_offset: r.get(3),
+            detected_at: r.get(4),
+        })
+        .collect())
+}

@@ -1,6 +1,9 @@
 //! The reconciliation a billing team asks for first: per source partition, records
-//! consumed against their outcomes, and the stored offset.
+//! consumed against their outcomes, the stored offset, and the records the broker deleted
+//! before they were read (gaps). A partition with a gap is not balanced: its books add up,
+//! but records of the stream never reached them.
 
+use super::offsets::{self, Gap};
 use super::StorageError;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -42,6 +45,8 @@ pub struct PartitionStats {
     #[serde(flatten)]
     pub outcomes: Outcomes,
     pub stored_offset: Option<i64>,
+    /// Records in gaps: deleted on the broker before this group read them.
+    pub lost_records: i64,
     pub balanced: bool,
 }
 
@@ -50,7 +55,9 @@ pub struct Stats {
     pub group: String,
     pub partitions: Vec<PartitionStats>,
     pub totals: Outcomes,
+    pub lost_records: i64,
     pub balanced: bool,
+    pub gaps: Vec<Gap>,
     /// Rows actually present, counted independently of the counters.
     pub stored_rows: StoredRows,
 }
@@ -93,20 +100,29 @@ pub async fn load(client: &tokio_postgres::Client, group: &str) -> Result<Stats,
     {
         per.entry((row.get(0), row.get(1))).or_default().1 = Some(row.get(2));
     }
+    let gaps = offsets::gaps(client, group).await?;
+    let mut lost: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for g in &gaps {
+        *lost.entry((g.topic.clone(), g.partition)).or_default() += g.to_offset - g.from_offset;
+        per.entry((g.topic.clone(), g.partition)).or_default();
+    }
     let mut totals = Outcomes::default();
     let partitions: Vec<PartitionStats> = per
         .into_iter()
-        .map(|((topic, partition), (outcomes, stored_offset))| {
+        .map(|(key, (outcomes, stored_offset))| {
             totals.add(&outcomes);
+            let lost_records = lost.get(&key).copied().unwrap_or(0);
             PartitionStats {
-                topic,
-                partition,
-                balanced: outcomes.balanced(),
+                topic: key.0,
+                partition: key.1,
+                balanced: outcomes.balanced() && lost_records == 0,
                 outcomes,
                 stored_offset,
+                lost_records,
             }
         })
         .collect();
+    let lost_records: i64 = lost.values().sum();
     let counts = client
         .query_one(
             "SELECT u.n, (SELECT count(*) FROM rejected_records), s.n, s.held, u.unrated, u.amount
@@ -119,9 +135,11 @@ pub async fn load(client: &tokio_postgres::Client, group: &str) -> Result<Stats,
         .await?;
     Ok(Stats {
         group: group.to_string(),
-        balanced: totals.balanced(),
+        balanced: totals.balanced() && lost_records == 0,
         partitions,
         totals,
+        lost_records,
+        gaps,
         stored_rows: StoredRows {
             usage_events: counts.get(0),
             rejected_records: counts.get(1),

@@ -5,7 +5,9 @@
 //! customer (`SKIP LOCKED`, so concurrent resolvers split the work), rate them with the
 //! active catalog, insert them as usage with `ON CONFLICT DO NOTHING` (the same event
 //! may have reached usage directly since), and mark them resolved. A record the catalog
-//! cannot price stays held, with the reason.
+//! cannot price stays held, with the reason, and so does an event dated before its
+//! subscriber's activation (a recycled number's previous owner): it is looked at again
+//! only if the customer's activation date moves before it.
 
 use super::batch::UsageSource;
 use super::catalog::Version;
@@ -42,7 +44,7 @@ pub async fn resolve(
             .query(
                 &tx.prepare_cached(include_str!("sql/resolve_suspense.sql"))
                     .await?,
-                &[&after, &PAGE],
+                &[&after, &PAGE, &catalog.catalog.operator.timezone.name()],
             )
             .await?;
         let Some(last) = rows.last() else { break };
@@ -59,6 +61,7 @@ pub async fn resolve(
             let subscriber = Subscriber {
                 customer_id: row.get(5),
                 plan: row.get(6),
+                activated_on: row.get(7),
             };
             let verdict = rate_record(&catalog.catalog, catalog.version, Some(&subscriber), cdr);
             verdicts.push((row, verdict));

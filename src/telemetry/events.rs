@@ -2,8 +2,9 @@
 //! writes both the log line and the metrics, so the two never disagree.
 
 use super::metrics::Metrics;
+use super::metrics::OffsetAnomaly;
 use crate::domain::batch::BatchSummary;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub struct BatchCommitted<'a> {
     pub partition: i32,
@@ -105,6 +106,59 @@ impl BatchFailed<'_> {
             error = %self.error,
             backoff_secs = self.backoff_secs,
             "Failed to commit batch; it will be read again after back-off."
+        );
+    }
+}
+
+/// A partition's stored offset lies past the broker's log end: the partition is held.
+pub struct OffsetBeyondLogEnd<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub group: &'a str,
+    pub stored: i64,
+    pub log_start: i64,
+    pub log_end: i64,
+}
+
+impl OffsetBeyondLogEnd<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        m.offset_anomalies
+            .with_label_values(&[OffsetAnomaly::BeyondEnd.as_str()])
+            .inc();
+        error!(
+            topic = self.topic,
+            partition = self.partition,
+            stored_offset = self.stored,
+            log_start = self.log_start,
+            log_end = self.log_end,
+            "Stored offset {} of {} partition {} is past the broker's log end {} (topic recreated or log truncated?): the partition is held and nothing of it is consumed. \
+             Once you know where its records start, resume it with `cdrflow replay --group {} --topic {} --partitions {} --to-offset N` (0 after a topic was recreated).",
+            self.stored, self.topic, self.partition, self.log_end, self.group, self.topic, self.partition
+        );
+    }
+}
+
+/// Records were deleted on the broker before they were read; the range is recorded as a
+/// gap and consumption goes on from the log start.
+pub struct OffsetGapRecorded<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub from_offset: i64,
+    pub to_offset: i64,
+}
+
+impl OffsetGapRecorded<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        m.offset_anomalies
+            .with_label_values(&[OffsetAnomaly::BelowStart.as_str()])
+            .inc();
+        error!(
+            topic = self.topic,
+            partition = self.partition,
+            from = self.from_offset,
+            to = self.to_offset,
+            lost = self.to_offset - self.from_offset,
+            "Records were deleted on the broker before they were read; the gap is recorded (`cdrflow stats` shows it) and the partition goes on from the log start."
         );
     }
 }

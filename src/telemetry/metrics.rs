@@ -28,6 +28,8 @@ pub struct Metrics {
     pub inflight_batches: IntGauge,
     pub actor_restarts: IntCounterVec,
     pub source_backoff_seconds: IntGauge,
+    pub offset_anomalies: IntCounterVec,
+    pub held_partitions: IntGauge,
     pub alerts_raised: IntCounterVec,
     pub records_late: IntCounter,
     pub invoices_issued: IntCounter,
@@ -119,6 +121,26 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntG
     register(registry, IntGauge::with_opts(Opts::new(name, help))?)
 }
 
+/// How a stored offset can fall outside the broker's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetAnomaly {
+    /// Past the log end: the topic was recreated or its log truncated.
+    BeyondEnd,
+    /// Before the log start: records were deleted before they were read.
+    BelowStart,
+}
+
+impl OffsetAnomaly {
+    pub const ALL: [OffsetAnomaly; 2] = [OffsetAnomaly::BeyondEnd, OffsetAnomaly::BelowStart];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OffsetAnomaly::BeyondEnd => "beyond_end",
+            OffsetAnomaly::BelowStart => "below_start",
+        }
+    }
+}
+
 /// Every value of the bounded label sets, exposed at zero from the start so a rate or a
 /// table shows "none" rather than "no data".
 const STAGES: [&str; 6] = [
@@ -152,6 +174,9 @@ impl Metrics {
         }
         for actor in ACTORS {
             m.actor_restarts.with_label_values(&[actor]);
+        }
+        for kind in OffsetAnomaly::ALL {
+            m.offset_anomalies.with_label_values(&[kind.as_str()]);
         }
         for actor in [
             "committer",
@@ -298,6 +323,17 @@ impl Metrics {
                 r,
                 "cdrflow_source_backoff_seconds",
                 "Current back-off of the source after a failed batch (0 when fetching).",
+            )?,
+            offset_anomalies: counter_vec(
+                r,
+                "cdrflow_offset_anomalies_total",
+                "Stored offsets the broker's log did not contain, by kind: beyond_end (topic recreated or log truncated; the partition is held) or below_start (records deleted before they were read; recorded as a gap).",
+                &["kind"],
+            )?,
+            held_partitions: gauge(
+                r,
+                "cdrflow_held_partitions",
+                "Partitions held because their stored offset is beyond the broker's log end; resumed by `cdrflow replay`.",
             )?,
             stage_records: counter_vec(
                 r,

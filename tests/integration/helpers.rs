@@ -208,12 +208,17 @@ pub struct DaemonConfig<'a> {
 
 impl Daemon {
     pub fn start(cfg: &DaemonConfig<'_>) -> Daemon {
+        Daemon::start_on(&brokers(), cfg)
+    }
+
+    /// The same against the broker at `brokers` instead of the suite's.
+    pub fn start_on(brokers: &str, cfg: &DaemonConfig<'_>) -> Daemon {
         let http_port = free_port();
         let log = tempdir().join("daemon.log");
         let mut args: Vec<String> = vec![
             "run".into(),
             "--brokers".into(),
-            brokers(),
+            brokers.into(),
             "--topic".into(),
             cfg.topic.into(),
             "--group".into(),
@@ -234,6 +239,9 @@ impl Daemon {
         let child = Command::new(BIN)
             .args(&args)
             .env("RUST_LOG", "info")
+            // The tests' traffic is dated September 2026 whatever the day they run; a test
+            // of the age limit passes --max-event-age-days, which overrides this.
+            .env("CDRFLOW_MAX_EVENT_AGE_DAYS", "36500")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
