@@ -33,10 +33,13 @@ pub enum RejectReason {
     /// after a clock reset, a file found years later): it would open a billing period
     /// long closed or never opened.
     TooOld,
+    /// Valid to cdrflow, but Postgres refuses to store it for good (a constraint, a
+    /// trigger, a value out of a column's range); the detail gives the SQLSTATE.
+    StorageRefused,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::PayloadTooLarge,
         RejectReason::InvalidJson,
         RejectReason::NotAnObject,
@@ -47,6 +50,7 @@ impl RejectReason {
         RejectReason::InvalidTimestamp,
         RejectReason::FutureTimestamp,
         RejectReason::TooOld,
+        RejectReason::StorageRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +65,7 @@ impl RejectReason {
             RejectReason::InvalidTimestamp => "invalid_timestamp",
             RejectReason::FutureTimestamp => "future_timestamp",
             RejectReason::TooOld => "too_old",
+            RejectReason::StorageRefused => "storage_refused",
         }
     }
 

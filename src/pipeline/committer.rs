@@ -3,6 +3,12 @@
 //! topics before the commit. Batches are committed one at a time, in mailbox order, so
 //! a partition's offsets only ever move forward in sequence.
 //!
+//! A batch that Postgres refuses for good (a constraint, a trigger: `ErrorKind::Refused`)
+//! is split in halves, each written in a transaction that is rolled back, until the
+//! records it refuses are found; those become `storage_refused` rejects (raw bytes kept)
+//! and the rest of the batch commits. Transient errors leave the batch to the source,
+//! which reads it again after its back-off.
+//!
 //! After a commit, the usage it added to the buckets goes to the billing accumulators
 //! (by customer shard). Hand-overs run behind the commits, chained so a shard sees each
 //! committer's batches in commit order; a committer goes on committing while up to
@@ -13,12 +19,14 @@
 use super::accumulator::{shard_of, Accumulator, Refresh, UsagePosted};
 use super::messages::{Batch, BatchAck, PipelineError};
 use super::stages::MAILBOX_CAPACITY;
-use crate::domain::batch::Verdict;
+use crate::domain::batch::{PartitionBatch, Verdict};
+use crate::domain::reject::{RejectReason, Rejection};
 use crate::kafka::publisher::Publisher;
 use crate::storage::batch::{self, RecentlyStored, Written};
 use crate::storage::billing::{CustomerUsage, KnownBuckets, Posted};
+use crate::storage::{ErrorKind, StorageError};
 use crate::telemetry::events::{
-    ActorRestarted, BatchCommitted, BatchFenced, UsageLate, UsageRated,
+    ActorRestarted, BatchCommitted, BatchFenced, RecordsRefused, UsageLate, UsageRated,
 };
 use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
@@ -217,34 +225,128 @@ impl Handler<Batch> for Committer {
     }
 }
 
+/// Commit `batch`; if Postgres refuses some of its records for good, reject those and
+/// commit the rest.
 async fn commit(
     pool: &Pool,
     group: &str,
     publisher: Option<&Publisher>,
     metrics: &Metrics,
-    batch: Batch,
+    mut batch: Batch,
     recent: &mut RecentlyStored,
     known: &KnownBuckets,
 ) -> Result<(BatchAck, Option<Posted>), PipelineError> {
     let started = Instant::now();
-    let data = &batch.data;
-    let mut client = pool
-        .get()
-        .await
-        .map_err(crate::storage::StorageError::from)?;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(crate::storage::StorageError::from)?;
+    match commit_once(
+        pool,
+        group,
+        publisher,
+        metrics,
+        &batch.data,
+        recent,
+        known,
+        started,
+    )
+    .await
+    {
+        Err(PipelineError::Storage(error)) if error.kind() == ErrorKind::Refused => {
+            let refused = isolate_refused(pool, group, &batch.data, recent, known).await?;
+            if refused.is_empty() {
+                // Not reproduced record by record: left to the source's retry.
+                return Err(error.into());
+            }
+            RecordsRefused {
+                partition: batch.data.partition,
+                offsets: &refused
+                    .iter()
+                    .map(|(i, _)| batch.data.records[*i].source.offset)
+                    .collect::<Vec<_>>(),
+                error: &error,
+            }
+            .emit(metrics);
+            for (i, detail) in refused {
+                batch.data.records[i].verdict =
+                    Verdict::Rejected(Rejection::new(RejectReason::StorageRefused, detail));
+            }
+            commit_once(
+                pool,
+                group,
+                publisher,
+                metrics,
+                &batch.data,
+                recent,
+                known,
+                started,
+            )
+            .await
+        }
+        other => other,
+    }
+}
+
+/// The records of `data` that Postgres refuses for good, each with the refusal. Halves of
+/// the batch are written in transactions that are always rolled back, and only a half that
+/// is refused is split again, so k bad records among n cost about 2k·log2(n) trial writes.
+/// A transient error while searching fails the batch (the source retries it).
+async fn isolate_refused(
+    pool: &Pool,
+    group: &str,
+    data: &PartitionBatch,
+    recent: &RecentlyStored,
+    known: &KnownBuckets,
+) -> Result<Vec<(usize, String)>, StorageError> {
+    let mut refused = Vec::new();
+    let mut todo: Vec<Vec<usize>> = vec![(0..data.records.len()).collect()];
+    while let Some(part) = todo.pop() {
+        let trial = PartitionBatch {
+            topic: data.topic.clone(),
+            partition: data.partition,
+            from_offset: data.from_offset,
+            to_offset: data.to_offset,
+            records: part.iter().map(|&i| data.records[i].clone()).collect(),
+        };
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        let outcome = batch::write(&tx, group, &trial, recent, known, |_| ()).await;
+        drop(tx);
+        match outcome {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Refused => {
+                if let [only] = part[..] {
+                    refused.push((only, e.refusal()));
+                } else {
+                    let (left, right) = part.split_at(part.len() / 2);
+                    todo.push(right.to_vec());
+                    todo.push(left.to_vec());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    refused.sort_unstable_by_key(|(i, _)| *i);
+    Ok(refused)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn commit_once(
+    pool: &Pool,
+    group: &str,
+    publisher: Option<&Publisher>,
+    metrics: &Metrics,
+    data: &PartitionBatch,
+    recent: &mut RecentlyStored,
+    known: &KnownBuckets,
+    started: Instant,
+) -> Result<(BatchAck, Option<Posted>), PipelineError> {
+    let mut client = pool.get().await.map_err(StorageError::from)?;
+    let tx = client.transaction().await.map_err(StorageError::from)?;
     match batch::write(&tx, group, data, recent, known, |inserted| {
         publisher.map(|p| p.start(data, inserted))
     })
     .await?
     {
         Written::Fenced { stored } => {
-            tx.rollback()
-                .await
-                .map_err(crate::storage::StorageError::from)?;
+            tx.rollback().await.map_err(StorageError::from)?;
             BatchFenced {
                 partition: data.partition,
                 from_offset: data.from_offset,
@@ -262,9 +364,7 @@ async fn commit(
             if let Some(delivery) = delivery {
                 delivery.wait().await?;
             }
-            tx.commit()
-                .await
-                .map_err(crate::storage::StorageError::from)?;
+            tx.commit().await.map_err(StorageError::from)?;
             recent.remember(
                 inserted
                     .iter()

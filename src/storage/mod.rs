@@ -40,6 +40,10 @@ pub enum ErrorKind {
     External,
     /// A bug or a bad setting: retrying gives the same answer.
     Permanent,
+    /// The database refuses the data for good (a data exception, a constraint, a trigger
+    /// raising an error, a value beyond a limit): the same rows get the same answer, other
+    /// rows may be fine.
+    Refused,
 }
 
 impl StorageError {
@@ -52,11 +56,32 @@ impl StorageError {
                 Some(c) if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
                     ErrorKind::External
                 }
-                // serialization failure, deadlock
-                Some("40001") | Some("40P01") => ErrorKind::External,
+                // serialization failure, deadlock, lock not available (lock_timeout)
+                Some("40001") | Some("40P01") | Some("55P03") => ErrorKind::External,
+                // data exception, integrity constraint violation, program limit exceeded,
+                // an error raised by PL/pgSQL (a trigger)
+                Some(c)
+                    if c.starts_with("22")
+                        || c.starts_with("23")
+                        || c.starts_with("54")
+                        || c.starts_with("P0") =>
+                {
+                    ErrorKind::Refused
+                }
                 _ => ErrorKind::Permanent,
             },
             StorageError::Config(_) | StorageError::Migration(_) => ErrorKind::Permanent,
+        }
+    }
+
+    /// The SQLSTATE and message of a database's refusal, for a reject's detail.
+    pub fn refusal(&self) -> String {
+        match self {
+            StorageError::Db(e) => match e.as_db_error() {
+                Some(db) => format!("SQLSTATE {}: {}", db.code().code(), db.message()),
+                None => e.to_string(),
+            },
+            other => other.to_string(),
         }
     }
 }

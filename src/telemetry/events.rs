@@ -163,6 +163,25 @@ impl OffsetGapRecorded<'_> {
     }
 }
 
+/// Records Postgres refused for good, found by splitting their batch; they are stored as
+/// `storage_refused` rejects (counted with the batch) and the rest of the batch commits.
+pub struct RecordsRefused<'a> {
+    pub partition: i32,
+    pub offsets: &'a [i64],
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl RecordsRefused<'_> {
+    pub fn emit(&self, _: &Metrics) {
+        warn!(
+            partition = self.partition,
+            offsets = ?self.offsets,
+            error = %self.error,
+            "Postgres refused records of a batch for good; they are rejected as storage_refused and the rest commits."
+        );
+    }
+}
+
 pub struct ActorRestarted {
     pub actor: &'static str,
 }

@@ -7,11 +7,12 @@ use std::time::Duration;
 async fn poison_records_are_rejected_and_the_partition_moves_on() {
     let db = TestDb::new().await;
     let topic = topic("cdr.raw.poison", 1).await;
+    // Active before the valid record's call.
     let customer = cdrflow::domain::generator::Customer::on_plan(
         "+212612345678",
         "Test",
         "basic",
-        chrono::Utc::now().date_naive(),
+        chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
     );
     cdrflow::storage::customers::upsert(
         &db.client().await,
@@ -108,4 +109,100 @@ async fn poison_records_are_rejected_and_the_partition_moves_on() {
         "every reject published"
     );
     assert_eq!(s["balanced"], true);
+}
+
+/// A record Postgres refuses for good (here a CHECK constraint the test adds) in the middle
+/// of a batch of thousands: it is found, rejected as storage_refused with the SQLSTATE and
+/// its raw bytes, and every other record of the batch commits; the outputs are published
+/// for what committed only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_postgres_refuses_is_rejected_and_the_rest_of_its_batch_commits() {
+    let db = TestDb::new().await;
+    let topic = topic("cdr.raw.refused", 1).await;
+    let out = import_customers(
+        &db,
+        "0612345678,Test Refused,basic,Rabat-Sale-Kenitra,no,2020-01-01,500\n",
+    );
+    assert!(out.contains("1 added"), "{out}");
+    db.client()
+        .await
+        .batch_execute(
+            "ALTER TABLE usage_events ADD CONSTRAINT no_refused_ids CHECK (record_id <> 'refused-1500')",
+        )
+        .await
+        .unwrap();
+
+    let payload = |i: usize| {
+        let id = if i == 1500 {
+            "refused-1500".to_string()
+        } else {
+            format!("call-{i}")
+        };
+        format!(
+            r#"{{"record_id":"{id}","record_type":"voice","timestamp":"2026-09-10T10:{:02}:{:02}","caller_id":"0612345678","callee_id":"0698765432","duration_sec":30,"cell_id":"RABAT_1","technology":"4G"}}"#,
+            (i / 60) % 60,
+            i % 60
+        )
+        .into_bytes()
+    };
+    let records: Vec<(Option<&[u8]>, Vec<u8>)> = (0..3000)
+        .map(|i| (Some(&b"212612345678"[..]), payload(i)))
+        .collect();
+    produce_raw(&topic, 0, &records);
+
+    let mut daemon = Daemon::start(&DaemonConfig {
+        topic: &topic,
+        group: "refused",
+        database_url: &db.url,
+        idle_secs: Some(3),
+        extra: vec![
+            "--batch-size".into(),
+            "5000".into(),
+            "--batch-linger-ms".into(),
+            "2000".into(),
+        ],
+    });
+    assert!(
+        daemon.wait(Duration::from_secs(120)).success(),
+        "{}",
+        daemon.log_text()
+    );
+
+    let client = db.client().await;
+    let usage: i64 = client
+        .query_one("SELECT count(*) FROM usage_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(usage, 2999, "every other record of the batch is stored");
+    let rows = client
+        .query(
+            "SELECT src_offset, reason, detail, raw FROM rejected_records",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i64>(0), 1500);
+    assert_eq!(rows[0].get::<_, String>(1), "storage_refused");
+    let detail: String = rows[0].get(2);
+    assert!(
+        detail.contains("SQLSTATE 23514") && detail.contains("no_refused_ids"),
+        "{detail}"
+    );
+    assert_eq!(rows[0].get::<_, Vec<u8>>(3), payload(1500));
+    let s = stats(&db.url, "refused");
+    assert_eq!(s["totals"]["rejected"]["storage_refused"], 1);
+    assert_eq!(s["totals"]["accepted"], 2999);
+    assert_eq!(s["balanced"], true);
+    assert_stored_offsets_at_end(&s, &topic);
+    // Published once, for what committed: the trial writes publish nothing.
+    let published = |t: String| end_offsets(&t).values().sum::<i64>();
+    assert_eq!(published(format!("{topic}.normalized")), 2999);
+    assert_eq!(published(format!("{topic}.rejected")), 1);
+    assert!(
+        daemon.log_text().contains("rejected as storage_refused"),
+        "{}",
+        daemon.log_text()
+    );
 }
