@@ -16,6 +16,7 @@ mod demo;
 mod grafana;
 mod metrics;
 mod outage;
+mod peers;
 mod poison;
 mod reconcile;
 mod replay;
