@@ -137,6 +137,9 @@ pub struct PartitionBatch {
 pub struct BatchSummary {
     pub consumed: u32,
     pub accepted: u32,
+    /// Of the accepted, those whose peer is no assigned number (`peer_unverified`). Not
+    /// an outcome: they are also counted as accepted.
+    pub unverified_peers: u32,
     pub duplicates: u32,
     pub suspense: u32,
     pub rejected: BTreeMap<RejectReason, u32>,

@@ -3,6 +3,13 @@
 //!
 //! Numbers arrive as `2126XXXXXXXX`, `+33XXXXXXXXX`, `06XXXXXXXX`, `00336…`; all become
 //! `+<country code><national number>` and are only trusted after that.
+//!
+//! The two ends of an event are held to different standards. The subscriber's own number
+//! is the key to an account, so it must be a valid number of the plan. The peer only
+//! decides the zone: a call to a number outside the ranges the metadata lists as
+//! assigned still happened and is still paid for, so a peer with the shape of an E.164
+//! number and a known country code is accepted, classified by that code and marked
+//! unverified. Only what is no phone number at all is `malformed_number`.
 
 use super::reject::{shown, RejectReason, Rejection};
 use foldhash::{HashMap, HashMapExt};
@@ -52,7 +59,13 @@ pub struct ParsedNumber {
     /// ISO 3166 alpha-2 of the number's country, when the plan names one.
     pub country: Option<String>,
     pub class: PeerClass,
+    /// The number is in no range the plan lists as assigned: it was read as a plausible
+    /// E.164 string and classified by its country calling code alone.
+    pub unverified: bool,
 }
+
+/// The fewest and most digits an E.164 number has, country code included.
+const E164_DIGITS: std::ops::RangeInclusive<usize> = 7..=15;
 
 /// The operator's numbering context: its home region decides how national numbers read.
 #[derive(Debug, Clone)]
@@ -92,12 +105,58 @@ impl NumberPlan {
         self.home.as_ref()
     }
 
-    /// Parse one number, national or international, into E.164.
+    /// Parse one number, national or international, into E.164: a valid number of the
+    /// plan, as the subscriber's own number must be.
     pub fn parse(&self, raw: &str) -> Result<ParsedNumber, Rejection> {
         let cleaned = clean(raw);
         digits_of(&cleaned)
             .and_then(|(digits, international)| self.parse_digits(digits, international))
             .ok_or_else(|| malformed(raw))
+    }
+
+    /// Parse a peer number: as `parse` when the plan knows it, otherwise as a plausible
+    /// E.164 number, unverified.
+    pub fn parse_peer(&self, raw: &str) -> Result<ParsedNumber, Rejection> {
+        let cleaned = clean(raw);
+        digits_of(&cleaned)
+            .and_then(|(digits, international)| self.parse_peer_digits(digits, international))
+            .ok_or_else(|| malformed(raw))
+    }
+
+    fn parse_peer_digits(&self, digits: &str, international: bool) -> Option<ParsedNumber> {
+        self.parse_digits(digits, international)
+            .or_else(|| self.plausible(digits, international))
+    }
+
+    /// A number the plan does not list, read by its shape: 7 to 15 digits in international
+    /// form that start with a known country calling code. Its country is the main country
+    /// of that code (`+1` is US, `+7` RU), the home one for the home code; a code of no
+    /// country (`+800`) has none and is priced in the rest of the world.
+    ///
+    /// Bare digits count as international form only when they start with the home code,
+    /// as in `parse_digits`: anything else may be a national number without its trunk
+    /// prefix (`712…` in Morocco), and reading it as `+7…` would price a domestic call as
+    /// one to Russia. A national number (`06…`) the home plan refuses has the wrong length
+    /// or range for the one plan it can belong to, and stays refused.
+    fn plausible(&self, digits: &str, international: bool) -> Option<ParsedNumber> {
+        if !international && !digits.starts_with(self.home_code.as_str()) {
+            return None;
+        }
+        if !E164_DIGITS.contains(&digits.len()) || digits.starts_with('0') {
+            return None;
+        }
+        let code = calling_code_of(digits)?;
+        let (class, country) = if code == self.home_calling_code {
+            (PeerClass::Domestic, Some(self.home.as_ref().to_string()))
+        } else {
+            (PeerClass::International, main_country(code))
+        };
+        Some(ParsedNumber {
+            msisdn: Msisdn(format!("+{digits}")),
+            country,
+            class,
+            unverified: true,
+        })
     }
 
     /// Parse the digits of a cleaned number: all a result depends on. Each candidate
@@ -138,8 +197,28 @@ impl NumberPlan {
                 .ok()
                 .map(|id| id.as_ref().to_string()),
             class,
+            unverified: false,
         })
     }
+}
+
+/// The country calling code `digits` start with, if the metadata knows one. Calling
+/// codes form a prefix code (no code begins another), so at most one of the 1 to 3
+/// digit prefixes matches; the longest is tried first all the same.
+fn calling_code_of(digits: &str) -> Option<u16> {
+    let db = &*phonenumber::metadata::DATABASE;
+    (1..=3)
+        .rev()
+        .filter_map(|n| digits.get(..n)?.parse::<u16>().ok())
+        .find(|code| db.region(code).is_some())
+}
+
+/// ISO 3166 alpha-2 of the main country of a calling code: the metadata lists it first.
+/// None for the codes of no country (`+800`, `+882`: region `001`).
+fn main_country(code: u16) -> Option<String> {
+    let regions = phonenumber::metadata::DATABASE.region(&code)?;
+    let main = country::Id::from_str(regions.first()?).ok()?;
+    Some(main.as_ref().to_string())
 }
 
 /// The numbering plan a parsed number belongs to, if it is a valid number of it: what
@@ -231,6 +310,8 @@ fn malformed(raw: &str) -> Rejection {
 /// A `NumberPlan` with a bounded memo of recent answers, for the normalizer's hot path.
 /// It is keyed by what a result depends on (the digits and their form), so `06 12…` and
 /// `0612…` share an entry, and holds answers in a compact form that fits many of them.
+/// An entry holds the peer's answer, from which the strict one follows (an unverified
+/// number is no valid subscriber), so a number seen at both ends takes one entry.
 #[derive(Debug)]
 pub struct CachedNumberPlan {
     plan: NumberPlan,
@@ -244,6 +325,7 @@ struct Compact {
     e164: u64,
     country: Option<[u8; 2]>,
     class: PeerClass,
+    unverified: bool,
 }
 
 impl Compact {
@@ -265,6 +347,7 @@ impl Compact {
             e164: digits.parse().ok()?,
             country,
             class: p.class,
+            unverified: p.unverified,
         })
     }
 
@@ -275,6 +358,7 @@ impl Compact {
                 .country
                 .map(|c| c.iter().map(|&b| char::from(b)).collect()),
             class: self.class,
+            unverified: self.unverified,
         }
     }
 }
@@ -296,7 +380,16 @@ impl CachedNumberPlan {
         }
     }
 
+    /// As `NumberPlan::parse`: the subscriber's own number, valid or refused.
     pub fn parse(&mut self, raw: &str) -> Result<ParsedNumber, Rejection> {
+        match self.parse_peer(raw) {
+            Ok(n) if !n.unverified => Ok(n),
+            _ => Err(malformed(raw)),
+        }
+    }
+
+    /// As `NumberPlan::parse_peer`.
+    pub fn parse_peer(&mut self, raw: &str) -> Result<ParsedNumber, Rejection> {
         let cleaned = clean(raw);
         let Some((digits, international)) = digits_of(&cleaned) else {
             return Err(malformed(raw));
@@ -305,9 +398,9 @@ impl CachedNumberPlan {
         let answer = match self.cache.get(&key) {
             Some(hit) => hit.map(Compact::expand),
             None => {
-                let parsed = self.plan.parse_digits(digits, international);
+                let parsed = self.plan.parse_peer_digits(digits, international);
                 let compact = parsed.as_ref().map(Compact::of);
-                // A valid number the compact form cannot hold is parsed each time.
+                // A number the compact form cannot hold is parsed each time.
                 if !matches!(compact, Some(None)) {
                     if self.cache.len() >= CACHE_CAPACITY {
                         self.cache.clear();
@@ -324,6 +417,7 @@ impl CachedNumberPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use PeerClass::{Domestic, International};
 
     fn ma() -> NumberPlan {
         NumberPlan::new("MA").unwrap()
@@ -385,6 +479,147 @@ mod tests {
         assert!(err.contains("ZZ"), "{err}");
     }
 
+    const ASSIGNED: bool = false;
+    const UNVERIFIED: bool = true;
+
+    /// Peers as switches and generators write them, each with what it must become,
+    /// worked out by hand from the number and its country's plan: a valid number as the
+    /// plan reads it; one in no assigned range (wrong length or leading digits for its
+    /// country) by its country code, unverified. Columns: as written, E.164, country,
+    /// class, unverified.
+    #[rustfmt::skip]
+    const ACCEPTED: &[(&str, &str, Option<&str>, PeerClass, bool)] = &[
+        // +1 is shared by the US and Canada; a number of neither is the main country's.
+        ("+12015550123",     "+12015550123",   Some("US"), International, ASSIGNED),
+        ("+15062345678",     "+15062345678",   Some("CA"), International, ASSIGNED),
+        ("+1123456789",      "+1123456789",    Some("US"), International, UNVERIFIED),
+        ("001 123 456 789",  "+1123456789",    Some("US"), International, UNVERIFIED),
+        // United Kingdom: +44 and 9 digits is one short of most British numbers.
+        ("+447400123456",    "+447400123456",  Some("GB"), International, ASSIGNED),
+        ("+441212345678",    "+441212345678",  Some("GB"), International, ASSIGNED),
+        ("+44123456789",     "+44123456789",   Some("GB"), International, UNVERIFIED),
+        ("+44 999 123 456",  "+44999123456",   Some("GB"), International, UNVERIFIED),
+        // France: nine national digits; ten is no French number.
+        ("+33612345678",     "+33612345678",   Some("FR"), International, ASSIGNED),
+        ("0033612345678",    "+33612345678",   Some("FR"), International, ASSIGNED),
+        ("+336123456789",    "+336123456789",  Some("FR"), International, UNVERIFIED),
+        // Germany.
+        ("+4915123456789",   "+4915123456789", Some("DE"), International, ASSIGNED),
+        ("+4912345678",      "+4912345678",    Some("DE"), International, UNVERIFIED),
+        // Spain: no number starts with 1.
+        ("+34612345678",     "+34612345678",   Some("ES"), International, ASSIGNED),
+        ("+34123456789",     "+34123456789",   Some("ES"), International, UNVERIFIED),
+        // Italy: fixed lines keep their leading 0.
+        ("+393123456789",    "+393123456789",  Some("IT"), International, ASSIGNED),
+        ("+390236618300",    "+390236618300",  Some("IT"), International, ASSIGNED),
+        ("+392123456789",    "+392123456789",  Some("IT"), International, UNVERIFIED),
+        // +7 is shared by Russia and Kazakhstan; no number of either starts with 0.
+        ("+79123456789",     "+79123456789",   Some("RU"), International, ASSIGNED),
+        ("+70123456789",     "+70123456789",   Some("RU"), International, UNVERIFIED),
+        // China: mobiles are eleven digits from 13 to 19.
+        ("+8613123456789",   "+8613123456789", Some("CN"), International, ASSIGNED),
+        ("+8612345678901",   "+8612345678901", Some("CN"), International, UNVERIFIED),
+        // India.
+        ("+918123456789",    "+918123456789",  Some("IN"), International, ASSIGNED),
+        ("+910123456789",    "+910123456789",  Some("IN"), International, UNVERIFIED),
+        // Brazil: no area code starts with 0.
+        ("+5511961234567",   "+5511961234567", Some("BR"), International, ASSIGNED),
+        ("+55012345678",     "+55012345678",   Some("BR"), International, UNVERIFIED),
+        // Senegal: nine digits from 3 or 7.
+        ("+221701234567",    "+221701234567",  Some("SN"), International, ASSIGNED),
+        ("+221123456789",    "+221123456789",  Some("SN"), International, UNVERIFIED),
+        // United Arab Emirates.
+        ("+971501234567",    "+971501234567",  Some("AE"), International, ASSIGNED),
+        // Morocco, home, in every form; 68x is no Moroccan mobile range.
+        ("212612345678",     "+212612345678",  Some("MA"), Domestic,      ASSIGNED),
+        ("+212612345678",    "+212612345678",  Some("MA"), Domestic,      ASSIGNED),
+        ("00212612345678",   "+212612345678",  Some("MA"), Domestic,      ASSIGNED),
+        ("0612345678",       "+212612345678",  Some("MA"), Domestic,      ASSIGNED),
+        ("06 12 34 56 78",   "+212612345678",  Some("MA"), Domestic,      ASSIGNED),
+        ("612345678",        "+212612345678",  Some("MA"), Domestic,      ASSIGNED),
+        ("212685123456",     "+212685123456",  Some("MA"), Domestic,      UNVERIFIED),
+        ("+212685123456",    "+212685123456",  Some("MA"), Domestic,      UNVERIFIED),
+        ("00212685123456",   "+212685123456",  Some("MA"), Domestic,      UNVERIFIED),
+        ("2126851234",       "+2126851234",    Some("MA"), Domestic,      UNVERIFIED),
+        // A code of no country: international, priced in the rest of the world.
+        ("+8001234",         "+8001234",       None,       International, UNVERIFIED),
+    ];
+
+    /// Peers that are no phone number, each refused as `malformed_number`.
+    const REFUSED: &[&str] = &[
+        "abcde",
+        "06-CALL-ME",
+        "+44 7400 12345a",
+        // No country has the code 999 (nor 99 or 9).
+        "+9991234567",
+        "+999123",
+        // No calling code starts with 0.
+        "+0612345678",
+        // Fewer than 7 digits, more than 15.
+        "+441234",
+        "12",
+        "",
+        "+4412345678901234",
+        // A national number the home plan refuses can belong to no other plan.
+        "0685123456",
+        // Bare digits that do not start with the home code may be a national number
+        // without its 0 (`33…` is no Moroccan number, but `712…` is one): never read as
+        // another country's.
+        "33612345678",
+    ];
+
+    fn reading(n: &ParsedNumber) -> (&str, Option<&str>, PeerClass, bool) {
+        (
+            n.msisdn.as_str(),
+            n.country.as_deref(),
+            n.class,
+            n.unverified,
+        )
+    }
+
+    #[test]
+    fn peers_read_as_their_plan_says_or_by_their_country_code_and_non_numbers_are_refused() {
+        let plan = ma();
+        let mut cached = CachedNumberPlan::new(ma());
+        for &(raw, e164, country, class, unverified) in ACCEPTED {
+            for answer in [plan.parse_peer(raw), cached.parse_peer(raw)] {
+                let n = answer.unwrap_or_else(|e| panic!("{raw}: {e:?}"));
+                assert_eq!(reading(&n), (e164, country, class, unverified), "{raw}");
+            }
+        }
+        for &raw in REFUSED {
+            for answer in [plan.parse_peer(raw), cached.parse_peer(raw)] {
+                let e = answer.expect_err(raw);
+                assert_eq!(e.reason, RejectReason::MalformedNumber, "{raw}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_subscriber_number_must_be_a_valid_number_of_the_plan() {
+        let plan = ma();
+        let mut cached = CachedNumberPlan::new(ma());
+        for &(raw, e164, country, class, unverified) in ACCEPTED {
+            // The peer's answer first, so that the strict one comes from the cache.
+            let _ = cached.parse_peer(raw);
+            for answer in [plan.parse(raw), cached.parse(raw)] {
+                if unverified {
+                    let e = answer.expect_err(raw);
+                    assert_eq!(e.reason, RejectReason::MalformedNumber, "{raw}");
+                } else {
+                    let n = answer.unwrap_or_else(|e| panic!("{raw}: {e:?}"));
+                    assert_eq!(reading(&n), (e164, country, class, false), "{raw}");
+                }
+            }
+        }
+        for &raw in REFUSED {
+            assert!(
+                plan.parse(raw).is_err() && cached.parse(raw).is_err(),
+                "{raw}"
+            );
+        }
+    }
+
     #[test]
     fn the_cache_answers_like_the_plan() {
         let mut cached = CachedNumberPlan::new(ma());
@@ -411,6 +646,7 @@ mod tests {
         for _ in 0..2 {
             for n in numbers {
                 assert_eq!(cached.parse(n), ma().parse(n), "{n}");
+                assert_eq!(cached.parse_peer(n), ma().parse_peer(n), "{n}");
             }
         }
     }
@@ -508,6 +744,25 @@ mod tests {
         }
 
         #[test]
+        fn a_peer_the_plan_knows_reads_as_a_subscriber_would_and_any_other_is_e164_shaped(
+            raw in "(\\+|00)?(1|7|212|221|33|44|86|999)?[0-9]{0,13}",
+        ) {
+            let plan = ma();
+            match (plan.parse(&raw), plan.parse_peer(&raw)) {
+                (Ok(strict), peer) => proptest::prop_assert_eq!(Ok(strict), peer),
+                (Err(_), Ok(peer)) => {
+                    proptest::prop_assert!(peer.unverified);
+                    let digits = peer.msisdn.as_str().strip_prefix('+').unwrap_or("");
+                    proptest::prop_assert!((7..=15).contains(&digits.len()), "{}", peer.msisdn);
+                    proptest::prop_assert!(!digits.starts_with('0'));
+                }
+                (Err(_), Err(e)) => {
+                    proptest::prop_assert_eq!(e.reason, RejectReason::MalformedNumber)
+                }
+            }
+        }
+
+        #[test]
         fn the_cache_answers_like_the_plan_for_any_number(
             raw in "(\\+|00|0)?(212|33|971|44)?[0-9 -]{0,14}",
         ) {
@@ -518,6 +773,7 @@ mod tests {
             let mut cached = CACHED.lock().unwrap();
             let plan = ma();
             proptest::prop_assert_eq!(cached.parse(&raw), plan.parse(&raw));
+            proptest::prop_assert_eq!(cached.parse_peer(&raw), plan.parse_peer(&raw));
             proptest::prop_assert_eq!(cached.parse(&raw), plan.parse(&raw));
         }
     }

@@ -21,6 +21,11 @@ pub struct NormalizedCdr {
     /// ISO 3166 alpha-2 of the peer's number.
     pub peer_country: Option<String>,
     pub peer_class: Option<PeerClass>,
+    /// The peer is in no range the numbering plan lists as assigned: it is classified
+    /// by its country calling code alone. Events stored or held before the flag existed
+    /// had only valid peers, hence the default.
+    #[serde(default)]
+    pub peer_unverified: bool,
     pub event_time: DateTime<Utc>,
     pub duration_sec: Option<i32>,
     pub volume_bytes: Option<i64>,
@@ -48,7 +53,7 @@ impl Normalizer {
     pub fn normalize(&mut self, cdr: ValidCdr) -> Result<NormalizedCdr, Rejection> {
         let subscriber = self.numbers.parse(&cdr.subscriber)?.msisdn;
         let peer = match &cdr.peer {
-            Some(raw) => Some(self.numbers.parse(raw)?),
+            Some(raw) => Some(self.numbers.parse_peer(raw)?),
             None => None,
         };
         let location = cells::locate(&cdr.cell_id);
@@ -58,6 +63,7 @@ impl Normalizer {
             subscriber,
             peer_country: peer.as_ref().and_then(|p| p.country.clone()),
             peer_class: peer.as_ref().map(|p| p.class),
+            peer_unverified: peer.as_ref().is_some_and(|p| p.unverified),
             peer: peer.map(|p| p.msisdn),
             event_time: cdr.event_time,
             duration_sec: cdr.duration_sec,
@@ -78,7 +84,9 @@ impl Normalizer {
 }
 
 /// A deterministic id from the canonical content, so that exact duplicates, in whatever
-/// number format or time zone they were written, collapse to one event.
+/// number format or time zone they were written, collapse to one event. What is derived
+/// from the numbers (country, class, whether the peer is verified) stays out: metadata
+/// that learns a new range must not give a stored event a second id.
 pub fn fingerprint(cdr: &NormalizedCdr) -> String {
     let opt_num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
     let canonical = [
@@ -167,6 +175,45 @@ mod tests {
             normalize(v).unwrap_err().reason,
             RejectReason::MalformedNumber
         );
+    }
+
+    #[test]
+    fn a_peer_in_no_assigned_range_is_accepted_unverified_with_its_country() {
+        let mut v = voice("0612345678", "2026-10-05T10:00:00");
+        v["callee_id"] = json!("+44123456789");
+        let n = normalize(v).unwrap();
+        assert_eq!(n.peer.as_ref().unwrap().as_str(), "+44123456789");
+        assert_eq!(n.peer_country.as_deref(), Some("GB"));
+        assert_eq!(n.peer_class, Some(PeerClass::International));
+        assert!(n.peer_unverified);
+    }
+
+    #[test]
+    fn a_subscriber_in_no_assigned_range_is_a_malformed_number() {
+        assert_eq!(
+            normalize(voice("+44123456789", "2026-10-05T10:00:00"))
+                .unwrap_err()
+                .reason,
+            RejectReason::MalformedNumber
+        );
+    }
+
+    #[test]
+    fn a_valid_peer_is_not_flagged_and_the_flag_is_not_part_of_the_record_id() {
+        let n = normalize(voice("0612345678", "2026-10-05T10:00:00")).unwrap();
+        assert!(!n.peer_unverified);
+        let mut flagged = n.clone();
+        flagged.peer_unverified = true;
+        assert_eq!(fingerprint(&flagged), n.record_id);
+    }
+
+    #[test]
+    fn a_normalized_event_stored_without_the_flag_reads_as_verified() {
+        let n = normalize(voice("0612345678", "2026-10-05T10:00:00")).unwrap();
+        let mut stored = serde_json::to_value(&n).unwrap();
+        stored.as_object_mut().unwrap().remove("peer_unverified");
+        let read: NormalizedCdr = serde_json::from_value(stored).unwrap();
+        assert_eq!(read, n);
     }
 
     #[test]

@@ -117,6 +117,10 @@ const AE: &str = "+971501234567";
 const SA: &str = "+966501234567";
 /// Brazil is in no international zone: rest of world.
 const BR: &str = "+5511987654321";
+/// Numbers in no assigned range, classified by their country code alone.
+const GB_UNASSIGNED: &str = "+44123456789";
+const US_UNASSIGNED: &str = "+1123456789";
+const MA_UNASSIGNED: &str = "+212685123456";
 
 fn number_plan() -> &'static NumberPlan {
     static P: OnceLock<NumberPlan> = OnceLock::new();
@@ -141,6 +145,7 @@ pub(crate) fn event(kind: RecordType, at: &str) -> NormalizedCdr {
         peer: None,
         peer_country: None,
         peer_class: None,
+        peer_unverified: false,
         event_time: utc(at),
         duration_sec: None,
         volume_bytes: None,
@@ -155,10 +160,11 @@ pub(crate) fn event(kind: RecordType, at: &str) -> NormalizedCdr {
 
 pub(crate) fn with_peer(mut cdr: NormalizedCdr, peer: &str) -> NormalizedCdr {
     let p = number_plan()
-        .parse(peer)
+        .parse_peer(peer)
         .unwrap_or_else(|e| panic!("{peer}: {e:?}"));
     cdr.peer_country = p.country;
     cdr.peer_class = Some(p.class);
+    cdr.peer_unverified = p.unverified;
     cdr.peer = Some(p.msisdn);
     cdr
 }
@@ -330,6 +336,16 @@ fn rows() -> Vec<Row> {
         // BR → intl-world (rest of world), peak 8.00: 8*61/60 = 8.1333.. → 8.133333. Mon 11:00 local.
         row("voice intl-world peak", Shipped, "business", voice("2026-11-02T10:00:00Z", 61, BR), "intl-world", 61,
             vec![("peak", 61, "8.133333")], "8.133333"),
+        // --- Voice to numbers in no assigned range: priced by their country code. ---
+        // +44 → GB → intl-europe, business peak 4.00: 4.00*60/60 = 4.000000. Mon 10:00 local.
+        row("voice to an unassigned british number", Shipped, "business", voice(MON_PEAK, 60, GB_UNASSIGNED), "intl-europe", 60,
+            vec![("peak", 60, "4.000000")], "4.000000"),
+        // +1 → US (rest of world) → intl-world, business peak 8.00: 8*60/60 = 8.000000.
+        row("voice to an unassigned american number", Shipped, "business", voice(MON_PEAK, 60, US_UNASSIGNED), "intl-world", 60,
+            vec![("peak", 60, "8.000000")], "8.000000"),
+        // +212 → home → domestic, business peak 0.70: 0.70*60/60 = 0.700000.
+        row("voice to an unassigned moroccan number", Shipped, "business", voice(MON_PEAK, 60, MA_UNASSIGNED), "domestic", 60,
+            vec![("peak", 60, "0.700000")], "0.700000"),
         // basic 60/60, no fee outside domestic: 61 s → 120; 7.00*2 = 14.000000. Tue 06:00 local.
         row("voice intl-world offpeak per started minute", Shipped, "basic", voice("2026-11-03T05:00:00Z", 61, BR), "intl-world", 120,
             vec![("offpeak", 120, "14.000000")], "14.000000"),

@@ -57,9 +57,15 @@ pub fn stored_event(
     if let Some(p) = &c.peer {
         let _ = writeln!(
             out,
-            "   peer {p} ({}, {})",
+            "   peer {p} ({}, {}{})",
             c.peer_class.map_or("-", |k| k.as_str()),
-            c.peer_country.as_deref().unwrap_or("-")
+            c.peer_country.as_deref().unwrap_or("-"),
+            // An agent should know the zone came from the country code alone.
+            if c.peer_unverified {
+                ", unverified number"
+            } else {
+                ""
+            }
         );
     }
     match c.record_type {

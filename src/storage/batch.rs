@@ -157,6 +157,7 @@ pub async fn write<T>(
         posted = super::billing::post_usage(tx, &rows, Some(known)).await?;
     }
     summary.accepted = inserted.len() as u32;
+    summary.unverified_peers = new.iter().filter(|(_, x)| x.cdr.peer_unverified).count() as u32;
     summary.duplicates += stored_before.len() as u32;
     if let Some(below) = rerate_below {
         if below <= batch.to_offset {
@@ -217,6 +218,7 @@ pub async fn write<T>(
             &(summary.duplicates as i32),
             &(summary.suspense as i32),
             &(summary.rejected_total() as i32),
+            &(summary.unverified_peers as i32),
         ],
     )
     .await?;
@@ -456,8 +458,9 @@ pub(crate) async fn insert_usage_if_new(
     )
     .await?;
     copy_usage(tx, "usage_resolved", rows).await?;
+    let columns = usage_column_list();
     let insert = format!(
-        "INSERT INTO usage_events ({USAGE_COLUMNS}) SELECT {USAGE_COLUMNS} FROM usage_resolved
+        "INSERT INTO usage_events ({columns}) SELECT {columns} FROM usage_resolved
          ON CONFLICT (record_id) DO NOTHING RETURNING record_id"
     );
     Ok(tx
@@ -476,12 +479,52 @@ pub(crate) struct UsageSource<'a> {
     pub(crate) kafka_ts: Option<DateTime<Utc>>,
 }
 
-/// The columns `copy_usage` writes, in the order of its values and of `USAGE_COPY_TYPES`.
-const USAGE_COLUMNS: &str = "record_id, customer_id, record_type, msisdn, peer_msisdn, \
-    peer_country, peer_class, event_time, duration_sec, volume_bytes, session_duration_sec, \
-    cell_id, city, region, technology, roaming_country, src_offset, kafka_ts, period, plan, \
-    tariff_id, zone, band, bands, band_units, band_amounts, units, amount, cost, \
-    catalog_version, src_topic, src_partition";
+/// How many columns a usage row has: the length of `USAGE_COLUMNS` and of the values
+/// `copy_usage` writes, so that the compiler holds the two together.
+const USAGE_WIDTH: usize = 33;
+
+/// The columns `copy_usage` writes and their types, in the order of its values: one
+/// list, so that a column cannot drift from its type.
+const USAGE_COLUMNS: [(&str, Type); USAGE_WIDTH] = [
+    ("record_id", Type::TEXT),
+    ("customer_id", Type::INT8),
+    ("record_type", Type::TEXT),
+    ("msisdn", Type::TEXT),
+    ("peer_msisdn", Type::TEXT),
+    ("peer_country", Type::TEXT),
+    ("peer_class", Type::TEXT),
+    ("peer_unverified", Type::BOOL),
+    ("event_time", Type::TIMESTAMPTZ),
+    ("duration_sec", Type::INT4),
+    ("volume_bytes", Type::INT8),
+    ("session_duration_sec", Type::INT4),
+    ("cell_id", Type::TEXT),
+    ("city", Type::TEXT),
+    ("region", Type::TEXT),
+    ("technology", Type::TEXT),
+    ("roaming_country", Type::TEXT),
+    ("src_offset", Type::INT8),
+    ("kafka_ts", Type::TIMESTAMPTZ),
+    ("period", Type::DATE),
+    ("plan", Type::TEXT),
+    ("tariff_id", Type::TEXT),
+    ("zone", Type::TEXT),
+    ("band", Type::TEXT),
+    ("bands", Type::TEXT_ARRAY),
+    ("band_units", Type::INT8_ARRAY),
+    ("band_amounts", Type::NUMERIC_ARRAY),
+    ("units", Type::INT8),
+    ("amount", Type::NUMERIC),
+    ("cost", Type::NUMERIC),
+    ("catalog_version", Type::INT4),
+    ("src_topic", Type::TEXT),
+    ("src_partition", Type::INT4),
+];
+
+/// The column list of `USAGE_COLUMNS`, for SQL.
+fn usage_column_list() -> String {
+    USAGE_COLUMNS.map(|(name, _)| name).join(", ")
+}
 
 /// Copy rated records into `table` (`usage_events`, or a table like it) with a binary
 /// `COPY`: the one place a rated record becomes a usage row.
@@ -490,7 +533,10 @@ async fn copy_usage(
     table: &str,
     rows: &[(&RatedCdr, UsageSource<'_>)],
 ) -> Result<usize, StorageError> {
-    let copy = format!("COPY {table} ({USAGE_COLUMNS}) FROM STDIN (FORMAT binary)");
+    let copy = format!(
+        "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+        usage_column_list()
+    );
     // A temporary table is made anew by each transaction: its statement is not kept.
     let stmt = if table == "usage_events" {
         tx.prepare_cached(&copy).await?
@@ -498,7 +544,8 @@ async fn copy_usage(
         tx.prepare(&copy).await?
     };
     let sink = tx.copy_in(&stmt).await?;
-    let writer = BinaryCopyInWriter::new(sink, &USAGE_COPY_TYPES);
+    let types = USAGE_COLUMNS.map(|(_, t)| t);
+    let writer = BinaryCopyInWriter::new(sink, &types);
     futures::pin_mut!(writer);
     for (x, source) in rows {
         let (c, r) = (&x.cdr, &x.rating);
@@ -506,7 +553,7 @@ async fn copy_usage(
         let bands = split.then(|| r.parts.iter().map(|p| p.band.as_str()).collect::<Vec<_>>());
         let band_units = split.then(|| r.parts.iter().map(|p| p.units).collect::<Vec<_>>());
         let band_amounts = split.then(|| r.parts.iter().map(|p| p.amount).collect::<Vec<_>>());
-        let values: [&(dyn ToSql + Sync); 32] = [
+        let values: [&(dyn ToSql + Sync); USAGE_WIDTH] = [
             &c.record_id.as_str(),
             &x.customer_id,
             &c.record_type.as_str(),
@@ -514,6 +561,7 @@ async fn copy_usage(
             &c.peer.as_ref().map(|p| p.as_str()),
             &c.peer_country.as_deref(),
             &c.peer_class.map(|p| p.as_str()),
+            &c.peer_unverified,
             &c.event_time,
             &c.duration_sec,
             &c.volume_bytes,
@@ -544,42 +592,6 @@ async fn copy_usage(
     }
     Ok(writer.finish().await? as usize)
 }
-
-/// The types of `USAGE_COLUMNS`, in its order.
-const USAGE_COPY_TYPES: [Type; 32] = [
-    Type::TEXT,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TIMESTAMPTZ,
-    Type::INT4,
-    Type::INT8,
-    Type::INT4,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::TIMESTAMPTZ,
-    Type::DATE,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT_ARRAY,
-    Type::INT8_ARRAY,
-    Type::NUMERIC_ARRAY,
-    Type::INT8,
-    Type::NUMERIC,
-    Type::NUMERIC,
-    Type::INT4,
-    Type::TEXT,
-    Type::INT4,
-];
 
 /// The rating of usage rows as column arrays: the SET list of a re-rating update. A split call's parts travel as array literals
 /// (`{peak,offpeak}`), cast per row in SQL: band names are plain words (the catalog

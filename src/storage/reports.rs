@@ -149,7 +149,7 @@ pub const REPORTS: &[Report] = &[
     Report {
         name: "data_quality",
         title: "Data quality by day",
-        description: "Per processing day: records consumed, accepted, duplicates, held in suspense, rejected, and the reject rate.",
+        description: "Per processing day: records consumed, accepted (and of them, with a peer in no assigned range), duplicates, held in suspense, rejected, and the reject rate.",
         filters: &[Period],
         latest: false,
     },

@@ -18,6 +18,7 @@ mod grafana;
 mod metrics;
 mod offsets;
 mod outage;
+mod peers;
 mod poison;
 mod reconcile;
 mod replay;

@@ -196,13 +196,14 @@ INSERT INTO invoice_lines (number, line_no, kind, service, description, amount) 
 -- next day in Casablanca: 31 August 23:15 UTC is 1 September, 10 September 23:30 UTC is
 -- 11 September.
 INSERT INTO committed_batches (group_id, topic, partition, from_offset, to_offset, records,
-                               accepted, duplicates, suspense, rejected, committed_at) VALUES
-    ('cdrflow', 'cdr.raw', 0, 0,   29,  30,  28, 1, 0, 1, '2026-08-20 09:00Z'),
-    ('cdrflow', 'cdr.raw', 0, 30,  49,  20,  15, 0, 0, 5, '2026-08-31 23:15Z'),
-    ('cdrflow', 'cdr.raw', 0, 50,  149, 100, 90, 3, 2, 5, '2026-09-10 10:00Z'),
-    ('cdrflow', 'cdr.raw', 1, 0,   49,  50,  48, 0, 0, 2, '2026-09-10 22:30Z'),
-    ('cdrflow', 'cdr.raw', 0, 150, 189, 40,  36, 1, 1, 2, '2026-09-10 23:30Z'),
-    ('cdrflow', 'cdr.raw', 1, 50,  59,  10,  10, 0, 0, 0, '2026-09-11 12:00Z');
+                               accepted, unverified_peers, duplicates, suspense, rejected,
+                               committed_at) VALUES
+    ('cdrflow', 'cdr.raw', 0, 0,   29,  30,  28, 0, 1, 0, 1, '2026-08-20 09:00Z'),
+    ('cdrflow', 'cdr.raw', 0, 30,  49,  20,  15, 2, 0, 0, 5, '2026-08-31 23:15Z'),
+    ('cdrflow', 'cdr.raw', 0, 50,  149, 100, 90, 4, 3, 2, 5, '2026-09-10 10:00Z'),
+    ('cdrflow', 'cdr.raw', 1, 0,   49,  50,  48, 1, 0, 0, 2, '2026-09-10 22:30Z'),
+    ('cdrflow', 'cdr.raw', 0, 150, 189, 40,  36, 0, 1, 1, 2, '2026-09-10 23:30Z'),
+    ('cdrflow', 'cdr.raw', 1, 50,  59,  10,  10, 3, 0, 0, 0, '2026-09-11 12:00Z');
 
 INSERT INTO rejected_records (src_topic, src_partition, src_offset, reason, detail, raw,
                               rejected_at) VALUES
@@ -283,7 +284,8 @@ const RFM_SEGMENTS: &str =
 const SERVICE_PROFITABILITY: &str = "service,zone,events,units,rated,cost,margin,margin_pct";
 const USAGE_BY_HOUR: &str = "weekday,hour,events,units,rated";
 const USAGE_BY_TECHNOLOGY: &str = "technology,events,units,rated,share_pct";
-const DATA_QUALITY: &str = "day,consumed,accepted,duplicates,suspense,rejected,reject_rate_pct";
+const DATA_QUALITY: &str =
+    "day,consumed,accepted,unverified_peers,duplicates,suspense,rejected,reject_rate_pct";
 const REJECTS_BY_REASON: &str = "reason,records,share_pct";
 const LATE_USAGE: &str =
     "period,events,amount,billed_events,billed_amount,pending_events,pending_amount";
@@ -925,13 +927,14 @@ async fn pipeline_reports_count_processing_days_rejects_and_late_usage() {
     let db = dataset().await;
 
     // 20 August: 30 records, 1 rejected (3.33 %). 31 August 23:15 UTC is 1 September:
-    // 20, 5 rejected (25 %). 10 September: 100 + 50 = 150, 90 + 48 accepted, 5 + 2
-    // rejected (4.67 %); 23:30 UTC is the 11th: 40 + 10 = 50, 2 rejected (4 %).
+    // 20, 5 rejected (25 %), 2 unverified peers. 10 September: 100 + 50 = 150, 90 + 48
+    // accepted, 4 + 1 unverified peers, 5 + 2 rejected (4.67 %); 23:30 UTC is the 11th:
+    // 40 + 10 = 50, 0 + 3 unverified peers, 2 rejected (4 %).
     let days = [
-        "2026-08-20,30,28,1,0,1,3.33",
-        "2026-09-01,20,15,0,0,5,25.00",
-        "2026-09-10,150,138,3,2,7,4.67",
-        "2026-09-11,50,46,1,1,2,4.00",
+        "2026-08-20,30,28,0,1,0,1,3.33",
+        "2026-09-01,20,15,2,0,0,5,25.00",
+        "2026-09-10,150,138,5,3,2,7,4.67",
+        "2026-09-11,50,46,3,1,1,2,4.00",
     ];
     expect(&db, &["data_quality"], DATA_QUALITY, &days);
     expect(
@@ -1224,6 +1227,7 @@ async fn table_csv_and_json_carry_the_same_cells_and_output_files_the_same_bytes
                 ("day", "date"),
                 ("consumed", "integer"),
                 ("accepted", "integer"),
+                ("unverified_peers", "integer"),
                 ("duplicates", "integer"),
                 ("suspense", "integer"),
                 ("rejected", "integer"),

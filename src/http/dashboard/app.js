@@ -40,6 +40,7 @@ const LABELS = {
   last_event: 'Last event', rfm: 'RFM', r: 'R', f: 'F', m: 'M', vat: 'VAT',
   billed_events: 'Billed events', billed_amount: 'Billed amount',
   pending_events: 'Pending events', pending_amount: 'Pending amount', record_id: 'Record',
+  unverified_peers: 'Unverified peers',
 };
 const WEEKDAYS = ['', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'];
 const POLL_MS = 3000;

@@ -3,6 +3,7 @@
 SELECT json_build_object(
          'record_id', u.record_id, 'record_type', u.record_type, 'subscriber', u.msisdn,
          'peer', u.peer_msisdn, 'peer_country', u.peer_country, 'peer_class', u.peer_class,
+         'peer_unverified', u.peer_unverified,
          'event_time', u.event_time, 'duration_sec', u.duration_sec,
          'volume_bytes', u.volume_bytes, 'session_duration_sec', u.session_duration_sec,
          'cell_id', u.cell_id, 'city', u.city, 'region', u.region,
