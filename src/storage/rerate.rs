@@ -9,6 +9,11 @@
 //! (stored after its period was closed) it is its adjustments only, the first of which
 //! billed its whole price. Either way, pricing the same event again with the same
 //! catalog changes nothing, so a rerate replay can run any number of times.
+//!
+//! Whether a period is closed is decided under the lock of its `billing_periods` row,
+//! held FOR SHARE until the batch commits, as for new usage: `cdrflow bill` closes a
+//! period with an UPDATE of that row, so it waits for a batch that is pricing the
+//! period's events in place, and a batch that comes after the close books adjustments.
 
 use super::batch::RatingColumns;
 use super::StorageError;
@@ -23,7 +28,6 @@ struct Stored {
     period: Option<NaiveDate>,
     amount: Option<Decimal>,
     catalog_version: Option<i32>,
-    closed: bool,
     /// The closed-period adjustments booked for it so far.
     owed: Decimal,
     /// Stored after its period was closed: its stored amount is in no invoice.
@@ -65,13 +69,26 @@ pub async fn rerate(
                     period: r.get(2),
                     amount: r.get(3),
                     catalog_version: r.get(4),
-                    closed: r.get(5),
-                    owed: r.get(6),
-                    late: r.get(7),
+                    owed: r.get(5),
+                    late: r.get(6),
                 },
             )
         })
         .collect();
+    // The periods the events are in and those they would move to (the catalog's time
+    // zone decides the month). A period without a row yet is given one, so that a close
+    // of it waits too.
+    let periods: Vec<NaiveDate> = events
+        .iter()
+        .filter_map(|x| {
+            let s = stored.get(&x.cdr.record_id)?;
+            Some([s.period.unwrap_or(x.rating.period), x.rating.period])
+        })
+        .flatten()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let closed = super::billing::lock_periods(tx, &periods).await?;
 
     let mut update_ids = Vec::new();
     let mut update = RatingColumns::with_capacity(events.len());
@@ -85,7 +102,9 @@ pub async fn rerate(
         // Rows stored before rating existed have no price: pricing them is a change too.
         let old = s.amount.unwrap_or(Decimal::ZERO);
         let period = s.period.unwrap_or(x.rating.period);
-        if s.closed {
+        // An event that would move from an open period into a closed one is not moved
+        // either: the closed period's buckets stay as invoiced.
+        if closed.contains(&period) || closed.contains(&x.rating.period) {
             let billed = s.billed();
             if new != billed {
                 adj.push(x, s.customer_id, period, billed, new, false);
@@ -185,7 +204,6 @@ mod tests {
             period: None,
             amount: Some(amount.parse().unwrap()),
             catalog_version: Some(1),
-            closed: true,
             owed: owed.parse().unwrap(),
             late,
         }

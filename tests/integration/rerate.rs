@@ -6,11 +6,27 @@
 
 use crate::helpers::*;
 use rust_decimal::Decimal;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// `cdrflow bill --period PERIOD` on `db`, which must succeed.
 fn bill(db: &TestDb, period: &str) {
     let (code, out, err) = cdrflow(&["bill", "--period", period, "--database-url", &db.url]);
     assert_eq!(code, 0, "bill {period} failed:\n{out}{err}");
+}
+
+/// `cdrflow catalog apply` of `text`, which must succeed.
+fn apply_catalog(db: &TestDb, text: &str) {
+    let file = tempdir().join("catalog.toml");
+    std::fs::write(&file, text).unwrap();
+    let (code, out, err) = cdrflow(&[
+        "catalog",
+        "apply",
+        file.to_str().unwrap(),
+        "--database-url",
+        &db.url,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
 }
 
 /// Everything a rerate with an unchanged catalog must leave as it is: every usage row,
@@ -111,4 +127,172 @@ async fn a_rerate_with_an_unchanged_catalog_leaves_a_late_call_owed_at_its_price
         .unwrap()
         .get(0);
     assert!(rerated > 0, "the replays went through the stored events");
+}
+
+/// The shipped catalog with every plan's domestic SMS at `price`, under its own label.
+fn sms_at(price: &str) -> String {
+    let lines: Vec<&str> = DEFAULT_CATALOG.lines().collect();
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let domestic_sms = i >= 2
+            && lines[i - 2] == "service = \"sms\""
+            && lines[i - 1] == "zone = \"domestic\""
+            && line.starts_with("prices = ");
+        if domestic_sms {
+            out.push_str(&format!(
+                "prices = {{ peak = \"{price}\", offpeak = \"{price}\", weekend = \"{price}\" }}"
+            ));
+        } else if line.starts_with("label = ") {
+            out.push_str(&format!("label = \"domestic SMS at {price}\""));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    assert!(
+        out.contains(&format!("peak = \"{price}\"")),
+        "no domestic SMS tariff"
+    );
+    out
+}
+
+/// Every row of a period's usage, buckets and invoices (with their lines).
+async fn period_books(client: &tokio_postgres::Client, period: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT count(*)::text || ':' || md5(string_agg(u::text, ',' ORDER BY record_id))
+           FROM usage_events u WHERE period = $1::text::date",
+        "SELECT count(*)::text || ':' || md5(string_agg(b::text, ',' ORDER BY customer_id,
+                tariff_id, band, catalog_version))
+           FROM usage_buckets b WHERE period = $1::text::date",
+        "SELECT count(*)::text || ':' || coalesce(md5(string_agg(i::text || l::text, ','
+                ORDER BY l.number, l.line_no)), '')
+           FROM invoices i JOIN invoice_lines l USING (number) WHERE i.period = $1::text::date",
+    ] {
+        out.push(client.query_one(sql, &[&period]).await.unwrap().get(0));
+    }
+    out
+}
+
+/// Sessions of the test's database waiting for a lock in a statement starting with
+/// `statement` (after its comment lines).
+async fn waiting_in(client: &tokio_postgres::Client, statement: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'
+                AND regexp_replace(query, '^(\\s*--[^\\n]*\\n)*\\s*', '') LIKE $1 || '%'",
+            &[&statement],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A rerate batch that finds a period open and prices its events again in place, and
+/// `cdrflow bill` closing that period, never interleave: the close waits for the batch to
+/// commit, so the invoices are made of the prices the batch left, and nothing of the
+/// period changes after they are issued.
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_a_period_waits_for_a_rerate_batch_pricing_its_events_in_place() {
+    let db = TestDb::new().await;
+    let topic = topic("cdr.raw.reratebill", 1).await;
+    let group = &format!("rerate-bill-{}", suffix());
+    generate(&topic, &db, 300, 42, &[]);
+    drain(&db.url, &topic, group);
+    apply_catalog(&db, &sms_at("0.31"));
+    replay_ok(&db, &topic, group, &["--to-offset", "0", "--rerate"]);
+
+    // Hold September's usage rows, so that the rerate batch stops at its in-place update,
+    // after it has decided that the period is open.
+    let mut holder = db.client().await;
+    let hold = holder.transaction().await.unwrap();
+    hold.execute(
+        "SELECT 1 FROM usage_events WHERE period = '2026-09-01' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    let mut daemon = Daemon::start(&DaemonConfig {
+        topic: &topic,
+        group,
+        database_url: &db.url,
+        idle_secs: Some(3),
+        // The whole replayed range in one batch, which the test holds in one place.
+        extra: ["--batch-linger-ms", "1000"].map(String::from).to_vec(),
+    });
+    let client = db.client().await;
+    let started = Instant::now();
+    while waiting_in(&client, "UPDATE usage_events").await == 0 {
+        assert!(daemon.alive(), "daemon died: {}", daemon.log_text());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the rerate batch never reached its update: {}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut bill = Command::new(BIN)
+        .args(["bill", "--period", "2026-09", "--database-url", &db.url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Either the close waits for the batch, or the bill runs to its end meanwhile: then
+    // what it invoiced is what the batch is about to change.
+    let started = Instant::now();
+    let mut billed = None;
+    loop {
+        if bill.try_wait().unwrap().is_some() {
+            billed = Some(period_books(&client, "2026-09-01").await);
+            break;
+        }
+        if waiting_in(&client, "UPDATE billing_periods").await > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the bill neither finished nor waited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hold.rollback().await.unwrap();
+    let out = bill.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "bill failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let billed = match billed {
+        Some(b) => b,
+        None => period_books(&client, "2026-09-01").await,
+    };
+    assert!(
+        daemon.wait(Duration::from_secs(120)).success(),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        period_books(&client, "2026-09-01").await,
+        billed,
+        "September changed after its invoices were issued"
+    );
+    // The batch went first: its new prices are what September was invoiced with.
+    let stale: Vec<String> = client
+        .query(
+            "SELECT (u.period, u.amount, u.catalog_version, u.src_offset)::text FROM usage_events u
+              WHERE record_type = 'sms' AND zone = 'domestic' AND amount <> 0.31",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        stale,
+        Vec::<String>::new(),
+        "every domestic SMS priced again"
+    );
 }
