@@ -253,6 +253,12 @@ async fn commit(
             .emit(metrics);
             Ok((BatchAck::Fenced { stored }, None))
         }
+        Written::CatalogBehind { used, needed } => {
+            tx.rollback()
+                .await
+                .map_err(crate::storage::StorageError::from)?;
+            Err(PipelineError::CatalogBehind { used, needed })
+        }
         Written::Staged {
             summary,
             inserted,

@@ -296,3 +296,129 @@ async fn closing_a_period_waits_for_a_rerate_batch_pricing_its_events_in_place()
         "every domestic SMS priced again"
     );
 }
+
+/// A catalog is applied and a rerate replay asked for at once, while the running daemon
+/// still prices with the version before: every replayed event ends up priced with the
+/// new catalog, none is lost or counted twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rerate_asked_for_right_after_a_catalog_change_prices_every_event_with_it() {
+    let db = TestDb::new().await;
+    let topic = topic("cdr.raw.reratecatalog", 2).await;
+    let group = &format!("rerate-catalog-{}", suffix());
+    let report = generate(&topic, &db, 2_000, 43, &[]);
+    let mut daemon = Daemon::start(&DaemonConfig {
+        topic: &topic,
+        group,
+        database_url: &db.url,
+        idle_secs: None,
+        extra: vec![],
+    });
+    daemon.wait_up();
+    let ends = end_offsets(&topic);
+    wait_for("the topic stored", Duration::from_secs(120), || {
+        stored_offsets(&db.url, group) == ends
+    });
+    let client = db.client().await;
+    let accepted: i64 = client
+        .query_one("SELECT count(*) FROM usage_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    // The daemon looks for a newer catalog every few seconds. Right after it has loaded
+    // version 2, version 3 is applied and the replay asked for: the daemon meets the
+    // replay well before it would look again.
+    apply_catalog(&db, &sms_at("0.20"));
+    let started = Instant::now();
+    while daemon.metric("cdrflow_catalog_version") != Some(2.0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "version 2 never loaded"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    apply_catalog(&db, &sms_at("0.31"));
+    let out = replay_ok(&db, &topic, group, &["--to-offset", "0", "--rerate"]);
+    let replayed: i64 = ends.values().sum();
+    assert!(
+        out.contains(&format!("{replayed} records to replay")),
+        "{out}"
+    );
+    // A record on each partition, so that the daemon meets the rewind now.
+    for p in ends.keys() {
+        produce_raw(
+            &topic,
+            *p,
+            &[(None, br#"{"record_type": "ping"}"#.to_vec())],
+        );
+    }
+    let ends = end_offsets(&topic);
+    let started = Instant::now();
+    loop {
+        let rerating: i64 = client
+            .query_one(
+                "SELECT count(*) FROM consumer_offsets WHERE rerate_below IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if rerating == 0 && stored_offsets(&db.url, group) == ends {
+            break;
+        }
+        assert!(daemon.alive(), "daemon died: {}", daemon.log_text());
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the replay never ended: {}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let refused = daemon
+        .metric("cdrflow_batch_failures_total{kind=\"catalog\"}")
+        .unwrap_or(0.0);
+    daemon.stop();
+
+    let versions: Vec<(i32, i64)> = client
+        .query(
+            "SELECT catalog_version, count(*) FROM usage_events GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        versions,
+        [(3, accepted)],
+        "every event priced with version 3"
+    );
+    let prices: Vec<Decimal> = client
+        .query(
+            "SELECT DISTINCT amount FROM usage_events WHERE record_type = 'sms' AND zone = 'domestic'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        prices,
+        [Decimal::new(31, 2)],
+        "domestic SMS at the new price"
+    );
+    let s = stats(&db.url, group);
+    assert_eq!(s["balanced"], true, "{s}");
+    assert_eq!(s["totals"]["accepted"], report.expected.accepted, "{s}");
+    assert_eq!(
+        s["totals"]["consumed"],
+        report.sent as i64 + replayed + 2,
+        "each replayed record consumed once: {s}"
+    );
+    assert!(
+        refused >= 1.0,
+        "the daemon priced the first replayed batches with version 2 and had them refused"
+    );
+}
