@@ -355,6 +355,12 @@ async fn commit_once(
             .emit(metrics);
             Ok((BatchAck::Fenced { stored }, None))
         }
+        Written::CatalogBehind { used, needed } => {
+            tx.rollback()
+                .await
+                .map_err(crate::storage::StorageError::from)?;
+            Err(PipelineError::CatalogBehind { used, needed })
+        }
         Written::Staged {
             summary,
             inserted,

@@ -38,4 +38,9 @@ pub enum PipelineError {
     Publish(#[from] rdkafka::error::KafkaError),
     #[error("the {0} stage is not running")]
     StageDown(&'static str),
+    /// The batch was priced with a catalog older than a `replay --rerate` asked for;
+    /// nothing was written. The rater loads the newer catalog, and the batch is read
+    /// again.
+    #[error("priced with catalog version {used}, older than version {needed} that a rerate replay asked for")]
+    CatalogBehind { used: i32, needed: i32 },
 }

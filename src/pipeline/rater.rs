@@ -2,7 +2,9 @@
 //! Committers, on a thread of its own. The rating itself is pure domain code
 //! (`domain::rating`); this actor finds the batch's subscribers (in its cache, else one
 //! query for those it misses), routes the batch to the committer that owns its
-//! partition, and every few seconds checks whether a newer catalog version was applied.
+//! partition, and every few seconds checks whether a newer catalog version was applied
+//! (at once when a committer refuses a batch priced with a catalog older than a rerate
+//! replay asked for).
 //!
 //! Lookups of consecutive batches overlap (a serialized lookup measured as a bubble that
 //! cost a third of the throughput), but batches still reach the committers in the order
@@ -37,7 +39,8 @@ use tokio::sync::oneshot;
 
 /// How often the Rater asks whether a newer catalog was applied. A new version is in
 /// force for batches rated after it is seen; nothing already stored changes (that is
-/// what `replay --rerate` is for).
+/// what `replay --rerate` is for, and it does not wait for this check: see
+/// [`CatalogNeeded`]).
 const CATALOG_CHECK: Duration = Duration::from_secs(5);
 
 /// How often the Rater asks whether customers changed.
@@ -110,6 +113,8 @@ pub struct Rater {
     preload_done: Option<oneshot::Sender<()>>,
     /// Shared with the batches' futures, which run on this actor's thread.
     cache: Rc<RefCell<SubscriberCache>>,
+    /// A newer catalog is being looked for: one look at a time.
+    loading_catalog: bool,
     /// Committers, each owning a fixed share of the partitions (partition mod n), so
     /// that one partition's batches always commit in order on one connection while
     /// different partitions commit side by side.
@@ -142,6 +147,7 @@ impl Rater {
             preloaded: preloaded.shared(),
             preload_done: Some(preload_done),
             cache: Rc::default(),
+            loading_catalog: false,
             next,
             stage: metrics.stage("rater"),
             next_stage: metrics.stage("committer"),
@@ -157,31 +163,57 @@ impl Actor for Rater {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         check_customers(self, ctx);
         ctx.run_interval(CUSTOMER_CHECK, check_customers);
-        ctx.run_interval(CATALOG_CHECK, |act, ctx| {
-            let (pool, current) = (act.pool.clone(), act.catalog.version);
-            ctx.spawn(
-                async move { newer_catalog(&pool, current).await }
-                    .into_actor(act)
-                    .map(|found, act, _| match found {
-                        Ok(Some(v)) => {
-                            act.catalog = Arc::new(v);
-                            CatalogLoaded {
-                                version: act.catalog.version,
-                                label: &act.catalog.label,
-                            }
-                            .emit(&act.metrics);
+        ctx.run_interval(CATALOG_CHECK, check_catalog);
+    }
+}
+
+/// Load the active catalog if it is newer than the one rating with.
+fn check_catalog(act: &mut Rater, ctx: &mut Context<Rater>) {
+    if act.loading_catalog {
+        return;
+    }
+    act.loading_catalog = true;
+    let (pool, current) = (act.pool.clone(), act.catalog.version);
+    ctx.spawn(
+        async move { newer_catalog(&pool, current).await }
+            .into_actor(act)
+            .map(|found, act, _| {
+                act.loading_catalog = false;
+                match found {
+                    Ok(Some(v)) => {
+                        act.catalog = Arc::new(v);
+                        CatalogLoaded {
+                            version: act.catalog.version,
+                            label: &act.catalog.label,
                         }
-                        Ok(None) => {}
-                        Err(error) => DatabaseFailed {
-                            actor: "rater",
-                            action:
-                                "check for a newer catalog; rating goes on with the current one",
-                            error: &error,
-                        }
-                        .emit(&act.metrics),
-                    }),
-            );
-        });
+                        .emit(&act.metrics);
+                    }
+                    Ok(None) => {}
+                    Err(error) => DatabaseFailed {
+                        actor: "rater",
+                        action: "check for a newer catalog; rating goes on with the current one",
+                        error: &error,
+                    }
+                    .emit(&act.metrics),
+                }
+            }),
+    );
+}
+
+/// A committer refused a batch priced with a catalog older than this version, which a
+/// rerate replay asked for: load it now rather than at the next check, so that the
+/// batch, read again after the source's back-off, is priced with it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CatalogNeeded(pub i32);
+
+impl Handler<CatalogNeeded> for Rater {
+    type Result = ();
+
+    fn handle(&mut self, CatalogNeeded(version): CatalogNeeded, ctx: &mut Self::Context) {
+        if self.catalog.version < version {
+            check_catalog(self, ctx);
+        }
     }
 }
 
@@ -198,6 +230,8 @@ async fn newer_catalog(pool: &Pool, current: i32) -> Result<Option<Version>, Sto
 
 impl Supervised for Rater {
     fn restarting(&mut self, _: &mut Self::Context) {
+        // A look for a newer catalog in flight was dropped with the old context.
+        self.loading_catalog = false;
         ActorRestarted { actor: "rater" }.emit(&self.metrics);
     }
 }
@@ -277,13 +311,14 @@ async fn subscribers(
 impl Handler<Batch> for Rater {
     type Result = ResponseFuture<<Batch as Message>::Result>;
 
-    fn handle(&mut self, mut batch: Batch, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, mut batch: Batch, ctx: &mut Self::Context) -> Self::Result {
         self.stage.taken();
         let (stage, next_stage) = (self.stage.clone(), self.next_stage.clone());
         let (pool, catalog, cache) = (self.pool.clone(), self.catalog.clone(), self.cache.clone());
         let preloaded = self.preloaded.clone();
         let committer =
             self.next[batch.data.partition.rem_euclid(self.next.len() as i32) as usize].clone();
+        let rater = ctx.address();
         let (queued, mine) = oneshot::channel();
         let previous = std::mem::replace(&mut self.previous, mine.shared());
         Box::pin(async move {
@@ -317,9 +352,13 @@ impl Handler<Batch> for Rater {
             next_stage.enqueued();
             let committed = committer.send(batch);
             let _ = queued.send(());
-            committed
+            let answer = committed
                 .await
-                .map_err(|_| PipelineError::StageDown("committer"))?
+                .map_err(|_| PipelineError::StageDown("committer"))?;
+            if let Err(PipelineError::CatalogBehind { needed, .. }) = &answer {
+                rater.do_send(CatalogNeeded(*needed));
+            }
+            answer
         })
     }
 }

@@ -339,8 +339,16 @@ impl SourceLoop {
                             }
                         }
                         Err(error) => {
-                            consecutive_failures += 1;
-                            let wait = backoff(consecutive_failures);
+                            // A batch priced with a catalog older than a rerate replay
+                            // asked for failed nowhere: the rater is loading the newer
+                            // one, so it is read again after the shortest back-off, and
+                            // the back-off of real failures does not grow with it.
+                            let wait = if let PipelineError::CatalogBehind { .. } = error {
+                                backoff(1)
+                            } else {
+                                consecutive_failures += 1;
+                                backoff(consecutive_failures)
+                            };
                             BatchFailed {
                                 partition: ack.partition,
                                 from_offset: ack.from,
@@ -348,6 +356,7 @@ impl SourceLoop {
                                     PipelineError::Storage(_) => FailureKind::Database,
                                     PipelineError::Publish(_) => FailureKind::Publish,
                                     PipelineError::StageDown(_) => FailureKind::Pipeline,
+                                    PipelineError::CatalogBehind { .. } => FailureKind::Catalog,
                                 },
                                 error: &error,
                                 backoff_secs: wait.as_secs().max(1),

@@ -32,6 +32,10 @@ pub enum Written<T> {
     /// The stored offset is not where the batch starts: someone else moved it (a
     /// rebalance, a replay rewind). Nothing may be committed; resume from `stored`.
     Fenced { stored: Option<i64> },
+    /// Records a `replay --rerate` asked to price again were priced with catalog version
+    /// `used`, older than `needed`, the one active when the replay was asked for. Nothing
+    /// may be committed: the batch must be priced again with `needed` or a newer one.
+    CatalogBehind { used: i32, needed: i32 },
 }
 
 /// Write `batch` in `tx`; record ids in `recent` are known to be stored, and so are the
@@ -52,7 +56,7 @@ pub async fn write<T>(
 
     // First, so that a stale batch does no other work and so that the row lock serializes
     // two writers of the same partition. It also says up to where a `replay --rerate`
-    // asked for stored records to be priced again.
+    // asked for stored records to be priced again, and with which catalog at least.
     let cas = tx
         .prepare_cached(include_str!("sql/offsets_cas.sql"))
         .await?;
@@ -75,6 +79,11 @@ pub async fn write<T>(
         });
     };
     let rerate_below: Option<i64> = cas_row.get(0);
+    if let (Some(below), Some(needed)) = (rerate_below, cas_row.get::<_, Option<i32>>(1)) {
+        if let Some(used) = priced_before(batch, below, needed) {
+            return Ok(Written::CatalogBehind { used, needed });
+        }
+    }
 
     let mut summary = BatchSummary {
         consumed: batch.records.len() as u32,
@@ -161,13 +170,8 @@ pub async fn write<T>(
     summary.duplicates += stored_before.len() as u32;
     if let Some(below) = rerate_below {
         if below <= batch.to_offset {
-            // This batch reaches the end of the range a rerate replay asked for: later
-            // replays without --rerate must skip what is stored, as usual.
             let clear = tx
-                .prepare_cached(
-                    "UPDATE consumer_offsets SET rerate_below = NULL
-                      WHERE group_id = $1 AND topic = $2 AND partition = $3",
-                )
+                .prepare_cached(include_str!("sql/rerate_done.sql"))
                 .await?;
             tx.execute(&clear, &[&group, &topic, &partition]).await?;
         }
@@ -228,6 +232,20 @@ pub async fn write<T>(
         early,
         posted,
     })
+}
+
+/// The oldest catalog version older than `needed` that priced a record of `batch` below
+/// offset `below` (the range a rerate replay prices again), if any.
+fn priced_before(batch: &PartitionBatch, below: i64, needed: i32) -> Option<i32> {
+    batch
+        .records
+        .iter()
+        .filter(|r| r.source.offset < below)
+        .filter_map(|r| match &r.verdict {
+            Verdict::Rated(x) if x.catalog_version < needed => Some(x.catalog_version),
+            _ => None,
+        })
+        .min()
 }
 
 /// Run `copy` under a savepoint: true if all of it went in, false if it broke the unique

@@ -93,9 +93,10 @@ pub async fn post_usage(
     })
 }
 
-/// Lock the rows of `periods` in `billing_periods` until the transaction ends and return
-/// the closed ones. A period without a row is given one, so that it can be locked.
-async fn lock_periods(
+/// Lock the rows of `periods` (sorted, without repeats) in `billing_periods` until the
+/// transaction ends and return the closed ones. A period without a row is given one, so
+/// that it can be locked.
+pub(super) async fn lock_periods(
     tx: &Transaction<'_>,
     periods: &[NaiveDate],
 ) -> Result<BTreeSet<NaiveDate>, StorageError> {

@@ -94,7 +94,8 @@ pub struct Rewind {
 
 /// Move the stored offsets back (in the caller's transaction, on rows it has locked with
 /// [`positions`]). With `rerate`, records below the old position are priced again when
-/// they come back: `rerate_below` rises to it and never falls. Returns the rows changed.
+/// they come back: `rerate_below` rises to it and never falls, and so does the catalog
+/// version they must be priced with, to the active one. Returns the rows changed.
 pub async fn rewind(
     client: &impl GenericClient,
     group: &str,
@@ -107,14 +108,7 @@ pub async fn rewind(
     let to: Vec<i64> = moves.iter().map(|m| m.to).collect();
     Ok(client
         .execute(
-            "UPDATE consumer_offsets c
-                SET next_offset = m.to_offset,
-                    updated_at = now(),
-                    rerate_below = CASE WHEN $6 THEN GREATEST(COALESCE(c.rerate_below, 0), m.from_offset)
-                                        ELSE c.rerate_below END
-               FROM UNNEST($3::int4[], $4::int8[], $5::int8[]) AS m (partition, from_offset, to_offset)
-              WHERE c.group_id = $1 AND c.topic = $2 AND c.partition = m.partition
-                AND c.next_offset = m.from_offset",
+            include_str!("sql/rewind.sql"),
             &[&group, &topic, &partitions, &from, &to, &rerate],
         )
         .await?)

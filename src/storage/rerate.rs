@@ -3,10 +3,17 @@
 //!
 //! An event of an open period is updated in place and the change is logged in
 //! `rating_adjustments` (in_place). An event of a closed period is never touched: the
-//! difference between its new price and what was already billed for it (its stored
-//! amount plus earlier adjustments) is booked as an adjustment for the next open
-//! invoice. Either way, pricing the same event again with the same catalog changes
-//! nothing, so a rerate replay can run any number of times.
+//! difference between its new price and what was already billed for it is booked as an
+//! adjustment for the next open invoice. What was billed for an event that came in time
+//! is its stored amount (on its period's invoice) plus its adjustments; for a late one
+//! (stored after its period was closed) it is its adjustments only, the first of which
+//! billed its whole price. Either way, pricing the same event again with the same
+//! catalog changes nothing, so a rerate replay can run any number of times.
+//!
+//! Whether a period is closed is decided under the lock of its `billing_periods` row,
+//! held FOR SHARE until the batch commits, as for new usage: `cdrflow bill` closes a
+//! period with an UPDATE of that row, so it waits for a batch that is pricing the
+//! period's events in place, and a batch that comes after the close books adjustments.
 
 use super::batch::RatingColumns;
 use super::StorageError;
@@ -21,8 +28,22 @@ struct Stored {
     period: Option<NaiveDate>,
     amount: Option<Decimal>,
     catalog_version: Option<i32>,
-    closed: bool,
+    /// The closed-period adjustments booked for it so far.
     owed: Decimal,
+    /// Stored after its period was closed: its stored amount is in no invoice.
+    late: bool,
+}
+
+impl Stored {
+    /// What the customer was billed, or will be on the next open invoice, for the event
+    /// of a closed period.
+    fn billed(&self) -> Decimal {
+        if self.late {
+            self.owed
+        } else {
+            self.amount.unwrap_or(Decimal::ZERO) + self.owed
+        }
+    }
 }
 
 /// Price `events` again; returns how many changed and the customers whose open-period
@@ -48,12 +69,26 @@ pub async fn rerate(
                     period: r.get(2),
                     amount: r.get(3),
                     catalog_version: r.get(4),
-                    closed: r.get(5),
-                    owed: r.get(6),
+                    owed: r.get(5),
+                    late: r.get(6),
                 },
             )
         })
         .collect();
+    // The periods the events are in and those they would move to (the catalog's time
+    // zone decides the month). A period without a row yet is given one, so that a close
+    // of it waits too.
+    let periods: Vec<NaiveDate> = events
+        .iter()
+        .filter_map(|x| {
+            let s = stored.get(&x.cdr.record_id)?;
+            Some([s.period.unwrap_or(x.rating.period), x.rating.period])
+        })
+        .flatten()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let closed = super::billing::lock_periods(tx, &periods).await?;
 
     let mut update_ids = Vec::new();
     let mut update = RatingColumns::with_capacity(events.len());
@@ -67,8 +102,10 @@ pub async fn rerate(
         // Rows stored before rating existed have no price: pricing them is a change too.
         let old = s.amount.unwrap_or(Decimal::ZERO);
         let period = s.period.unwrap_or(x.rating.period);
-        if s.closed {
-            let billed = old + s.owed;
+        // An event that would move from an open period into a closed one is not moved
+        // either: the closed period's buckets stay as invoiced.
+        if closed.contains(&period) || closed.contains(&x.rating.period) {
+            let billed = s.billed();
             if new != billed {
                 adj.push(x, s.customer_id, period, billed, new, false);
             }
@@ -153,5 +190,35 @@ impl<'a> Adjustments<'a> {
         self.new.push(new);
         self.delta.push(new - old);
         self.in_place.push(in_place);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stored;
+    use rust_decimal::Decimal;
+
+    fn stored(amount: &str, owed: &str, late: bool) -> Stored {
+        Stored {
+            customer_id: 1,
+            period: None,
+            amount: Some(amount.parse().unwrap()),
+            catalog_version: Some(1),
+            owed: owed.parse().unwrap(),
+            late,
+        }
+    }
+
+    #[test]
+    fn an_event_billed_on_its_own_invoice_was_billed_its_amount_and_its_adjustments() {
+        assert_eq!(stored("0.20", "0.03", false).billed(), Decimal::new(23, 2));
+        assert_eq!(stored("0.20", "0", false).billed(), Decimal::new(20, 2));
+    }
+
+    #[test]
+    fn a_late_event_was_billed_its_adjustments_only() {
+        // Its 'late' adjustment carries its whole price; its stored amount is on no invoice.
+        assert_eq!(stored("0.20", "0.20", true).billed(), Decimal::new(20, 2));
+        assert_eq!(stored("0.20", "0.23", true).billed(), Decimal::new(23, 2));
     }
 }

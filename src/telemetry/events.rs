@@ -70,6 +70,8 @@ pub enum FailureKind {
     Database,
     Publish,
     Pipeline,
+    /// Priced with a catalog older than a rerate replay asked for.
+    Catalog,
 }
 
 impl FailureKind {
@@ -78,6 +80,7 @@ impl FailureKind {
             FailureKind::Database => "database",
             FailureKind::Publish => "publish",
             FailureKind::Pipeline => "pipeline",
+            FailureKind::Catalog => "catalog",
         }
     }
 }

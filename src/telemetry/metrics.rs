@@ -169,7 +169,7 @@ impl Metrics {
         for reason in crate::domain::RejectReason::ALL {
             m.records_rejected.with_label_values(&[reason.as_str()]);
         }
-        for kind in ["database", "publish", "pipeline"] {
+        for kind in ["database", "publish", "pipeline", "catalog"] {
             m.batch_failures.with_label_values(&[kind]);
         }
         for actor in ACTORS {

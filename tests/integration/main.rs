@@ -23,4 +23,5 @@ mod poison;
 mod reconcile;
 mod replay;
 mod reports;
+mod rerate;
 mod suspense;
