@@ -78,6 +78,10 @@ pub struct RunArgs {
     /// Committers writing to Postgres side by side (each owns partition mod n).
     #[arg(long, env = "CDRFLOW_COMMITTERS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub committers: u32,
+    /// Seconds between looks for a newer catalog version (`catalog apply`); a rerate
+    /// replay does not wait for it.
+    #[arg(long, env = "CDRFLOW_CATALOG_CHECK_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub catalog_check_secs: u64,
     /// Seconds between checks of suspense for records whose subscriber now exists.
     #[arg(long, env = "CDRFLOW_SUSPENSE_INTERVAL_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub suspense_interval_secs: u64,
@@ -158,6 +162,7 @@ impl RunArgs {
                 .then(|| Duration::from_secs(self.report_refresh_secs)),
             committers: self.committers as usize,
             suspense_interval: Duration::from_secs(self.suspense_interval_secs),
+            catalog_check: Duration::from_secs(self.catalog_check_secs),
         })
     }
 }

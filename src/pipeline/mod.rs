@@ -53,6 +53,8 @@ pub struct RunSettings {
     pub committers: usize,
     /// How often held records are checked for a subscriber that now exists.
     pub suspense_interval: Duration,
+    /// How often the rater looks for a newer catalog version.
+    pub catalog_check: Duration,
     /// Billing accumulator shards.
     pub accumulators: usize,
     pub accumulator: accumulator::AccumulatorSettings,
@@ -197,8 +199,9 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     let rating = Arbiter::new();
     let rater = {
         let (pool, catalog, metrics) = (pool.clone(), catalog.clone(), metrics.clone());
+        let catalog_check = settings.catalog_check;
         Supervisor::start_in_arbiter(&rating.handle(), move |_| {
-            rater::Rater::new(pool, catalog, committers, metrics)
+            rater::Rater::new(pool, catalog, committers, metrics, catalog_check)
         })
     };
     let normalizer = {

@@ -37,12 +37,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// How often the Rater asks whether a newer catalog was applied. A new version is in
-/// force for batches rated after it is seen; nothing already stored changes (that is
-/// what `replay --rerate` is for, and it does not wait for this check: see
-/// [`CatalogNeeded`]).
-const CATALOG_CHECK: Duration = Duration::from_secs(5);
-
 /// How often the Rater asks whether customers changed.
 const CUSTOMER_CHECK: Duration = Duration::from_secs(1);
 /// Subscribers kept at most; beyond it the cache starts over (memory stays bounded
@@ -115,6 +109,11 @@ pub struct Rater {
     cache: Rc<RefCell<SubscriberCache>>,
     /// A newer catalog is being looked for: one look at a time.
     loading_catalog: bool,
+    /// How often to ask whether a newer catalog was applied (`--catalog-check-secs`). A
+    /// new version is in force for batches rated after it is seen; nothing already
+    /// stored changes (that is what `replay --rerate` is for, and it does not wait for
+    /// this check: see [`CatalogNeeded`]).
+    catalog_check: Duration,
     /// Committers, each owning a fixed share of the partitions (partition mod n), so
     /// that one partition's batches always commit in order on one connection while
     /// different partitions commit side by side.
@@ -130,6 +129,7 @@ impl Rater {
         catalog: Arc<Version>,
         next: Vec<Addr<Committer>>,
         metrics: Metrics,
+        catalog_check: Duration,
     ) -> Self {
         assert!(!next.is_empty(), "at least one committer");
         CatalogLoaded {
@@ -148,6 +148,7 @@ impl Rater {
             preload_done: Some(preload_done),
             cache: Rc::default(),
             loading_catalog: false,
+            catalog_check,
             next,
             stage: metrics.stage("rater"),
             next_stage: metrics.stage("committer"),
@@ -163,7 +164,7 @@ impl Actor for Rater {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         check_customers(self, ctx);
         ctx.run_interval(CUSTOMER_CHECK, check_customers);
-        ctx.run_interval(CATALOG_CHECK, check_catalog);
+        ctx.run_interval(self.catalog_check, check_catalog);
     }
 }
 

@@ -133,7 +133,7 @@ async fn catalog_versions_are_checked_stored_and_shown() {
     db.client()
         .await
         .execute(
-            "INSERT INTO customers (msisdn, name, plan) VALUES ('+212612345678', 'A', 'student')",
+            "INSERT INTO customers (msisdn, name, plan, activated_on) VALUES ('+212612345678', 'A', 'student', '2020-01-01')",
             &[],
         )
         .await
@@ -196,7 +196,7 @@ async fn explain_shows_how_a_stored_price_was_made() {
     let topic = topic("cdr.raw.explain", 1).await;
     db.client()
         .await
-        .execute("INSERT INTO customers (msisdn, name, plan) VALUES ('+212612345678', 'Salma Berrada', 'student')", &[])
+        .execute("INSERT INTO customers (msisdn, name, plan, activated_on) VALUES ('+212612345678', 'Salma Berrada', 'student', '2020-01-01')", &[])
         .await
         .unwrap();
     // Friday 19:59:40 local (UTC+1), 45 s on student (30/30): charged 60 s, laid from

@@ -164,7 +164,7 @@ async fn the_daemon_rates_held_records_once_the_subscriber_appears() {
     }
     client
         .execute(
-            "INSERT INTO customers (msisdn, name, plan) VALUES ('+212699000002', 'Karim Tazi', 'basic')",
+            "INSERT INTO customers (msisdn, name, plan, activated_on) VALUES ('+212699000002', 'Karim Tazi', 'basic', '2020-01-01')",
             &[],
         )
         .await
@@ -197,7 +197,7 @@ async fn a_change_of_plan_is_in_force_for_records_rated_after_it() {
     let client = db.client().await;
     client
         .execute(
-            "INSERT INTO customers (msisdn, name, plan) VALUES ('+212699000003', 'Salma Idrissi', 'basic')",
+            "INSERT INTO customers (msisdn, name, plan, activated_on) VALUES ('+212699000003', 'Salma Idrissi', 'basic', '2020-01-01')",
             &[],
         )
         .await
@@ -290,7 +290,7 @@ async fn a_held_record_that_reached_usage_another_way_is_resolved_as_already_sto
     // The subscriber appears (by SQL: no resolution pass), then the record comes again.
     client
         .execute(
-            "INSERT INTO customers (msisdn, name, plan) VALUES ('+212699000004', 'Youssef Amrani', 'business')",
+            "INSERT INTO customers (msisdn, name, plan, activated_on) VALUES ('+212699000004', 'Youssef Amrani', 'business', '2020-01-01')",
             &[],
         )
         .await
