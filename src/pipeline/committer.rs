@@ -237,50 +237,42 @@ async fn commit(
     known: &KnownBuckets,
 ) -> Result<(BatchAck, Option<Posted>), PipelineError> {
     let started = Instant::now();
-    match commit_once(
-        pool,
-        group,
-        publisher,
-        metrics,
-        &batch.data,
-        recent,
-        known,
-        started,
-    )
-    .await
-    {
-        Err(PipelineError::Storage(error)) if error.kind() == ErrorKind::Refused => {
-            let refused = isolate_refused(pool, group, &batch.data, recent, known).await?;
-            if refused.is_empty() {
-                // Not reproduced record by record: left to the source's retry.
-                return Err(error.into());
-            }
-            RecordsRefused {
-                partition: batch.data.partition,
-                offsets: &refused
-                    .iter()
-                    .map(|(i, _)| batch.data.records[*i].source.offset)
-                    .collect::<Vec<_>>(),
-                error: &error,
-            }
-            .emit(metrics);
-            for (i, detail) in refused {
-                batch.data.records[i].verdict =
-                    Verdict::Rejected(Rejection::new(RejectReason::StorageRefused, detail));
-            }
-            commit_once(
-                pool,
-                group,
-                publisher,
-                metrics,
-                &batch.data,
-                recent,
-                known,
-                started,
-            )
-            .await
+    let mut isolated = false;
+    loop {
+        let result = commit_once(
+            pool,
+            group,
+            publisher,
+            metrics,
+            &batch.data,
+            recent,
+            known,
+            started,
+        )
+        .await;
+        let error = match result {
+            Err(PipelineError::Storage(e)) if e.kind() == ErrorKind::Refused && !isolated => e,
+            other => return other,
+        };
+        isolated = true;
+        let refused = isolate_refused(pool, group, &batch.data, recent, known).await?;
+        if refused.is_empty() {
+            // Not reproduced record by record: left to the source's retry.
+            return Err(error.into());
         }
-        other => other,
+        RecordsRefused {
+            partition: batch.data.partition,
+            offsets: &refused
+                .iter()
+                .map(|(i, _)| batch.data.records[*i].source.offset)
+                .collect::<Vec<_>>(),
+            error: &error,
+        }
+        .emit(metrics);
+        for (i, detail) in refused {
+            batch.data.records[i].verdict =
+                Verdict::Rejected(Rejection::new(RejectReason::StorageRefused, detail));
+        }
     }
 }
 
