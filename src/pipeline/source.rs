@@ -225,12 +225,13 @@ struct LogChecks {
     last_revisit: Option<Instant>,
 }
 
-type Consumer_ = Arc<StreamConsumer<SourceContext>>;
+/// The source's consumer, shared with the blocking look-ups of log bounds.
+type SharedConsumer = Arc<StreamConsumer<SourceContext>>;
 
 /// The broker's log start and end of `partition`, asked on a blocking thread: librdkafka's
 /// call waits for the answer.
 async fn log_bounds(
-    consumer: &Consumer_,
+    consumer: &SharedConsumer,
     topic: &str,
     partition: i32,
 ) -> Result<(i64, i64), KafkaError> {
@@ -279,7 +280,7 @@ impl SourceLoop {
             inflight: self.inflight.clone(),
             metrics: self.metrics.clone(),
         };
-        let consumer: Consumer_ = Arc::new(
+        let consumer: SharedConsumer = Arc::new(
             consumer_config(&s.brokers, &s.group, s.session_timeout_ms)
                 // Statistics carry each partition's lag (cdrflow_consumer_lag).
                 .set("statistics.interval.ms", "5000")
@@ -561,7 +562,7 @@ impl SourceLoop {
     /// not answer.
     async fn log_position(
         &self,
-        consumer: &Consumer_,
+        consumer: &SharedConsumer,
         partition: i32,
         offset: i64,
     ) -> Option<Position> {
@@ -578,7 +579,7 @@ impl SourceLoop {
     /// at the held partitions again. Returns the batches cut from partitions it held.
     async fn check_positions(
         &self,
-        consumer: &Consumer_,
+        consumer: &SharedConsumer,
         assignment: &Assignment,
         buffers: &mut HashMap<i32, Buffer>,
         checks: &mut LogChecks,
@@ -641,7 +642,7 @@ impl SourceLoop {
     /// answers of batches still in flight no longer move the partition.
     fn hold(
         &self,
-        consumer: &Consumer_,
+        consumer: &SharedConsumer,
         assignment: &Assignment,
         buffers: &mut HashMap<i32, Buffer>,
         checks: &mut LogChecks,
@@ -670,7 +671,7 @@ impl SourceLoop {
     /// the log start; in the log, after an operator's replay, it goes on from there.
     async fn revisit(
         &self,
-        consumer: &Consumer_,
+        consumer: &SharedConsumer,
         assignment: &Assignment,
         buffers: &mut HashMap<i32, Buffer>,
         checks: &mut LogChecks,
@@ -755,7 +756,7 @@ impl SourceLoop {
     /// End the hold of `partition`: fetch it again from `offset`.
     fn resume(
         &self,
-        consumer: &Consumer_,
+        consumer: &SharedConsumer,
         assignment: &Assignment,
         buffers: &mut HashMap<i32, Buffer>,
         checks: &mut LogChecks,
