@@ -39,10 +39,12 @@ start_broker sqlite "$work"
 export CDRFLOW_TEST_BROKERS=$BROKER
 export CDRFLOW_TEST_DATABASE_URL=${CDRFLOW_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 log "Running the tests (broker $BROKER)"
-# One release build serves the tests, the demo and the benchmark. Integration tests run
-# one at a time: each drives a daemon, a broker and Postgres on a 2-core machine.
-cargo test --release --lib --bins
-cargo test --release --test integration -- --test-threads=1
+# One release build serves the unit and integration tests, with the test-only panics of
+# the supervision tests (the `fault-injection` feature; the demo below builds without it).
+# Integration tests run one at a time: each drives a daemon, a broker and Postgres on a
+# 2-core machine.
+cargo test --release --features fault-injection --lib --bins
+cargo test --release --features fault-injection --test integration -- --test-threads=1
 # The demo as a smoke test: the whole job end to end must reconcile and exit 0. Its own
 # broker, database and output folder, so a developer's demo is left alone.
 log "Smoke test: scripts/demo.sh with 20,000 records and 1,000 customers"

@@ -1,11 +1,13 @@
 //! The daemon's HTTP face: `/metrics` (Prometheus text), `/healthz` (the process is up),
-//! `/readyz` (Postgres and the broker answer, no partition is held), and the billing API:
+//! `/readyz` (Postgres and the broker answer, no partition is held, no actor is down), and
+//! the billing API:
 //! `GET /api/customers/{id}/usage[?period=YYYY-MM]` (month-to-date buckets, allowances
 //! left, the estimated invoice), `GET /api/invoices?period=&customer=`,
 //! `GET /api/invoices/{number}.json` and `.pdf`; the reports (`/api/reports/{name}`,
 //! `/api/filters`, `/api/openapi.json`), the drill-down (`/api/customers/{id}`,
 //! `/api/customers/{id}/events`, `/api/events/{record_id}/explain`) and the dashboard at `/`.
 
+use crate::pipeline::supervision::Supervision;
 use crate::telemetry::Metrics;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -27,6 +29,8 @@ pub struct State {
     topic: String,
     /// For `explain`: the original bytes of an event are read back from its topic.
     brokers: String,
+    /// Which actors are down, for `/readyz`.
+    supervision: Supervision,
 }
 
 impl State {
@@ -36,6 +40,7 @@ impl State {
         producer: FutureProducer,
         topic: String,
         brokers: String,
+        supervision: Supervision,
     ) -> Self {
         State {
             metrics,
@@ -43,6 +48,7 @@ impl State {
             producer,
             topic,
             brokers,
+            supervision,
         }
     }
 }
@@ -140,9 +146,15 @@ async fn readyz(state: web::Data<State>) -> HttpResponse {
     };
     // A held partition is stream nobody consumes: not ready until the operator resumes it.
     let held = state.metrics.held_partitions.get();
-    let body =
-        json!({"postgres": show(&postgres), "broker": show(&broker), "held_partitions": held});
-    if postgres.is_ok() && broker.is_ok() && held == 0 {
+    // An actor restarting after a failure takes no batches.
+    let down = state.supervision.down();
+    let body = json!({
+        "postgres": show(&postgres),
+        "broker": show(&broker),
+        "held_partitions": held,
+        "actors_down": down,
+    });
+    if postgres.is_ok() && broker.is_ok() && held == 0 && down.is_empty() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

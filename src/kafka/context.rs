@@ -1,16 +1,17 @@
-//! The source consumer's rebalance handling. On assignment the partitions start at the
-//! offsets stored in Postgres (our own state is the truth); on revocation the batches in
-//! flight are given time to finish, and whatever is still buffered for a lost partition
-//! is dropped. The shared [`Assignment`] tells the source loop which partitions it owns
-//! and from which offset each continues.
+//! The source consumer's rebalance handling. Assigned partitions are paused until the
+//! source loop has read their offsets stored in Postgres (our own state is the truth) and
+//! sought to them; nothing here waits for Postgres, so the polling thread keeps serving the
+//! group and a shutdown. On revocation the batches in flight are given a moment to
+//! finish, and whatever is still buffered for a lost partition is dropped. The shared
+//! [`Assignment`] tells the source loop which partitions it owns and from which offset
+//! each continues.
 
-use crate::storage;
 use crate::telemetry::events::ConsumerLagMeasured;
 use crate::telemetry::Metrics;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 use std::collections::{BTreeMap, HashMap};
@@ -52,11 +53,19 @@ pub fn position(next: i64, low: i64, high: i64) -> Position {
     }
 }
 
+/// Epochs are unique in the process, across restarts of the source: a committer that
+/// sees a partition's epoch change knows its position was reset.
+static EPOCHS: AtomicU64 = AtomicU64::new(0);
+
 /// The partitions this instance owns and its position in each.
 #[derive(Debug, Default)]
 pub struct Assignment {
     cursors: Mutex<HashMap<i32, Cursor>>,
-    epochs: AtomicU64,
+    /// Assigned partitions whose stored offset is not read yet, each with the rebalance
+    /// that assigned it; they stay paused until the source has read it.
+    awaiting: Mutex<BTreeMap<i32, u64>>,
+    /// Moves at every rebalance: librdkafka's pause state of the partitions changed.
+    rebalances: AtomicU64,
 }
 
 impl Assignment {
@@ -65,10 +74,45 @@ impl Assignment {
         self.cursors.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn awaiting_lock(&self) -> MutexGuard<'_, BTreeMap<i32, u64>> {
+        self.awaiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `partitions` were assigned (paused): owned once their stored offset is known.
+    pub fn await_offsets(&self, partitions: &[i32]) {
+        let rebalance = self.rebalances.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut awaiting = self.awaiting_lock();
+        for p in partitions {
+            self.lock().remove(p);
+            awaiting.insert(*p, rebalance);
+        }
+    }
+
+    /// The partitions waiting for their stored offset, with the rebalance of each.
+    pub fn awaiting(&self) -> BTreeMap<i32, u64> {
+        self.awaiting_lock().clone()
+    }
+
+    /// The stored offset of `partition`, as read for the assignment of `rebalance`: own it
+    /// from there, unless it was revoked or assigned again since.
+    pub fn offset_read(&self, partition: i32, rebalance: u64, offset: i64) -> Option<Cursor> {
+        let mut awaiting = self.awaiting_lock();
+        if awaiting.get(&partition) != Some(&rebalance) {
+            return None;
+        }
+        awaiting.remove(&partition);
+        Some(self.reset(partition, offset))
+    }
+
+    /// How many rebalances happened.
+    pub fn rebalances(&self) -> u64 {
+        self.rebalances.load(Ordering::Relaxed)
+    }
+
     /// Own `partition` from `offset` on, under a new epoch.
     pub fn reset(&self, partition: i32, offset: i64) -> Cursor {
         let cursor = Cursor {
-            epoch: self.epochs.fetch_add(1, Ordering::Relaxed) + 1,
+            epoch: EPOCHS.fetch_add(1, Ordering::Relaxed) + 1,
             next_from: offset,
         };
         self.lock().insert(partition, cursor);
@@ -77,6 +121,8 @@ impl Assignment {
 
     pub fn revoke(&self, partition: i32) {
         self.lock().remove(&partition);
+        self.awaiting_lock().remove(&partition);
+        self.rebalances.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn get(&self, partition: i32) -> Option<Cursor> {
@@ -97,6 +143,15 @@ impl Assignment {
     pub fn owned(&self) -> Vec<i32> {
         let mut v: Vec<i32> = self.lock().keys().copied().collect();
         v.sort_unstable();
+        v
+    }
+
+    /// Owned partitions and those waiting for their offset.
+    pub fn assigned(&self) -> Vec<i32> {
+        let mut v = self.owned();
+        v.extend(self.awaiting_lock().keys());
+        v.sort_unstable();
+        v.dedup();
         v
     }
 }
@@ -148,14 +203,14 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// How long a revocation waits for in-flight batches before letting the partitions go.
-/// Past it, a late commit of the old owner is still safe: it is fenced by the offset
-/// compare-and-set.
-const REVOKE_WAIT: Duration = Duration::from_secs(30);
+/// How long a revocation waits for in-flight batches before letting the partitions go:
+/// enough for a batch to commit normally, short enough that neither the group's
+/// rebalance nor a shutdown waits on a database that does not answer (the callback holds
+/// the thread that polls). A late commit of the old owner is safe all the same: the offset
+/// compare-and-set fences it, or fences the new owner's first batch.
+const REVOKE_WAIT: Duration = Duration::from_secs(2);
 
 pub struct SourceContext {
-    pub database_url: String,
-    pub group: String,
     pub assignment: Arc<Assignment>,
     pub inflight: Arc<InFlight>,
     pub metrics: Metrics,
@@ -189,44 +244,6 @@ impl ClientContext for SourceContext {
     }
 }
 
-impl SourceContext {
-    /// Read the stored offsets from a thread of its own: this runs inside librdkafka's
-    /// rebalance callback on the source's runtime thread, which must not block on a
-    /// future that needs that same thread. Retried with back-off until Postgres answers:
-    /// starting without our offsets would break exactly-once.
-    fn stored_offsets(&self, topic: &str, partitions: &[i32]) -> BTreeMap<i32, i64> {
-        let mut delay = Duration::from_millis(500);
-        loop {
-            let url = self.database_url.clone();
-            let group = self.group.clone();
-            let topic_owned = topic.to_string();
-            let parts = partitions.to_vec();
-            let result = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                rt.block_on(async {
-                    let client = storage::connect(&url).await.map_err(|e| e.to_string())?;
-                    storage::offsets::claim(&client, &group, &topic_owned, &parts)
-                        .await
-                        .map_err(|e| e.to_string())
-                })
-            })
-            .join()
-            .unwrap_or_else(|_| Err("offset reader thread panicked".to_string()));
-            match result {
-                Ok(offsets) => return offsets,
-                Err(error) => {
-                    warn!(%error, retry_in_ms = delay.as_millis() as u64, "Failed to read stored offsets on assignment.");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-    }
-}
-
 impl ConsumerContext for SourceContext {
     fn rebalance(
         &self,
@@ -236,34 +253,23 @@ impl ConsumerContext for SourceContext {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-                for e in tpl.elements() {
-                    by_topic
-                        .entry(e.topic().to_string())
-                        .or_default()
-                        .push(e.partition());
-                }
-                for (topic, partitions) in by_topic {
-                    let stored = self.stored_offsets(&topic, &partitions);
-                    for p in partitions {
-                        let offset = stored.get(&p).copied().unwrap_or(0);
-                        if let Err(error) =
-                            tpl.set_partition_offset(&topic, p, Offset::Offset(offset))
-                        {
-                            warn!(%error, partition = p, "Failed to set the assigned offset.");
-                        }
-                        self.assignment.reset(p, offset);
-                        info!(
-                            topic,
-                            partition = p,
-                            offset,
-                            "Partition assigned; resuming from the stored offset."
-                        );
-                    }
-                }
+                // Assigned paused: the stored offsets are read by the source loop, not
+                // here on the polling thread, which must stay free to serve the group
+                // and a shutdown whatever Postgres does. Each partition is sought to its
+                // stored offset and resumed once that is known.
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 if let Err(error) = base_consumer.assign(tpl) {
                     warn!(%error, "Failed to apply the assignment.");
+                    return;
                 }
+                if let Err(error) = base_consumer.pause(tpl) {
+                    warn!(%error, "Failed to pause the assigned partitions.");
+                }
+                self.assignment.await_offsets(&partitions);
+                info!(
+                    ?partitions,
+                    "Partitions assigned; reading their stored offsets."
+                );
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 for e in tpl.elements() {
@@ -283,7 +289,7 @@ impl ConsumerContext for SourceContext {
             }
             other => {
                 warn!(error = ?other, "Rebalance error; dropping the assignment.");
-                for p in self.assignment.owned() {
+                for p in self.assignment.assigned() {
                     self.assignment.revoke(p);
                 }
                 let _ = base_consumer.unassign();

@@ -3,7 +3,9 @@
 //! grace still lands on its own month's invoice. Also finishes a period whose `bill`
 //! was interrupted. The work is `storage::invoices::bill_period`, as for `cdrflow bill`.
 
+use super::faults;
 use super::reporter::{RefreshNow, ReportRefresher};
+use super::supervision::{catch_future, Supervision};
 use crate::storage::{self, invoices};
 use crate::telemetry::events::{DatabaseFailed, InvoicesIssued};
 use crate::telemetry::Metrics;
@@ -22,6 +24,7 @@ pub struct Biller {
     running: bool,
     /// Told after invoices are issued, so the reports show them without waiting.
     reports: Option<Addr<ReportRefresher>>,
+    supervision: Supervision,
 }
 
 impl Biller {
@@ -30,6 +33,7 @@ impl Biller {
         grace_days: u32,
         metrics: Metrics,
         reports: Option<Addr<ReportRefresher>>,
+        supervision: Supervision,
     ) -> Self {
         Biller {
             pool,
@@ -37,6 +41,7 @@ impl Biller {
             metrics,
             running: false,
             reports,
+            supervision,
         }
     }
 
@@ -47,7 +52,8 @@ impl Biller {
         self.running = true;
         let (pool, days, metrics) = (self.pool.clone(), self.grace_days, self.metrics.clone());
         ctx.spawn(
-            async move {
+            catch_future(async move {
+                faults::hit("biller");
                 match pass(&pool, days, &metrics).await {
                     Ok(issued) => issued,
                     Err(error) => {
@@ -60,13 +66,23 @@ impl Biller {
                         0
                     }
                 }
-            }
+            })
             .into_actor(self)
-            .map(|issued, act, _| {
+            .map(|issued, act, ctx| {
                 act.running = false;
-                if issued > 0 {
-                    if let Some(reports) = &act.reports {
-                        reports.do_send(RefreshNow);
+                match issued {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        if let Some(reports) = &act.reports {
+                            reports.do_send(RefreshNow);
+                        }
+                    }
+                    // Each period is billed in transactions of its own; a rerun finishes
+                    // what this one left.
+                    Err(panic) => {
+                        act.supervision
+                            .panicked("biller", "closing a billing period", &panic);
+                        ctx.stop();
                     }
                 }
             }),
@@ -78,12 +94,18 @@ impl Actor for Biller {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.supervision.recover("biller", ctx);
         self.tick(ctx);
         ctx.run_interval(EVERY, |act, ctx| act.tick(ctx));
     }
 }
 
-impl Supervised for Biller {}
+impl Supervised for Biller {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.running = false;
+        self.supervision.restarting("biller");
+    }
+}
 
 /// Returns the invoices issued.
 async fn pass(pool: &Pool, grace_days: u32, metrics: &Metrics) -> anyhow::Result<u64> {

@@ -17,8 +17,10 @@
 //! queue.
 
 use super::accumulator::{shard_of, Accumulator, Refresh, UsagePosted};
+use super::faults;
 use super::messages::{Batch, BatchAck, PipelineError};
 use super::stages::MAILBOX_CAPACITY;
+use super::supervision::{catch_future, Supervision};
 use crate::domain::batch::{PartitionBatch, Verdict};
 use crate::domain::reject::{RejectReason, Rejection};
 use crate::kafka::publisher::Publisher;
@@ -26,7 +28,7 @@ use crate::storage::batch::{self, RecentlyStored, Written};
 use crate::storage::billing::{CustomerUsage, KnownBuckets, Posted};
 use crate::storage::{ErrorKind, StorageError};
 use crate::telemetry::events::{
-    ActorRestarted, BatchCommitted, BatchFenced, RecordsRefused, UsageLate, UsageRated,
+    BatchCommitted, BatchFenced, RecordsRefused, UsageLate, UsageRated,
 };
 use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
@@ -67,6 +69,12 @@ pub struct Committer {
     recent: Option<RecentlyStored>,
     /// Shared by all committers.
     known: Arc<KnownBuckets>,
+    /// The epoch of each partition's last batch. A new epoch means the partition was
+    /// assigned, sought or fenced: what `recent` believes about it is dropped, since the
+    /// records read again may be ones Postgres no longer has (a restore, a promoted
+    /// replica behind its primary).
+    epochs: std::collections::HashMap<i32, u64>,
+    supervision: Supervision,
 }
 
 impl Committer {
@@ -77,6 +85,7 @@ impl Committer {
         metrics: Metrics,
         accumulators: Vec<Addr<Accumulator>>,
         known: Arc<KnownBuckets>,
+        supervision: Supervision,
     ) -> Self {
         Committer {
             pool,
@@ -90,6 +99,8 @@ impl Committer {
             handovers: Arc::new(Semaphore::new(HANDOVERS_AHEAD)),
             recent: Some(RecentlyStored::new(RECENTLY_STORED)),
             known,
+            epochs: std::collections::HashMap::new(),
+            supervision,
         }
     }
 }
@@ -152,13 +163,17 @@ impl Actor for Committer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.supervision.recover("committer", ctx);
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
     }
 }
 
 impl Supervised for Committer {
     fn restarting(&mut self, _: &mut Self::Context) {
-        ActorRestarted { actor: "committer" }.emit(&self.metrics);
+        // Nothing it remembers is trusted after a failure.
+        self.recent = Some(RecentlyStored::new(RECENTLY_STORED));
+        self.epochs.clear();
+        self.supervision.restarting("committer");
     }
 }
 
@@ -168,6 +183,17 @@ impl Handler<Batch> for Committer {
 
     fn handle(&mut self, batch: Batch, _: &mut Self::Context) -> Self::Result {
         self.stage.taken();
+        let partition = batch.data.partition;
+        if self
+            .epochs
+            .insert(partition, batch.epoch)
+            .is_some_and(|e| e != batch.epoch)
+        {
+            // Dropped whole: a new epoch is rare (rebalance, fence, failure), and the
+            // entries do not say their partition.
+            self.recent = Some(RecentlyStored::new(RECENTLY_STORED));
+        }
+        let work = batch.describe();
         let (stage, queue) = (self.stage.clone(), self.accumulator_stage.clone());
         let records = batch.data.records.len();
         let pool = self.pool.clone();
@@ -183,7 +209,8 @@ impl Handler<Batch> for Committer {
             .take()
             .unwrap_or_else(|| RecentlyStored::new(RECENTLY_STORED));
         AtomicResponse::new(Box::pin(
-            async move {
+            catch_future(async move {
+                faults::hit("committer");
                 let result = commit(
                     &pool,
                     &group,
@@ -214,12 +241,24 @@ impl Handler<Batch> for Committer {
                     Err(e) => (Err(e), previous),
                 };
                 (outcome, recent)
-            }
+            })
             .into_actor(self)
-            .map(|((result, next), recent), act, _| {
-                act.handing_over = next;
-                act.recent = Some(recent);
-                result
+            .map(move |caught, act, ctx| match caught {
+                Ok(((result, next), recent)) => {
+                    act.handing_over = next;
+                    act.recent = Some(recent);
+                    result
+                }
+                Err(panic) => {
+                    // A transaction dropped unfinished is rolled back; the source reads
+                    // the batch again, and if it had committed, that read is fenced.
+                    act.supervision.panicked("committer", &work, &panic);
+                    ctx.stop();
+                    Err(PipelineError::Panicked {
+                        actor: "committer",
+                        message: panic.0,
+                    })
+                }
             }),
         ))
     }

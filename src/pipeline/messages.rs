@@ -17,6 +17,16 @@ pub struct Batch {
     pub guard: InFlightGuard,
 }
 
+impl Batch {
+    /// What a log line says of this batch.
+    pub fn describe(&self) -> String {
+        format!(
+            "batch of {} partition {} offsets {}..{}",
+            self.data.topic, self.data.partition, self.data.from_offset, self.data.to_offset
+        )
+    }
+}
+
 impl Message for Batch {
     type Result = Result<BatchAck, PipelineError>;
 }
@@ -38,6 +48,12 @@ pub enum PipelineError {
     Publish(#[from] rdkafka::error::KafkaError),
     #[error("the {0} stage is not running")]
     StageDown(&'static str),
+    /// The actor failed on this batch; nothing of it was stored, and the actor restarts.
+    #[error("the {actor} failed on this batch: {message}")]
+    Panicked {
+        actor: &'static str,
+        message: String,
+    },
     /// The batch was priced with a catalog older than a `replay --rerate` asked for;
     /// nothing was written. The rater loads the newer catalog, and the batch is read
     /// again.

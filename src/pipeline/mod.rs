@@ -6,17 +6,20 @@
 //!                                                                      partition mod n)
 //! SuspenseResolver (every few seconds: held records whose subscriber now exists)
 //! ```
-//! Each actor runs under an actix `Supervisor`. Acknowledgements travel back up as the
-//! answer to each `send()`; only the source pulls.
+//! Each actor runs under an actix `Supervisor`, and a panic in a handler restarts it
+//! (`supervision`). Acknowledgements travel back up as the answer to each `send()`; only
+//! the source pulls.
 
 pub mod accumulator;
 pub mod biller;
 pub mod committer;
+pub mod faults;
 pub mod messages;
 pub mod rater;
 pub mod reporter;
 pub mod source;
 pub mod stages;
+pub mod supervision;
 pub mod suspense;
 
 use crate::domain::{NumberPlan, Validation};
@@ -31,8 +34,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use supervision::Supervision;
 use tokio::sync::{oneshot, watch};
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
 
 pub use source::{SourceExit, SourceSettings};
 
@@ -94,9 +99,21 @@ where
 /// How long start-up waits for Postgres and the broker before giving up.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(300);
 
-/// Run the daemon until it is told to stop (SIGTERM/SIGINT) or, with `exit_when_idle`,
-/// until the stream has gone quiet and everything is committed.
-pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<SourceExit> {
+/// From SIGTERM to the end of the process, at most: time for the batches in flight to
+/// commit and for the last alerts and published records to go out, within the 10 s a
+/// service manager commonly allows. What is not committed by then is read again from the
+/// stored offsets by the next owner of its partition.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// Start-up: the schema, the topics, the pool and the catalog, each waited for with
+/// back-off.
+async fn start(
+    settings: &RunSettings,
+) -> anyhow::Result<(
+    NumberPlan,
+    deadpool_postgres::Pool,
+    storage::catalog::Version,
+)> {
     let s = &settings.source;
     let applied = retry("PostgreSQL", STARTUP_PATIENCE, || {
         storage::migrate(&s.database_url)
@@ -135,7 +152,41 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
             "Timestamps without an offset are read in --timezone, but the catalog bills in another zone; check both."
         );
     }
+    Ok((plan, pool, catalog))
+}
+
+/// `work`, unless a stop is asked for first.
+async fn unless_stopped<T>(
+    stop: &mut watch::Receiver<bool>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        _ = stop.wait_for(|stop| *stop) => None,
+    }
+}
+
+/// Run the daemon until it is told to stop (SIGTERM/SIGINT) or, with `exit_when_idle`,
+/// until the stream has gone quiet and everything is committed.
+pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<SourceExit> {
+    // Signals are listened for first: a daemon still waiting for Postgres or the broker
+    // at start-up stops at once too.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let signals = actix::spawn(async move {
+        wait_for_signal().await;
+        info!("Signal received; shutting down gracefully.");
+        let _ = shutdown_tx.send(true);
+    });
+    let mut stop_requested = shutdown_rx.clone();
+    let Some(started) = unless_stopped(&mut stop_requested, start(&settings)).await else {
+        info!("Stopped while starting.");
+        signals.abort();
+        return Ok(SourceExit::Shutdown);
+    };
+    let (plan, pool, catalog) = started?;
+    let s = &settings.source;
     let producer = client::producer(&s.brokers).context("Failed to create the Kafka producer")?;
+    let supervision = Supervision::new(metrics.clone());
     let publisher = settings.publish.then(|| Publisher {
         producer: producer.clone(),
         normalized_topic: settings.normalized_topic.clone(),
@@ -172,13 +223,14 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     let committers: Vec<_> = storage_threads
         .iter()
         .map(|thread| {
-            let (pool, group, publisher, metrics, accumulators, known) = (
+            let (pool, group, publisher, metrics, accumulators, known, sup) = (
                 pool.clone(),
                 s.group.clone(),
                 publisher.clone(),
                 metrics.clone(),
                 accumulators.clone(),
                 known.clone(),
+                supervision.clone(),
             );
             Supervisor::start_in_arbiter(&thread.handle(), move |_| {
                 committer::Committer::new(
@@ -188,70 +240,99 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
                     metrics,
                     accumulators,
                     known.clone(),
+                    sup,
                 )
             })
         })
         .collect();
     let committer_addrs = committers.clone();
+    for c in &committers {
+        supervision.watch("committer", c);
+    }
+    for a in &accumulators {
+        supervision.watch("accumulator", a);
+    }
     // The Rater gets a thread of its own: on the mediation thread its lookups' results
     // waited behind every batch queued for validation and normalization (at start, with 32
     // batches in flight, the first commit came 1.5 s after the first fetch).
     let rating = Arbiter::new();
     let rater = {
         let (pool, catalog, metrics) = (pool.clone(), catalog.clone(), metrics.clone());
-        let catalog_check = settings.catalog_check;
+        let (catalog_check, sup) = (settings.catalog_check, supervision.clone());
         Supervisor::start_in_arbiter(&rating.handle(), move |_| {
-            rater::Rater::new(pool, catalog, committers, metrics, catalog_check)
+            rater::Rater::new(pool, catalog, committers, metrics, catalog_check, sup)
         })
     };
+    supervision.watch("rater", &rater);
     let normalizer = {
-        let metrics = metrics.clone();
+        let (metrics, sup) = (metrics.clone(), supervision.clone());
         Supervisor::start_in_arbiter(&mediation.handle(), move |_| {
-            stages::Normalizer::new(plan, rater, metrics)
+            stages::Normalizer::new(plan, rater, metrics, sup)
         })
     };
+    supervision.watch("normalizer", &normalizer);
     // The periodic actors get a thread of their own, so that stopping it when the
     // pipeline returns stops them too (their supervisors would restart them otherwise).
     let periodic = Arbiter::new();
-    let _resolver = {
-        let (pool, every, metrics, accumulators) = (
+    let resolver = {
+        let (pool, every, metrics, accumulators, sup) = (
             pool.clone(),
             settings.suspense_interval,
             metrics.clone(),
             accumulators.clone(),
+            supervision.clone(),
         );
         Supervisor::start_in_arbiter(&periodic.handle(), move |_| {
-            suspense::SuspenseResolver::new(pool, every, metrics, accumulators)
+            suspense::SuspenseResolver::new(pool, every, metrics, accumulators, sup)
         })
     };
+    supervision.watch("suspense", &resolver);
     let refresher = settings.report_refresh.map(|every| {
-        let (pool, metrics) = (pool.clone(), metrics.clone());
+        let (pool, metrics, sup) = (pool.clone(), metrics.clone(), supervision.clone());
         let timezone = catalog.catalog.operator.timezone.name().to_string();
         Supervisor::start_in_arbiter(&periodic.handle(), move |_| {
-            reporter::ReportRefresher::new(pool, every, timezone, metrics)
+            reporter::ReportRefresher::new(pool, every, timezone, metrics, sup)
         })
     });
-    let _biller = settings.close_after_days.map(|days| {
-        let (pool, metrics) = (pool.clone(), metrics.clone());
+    if let Some(r) = &refresher {
+        supervision.watch("reporter", r);
+    }
+    let biller = settings.close_after_days.map(|days| {
+        let (pool, metrics, sup) = (pool.clone(), metrics.clone(), supervision.clone());
         Supervisor::start_in_arbiter(&periodic.handle(), move |_| {
-            biller::Biller::new(pool, days, metrics, refresher)
+            biller::Biller::new(pool, days, metrics, refresher, sup)
         })
     });
+    if let Some(b) = &biller {
+        supervision.watch("biller", b);
+    }
     let validator = {
-        let (validation, metrics) = (settings.validation.clone(), metrics.clone());
+        let (validation, metrics, sup) = (
+            settings.validation.clone(),
+            metrics.clone(),
+            supervision.clone(),
+        );
         Supervisor::start_in_arbiter(&mediation.handle(), move |_| {
-            stages::Validator::new(validation, normalizer, metrics)
+            stages::Validator::new(validation, normalizer, metrics, sup)
         })
     };
+    supervision.watch("validator", &validator);
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, done_rx) = oneshot::channel();
-    let _source = {
-        let (source_settings, metrics) = (s.clone(), metrics.clone());
+    let source = {
+        let (source_settings, metrics, sup) = (s.clone(), metrics.clone(), supervision.clone());
         Supervisor::start(move |_| {
-            source::KafkaSource::new(source_settings, validator, metrics, shutdown_rx, done_tx)
+            source::KafkaSource::new(
+                source_settings,
+                validator,
+                metrics,
+                shutdown_rx,
+                done_tx,
+                sup,
+            )
         })
     };
+    supervision.watch("source", &source);
 
     let server = http::serve(
         settings.http,
@@ -261,6 +342,7 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
             producer,
             s.topic.clone(),
             s.brokers.clone(),
+            supervision.clone(),
         ),
     )
     .with_context(|| format!("Failed to listen on {}", settings.http))?;
@@ -268,24 +350,57 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     actix::spawn(server);
     info!(http = %settings.http, "HTTP endpoints up: /metrics /healthz /readyz.");
 
-    let signals = actix::spawn(async move {
-        wait_for_signal().await;
-        info!("Signal received; shutting down gracefully.");
-        let _ = shutdown_tx.send(true);
-    });
-
-    let exit = done_rx.await.unwrap_or(SourceExit::Shutdown);
-    // Every batch is committed; let the last hand-overs and the alerts they raise finish.
-    for c in &committer_addrs {
-        let _ = c.send(committer::Drain).await;
-    }
-    for a in &accumulators {
-        let _ = a.send(accumulator::Drain).await;
+    // Until the source is done: idle, or drained after a signal, within the grace. A crash
+    // loop or a dead actor ends the daemon with an error instead.
+    let mut fatal = supervision.fatal();
+    let mut watchdog = tokio::time::interval(Duration::from_secs(1));
+    let mut done_rx = done_rx;
+    let mut deadline: Option<Instant> = None;
+    let ended: anyhow::Result<SourceExit> = loop {
+        tokio::select! {
+            exit = &mut done_rx => {
+                break exit.map_err(|_| anyhow::anyhow!("the source ended without finishing"));
+            }
+            _ = stop_requested.changed(), if deadline.is_none() => {
+                deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+            }
+            _ = sleep_until_some(deadline) => {
+                warn!(
+                    grace_secs = SHUTDOWN_GRACE.as_secs(),
+                    "Batches still in flight at the end of the shutdown grace; they are read again from the stored offsets."
+                );
+                break Ok(SourceExit::Shutdown);
+            }
+            _ = fatal.changed() => {
+                let reason = fatal.borrow().clone().unwrap_or_default();
+                error!(%reason, "Stopping the daemon: its actors cannot recover in this process.");
+                break Err(anyhow::anyhow!("{reason}"));
+            }
+            _ = watchdog.tick() => supervision.check_watched(),
+        }
+    };
+    // Every batch is committed; let the last hand-overs and the alerts they raise finish,
+    // within the grace (or as long again after an idle end).
+    let finish_by = deadline.unwrap_or_else(|| Instant::now() + SHUTDOWN_GRACE);
+    if ended.is_ok() {
+        let drained = tokio::time::timeout_at(finish_by, async {
+            for c in &committer_addrs {
+                let _ = c.send(committer::Drain).await;
+            }
+            for a in &accumulators {
+                let _ = a.send(accumulator::Drain).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!("The last hand-overs to the accumulators did not finish in time; their alerts are checked at the next start.");
+        }
     }
     if let Some(p) = &publisher {
-        p.flush(Duration::from_secs(10));
+        let left = finish_by.saturating_duration_since(Instant::now());
+        p.flush(left.max(Duration::from_millis(100)));
     }
-    server_handle.stop(true).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), server_handle.stop(true)).await;
     signals.abort();
     periodic.stop();
     mediation.stop();
@@ -294,8 +409,17 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     for thread in storage_threads {
         thread.stop();
     }
+    let exit = ended?;
     info!(?exit, "cdrflow stopped.");
     Ok(exit)
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn wait_for_signal() {

@@ -18,11 +18,13 @@
 //! subscribers.
 
 use super::committer::Committer;
+use super::faults;
 use super::messages::{Batch, PipelineError};
 use super::stages::MAILBOX_CAPACITY;
+use super::supervision::{catch_future, Restart, Supervision};
 use crate::domain::batch::Subscriber;
 use crate::storage::{self, catalog::Version, StorageError};
-use crate::telemetry::events::{ActorRestarted, CatalogLoaded, DatabaseFailed};
+use crate::telemetry::events::{CatalogLoaded, DatabaseFailed};
 use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
 use actix::prelude::*;
@@ -121,6 +123,7 @@ pub struct Rater {
     stage: StageMetrics,
     next_stage: StageMetrics,
     metrics: Metrics,
+    supervision: Supervision,
 }
 
 impl Rater {
@@ -130,6 +133,7 @@ impl Rater {
         next: Vec<Addr<Committer>>,
         metrics: Metrics,
         catalog_check: Duration,
+        supervision: Supervision,
     ) -> Self {
         assert!(!next.is_empty(), "at least one committer");
         CatalogLoaded {
@@ -153,6 +157,7 @@ impl Rater {
             stage: metrics.stage("rater"),
             next_stage: metrics.stage("committer"),
             metrics,
+            supervision,
         }
     }
 }
@@ -161,6 +166,7 @@ impl Actor for Rater {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.supervision.recover("rater", ctx);
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         check_customers(self, ctx);
         ctx.run_interval(CUSTOMER_CHECK, check_customers);
@@ -231,9 +237,19 @@ async fn newer_catalog(pool: &Pool, current: i32) -> Result<Option<Version>, Sto
 
 impl Supervised for Rater {
     fn restarting(&mut self, _: &mut Self::Context) {
-        // A look for a newer catalog in flight was dropped with the old context.
+        // A look for a newer catalog in flight was dropped with the old context; the
+        // subscribers are read again.
         self.loading_catalog = false;
-        ActorRestarted { actor: "rater" }.emit(&self.metrics);
+        *self.cache.borrow_mut() = SubscriberCache::default();
+        self.supervision.restarting("rater");
+    }
+}
+
+impl Handler<Restart> for Rater {
+    type Result = ();
+
+    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 
@@ -320,9 +336,11 @@ impl Handler<Batch> for Rater {
         let committer =
             self.next[batch.data.partition.rem_euclid(self.next.len() as i32) as usize].clone();
         let rater = ctx.address();
+        let supervision = self.supervision.clone();
+        let work = batch.describe();
         let (queued, mine) = oneshot::channel();
         let previous = std::mem::replace(&mut self.previous, mine.shared());
-        Box::pin(async move {
+        let rated = async move {
             let _ = preloaded.await;
             let (missing, generation) = {
                 let cache = cache.borrow();
@@ -343,6 +361,7 @@ impl Handler<Batch> for Rater {
                 }
             };
             {
+                faults::hit("rater");
                 let cache = cache.borrow();
                 batch.data.rate(&catalog.catalog, catalog.version, |m| {
                     found.get(m).or_else(|| cache.get(m))
@@ -353,6 +372,22 @@ impl Handler<Batch> for Rater {
             next_stage.enqueued();
             let committed = committer.send(batch);
             let _ = queued.send(());
+            Ok(committed)
+        };
+        Box::pin(async move {
+            // The rating is guarded; the committer's answer is the committer's.
+            let committed = match catch_future(rated).await {
+                Ok(Ok(committed)) => committed,
+                Ok(Err(error)) => return Err(error),
+                Err(panic) => {
+                    supervision.panicked("rater", &work, &panic);
+                    rater.do_send(Restart);
+                    return Err(PipelineError::Panicked {
+                        actor: "rater",
+                        message: panic.0,
+                    });
+                }
+            };
             let answer = committed
                 .await
                 .map_err(|_| PipelineError::StageDown("committer"))?;

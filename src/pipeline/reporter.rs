@@ -7,6 +7,8 @@
 //! database. A RefreshNow (a month was invoiced) that arrives during a refresh gets
 //! another one right after it: the running one may have read before the invoices.
 
+use super::faults;
+use super::supervision::{catch_future, Supervision};
 use crate::storage::reports;
 use crate::telemetry::events::{DatabaseFailed, ReportsRefreshed};
 use crate::telemetry::Metrics;
@@ -27,10 +29,17 @@ pub struct ReportRefresher {
     /// Asked for (RefreshNow) while a refresh ran, which may have read before the news.
     again: bool,
     next: Option<SpawnHandle>,
+    supervision: Supervision,
 }
 
 impl ReportRefresher {
-    pub fn new(pool: Pool, every: Duration, timezone: String, metrics: Metrics) -> Self {
+    pub fn new(
+        pool: Pool,
+        every: Duration,
+        timezone: String,
+        metrics: Metrics,
+        supervision: Supervision,
+    ) -> Self {
         ReportRefresher {
             pool,
             every,
@@ -39,6 +48,7 @@ impl ReportRefresher {
             running: false,
             again: false,
             next: None,
+            supervision,
         }
     }
 
@@ -68,7 +78,8 @@ impl ReportRefresher {
             self.metrics.clone(),
         );
         ctx.spawn(
-            async move {
+            catch_future(async move {
+                faults::hit("reporter");
                 let started = std::time::Instant::now();
                 let refreshed = async {
                     let client = pool.get().await?;
@@ -89,10 +100,20 @@ impl ReportRefresher {
                     .emit(&metrics),
                 }
                 started.elapsed()
-            }
+            })
             .into_actor(self)
             .map(|took, act, ctx| {
                 act.running = false;
+                let took = match took {
+                    Ok(took) => took,
+                    // A refresh is one transaction: the next one catches up.
+                    Err(panic) => {
+                        act.supervision
+                            .panicked("reporter", "a report refresh", &panic);
+                        ctx.stop();
+                        return;
+                    }
+                };
                 if std::mem::take(&mut act.again) {
                     act.tick(ctx);
                 } else {
@@ -120,10 +141,17 @@ impl Actor for ReportRefresher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.supervision.recover("reporter", ctx);
         // Not at once: a daemon (re)starting on a backlog has better use for the CPU, and
         // the aggregates of the last refresh are still there, with their time.
         self.schedule(ctx, self.every);
     }
 }
 
-impl Supervised for ReportRefresher {}
+impl Supervised for ReportRefresher {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.running = false;
+        self.next = None;
+        self.supervision.restarting("reporter");
+    }
+}

@@ -2,7 +2,10 @@
 //! batches (by size, or by linger time while fewer than 8 are in flight), sends them down
 //! the chain with `send().await` keeping at most `max_inflight` unacknowledged, and on
 //! each answer either mirrors the committed offset to Kafka, or rewinds the partition to
-//! where Postgres says it stands (fenced, or failed and retried after back-off).
+//! where Postgres says it stands (fenced, or failed and retried after back-off). It never
+//! stops polling the consumer, so rebalances and shutdown are served at once: back-pressure
+//! pauses partitions instead (`Flow`), and newly assigned partitions stay paused until
+//! their stored offsets are read, here rather than in the rebalance callback.
 //!
 //! Every new position of a partition (assignment, seek) and every jump in its offsets
 //! (librdkafka resetting a position the broker's log no longer has) is checked against the
@@ -14,15 +17,15 @@
 //! If the consumer itself fails, the loop ends with an error, the actor stops, and its
 //! supervisor restarts it with a new consumer that starts from the stored offsets.
 
+use super::faults;
 use super::messages::{Batch, BatchAck, PipelineError};
 use super::stages::Validator;
+use super::supervision::{catch_future, Supervision};
 use crate::domain::batch::{PartitionBatch, ProcessedRecord, SourceMeta, Verdict};
 use crate::kafka::client::consumer_config;
 use crate::kafka::context::{position, Assignment, Cursor, InFlight, Position, SourceContext};
 use crate::storage::{self, offsets};
-use crate::telemetry::events::{
-    ActorRestarted, BatchFailed, FailureKind, OffsetBeyondLogEnd, OffsetGapRecorded,
-};
+use crate::telemetry::events::{BatchFailed, FailureKind, OffsetBeyondLogEnd, OffsetGapRecorded};
 use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
 use actix::prelude::*;
@@ -33,7 +36,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,6 +79,8 @@ pub enum SourceError {
     /// again (from 0: everything already stored then counts as duplicates).
     #[error("the stored offset of partition {0} is missing")]
     OffsetRowMissing(i32),
+    #[error("stored offsets: {0}")]
+    Storage(#[from] storage::StorageError),
 }
 
 /// Partial batches are cut on linger only while fewer batches than this are in flight.
@@ -95,6 +100,11 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 const REVISIT_EVERY: Duration = Duration::from_secs(2);
 /// How long one look-up of a partition's log start and end may take.
 const LOG_BOUNDS_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long reading the stored offsets of newly assigned partitions may take before it is
+/// tried again; they stay paused meanwhile.
+const OFFSET_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A seek waits for librdkafka's own threads, never for the network.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn backoff(failures: u32) -> Duration {
     if failures == 0 {
@@ -113,6 +123,7 @@ pub struct KafkaSource {
     inflight: Arc<InFlight>,
     /// Consecutive failures of the consumer itself, for the restart back-off.
     failures: Arc<AtomicU32>,
+    supervision: Supervision,
 }
 
 impl KafkaSource {
@@ -122,6 +133,7 @@ impl KafkaSource {
         metrics: Metrics,
         shutdown: watch::Receiver<bool>,
         done: oneshot::Sender<SourceExit>,
+        supervision: Supervision,
     ) -> Self {
         KafkaSource {
             settings: Arc::new(settings),
@@ -131,6 +143,7 @@ impl KafkaSource {
             done: Some(done),
             inflight: Arc::new(InFlight::default()),
             failures: Arc::new(AtomicU32::new(0)),
+            supervision,
         }
     }
 }
@@ -139,6 +152,7 @@ impl Actor for KafkaSource {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.supervision.recover("source", ctx);
         let delay = backoff(self.failures.load(Ordering::Relaxed));
         let run = SourceLoop {
             settings: self.settings.clone(),
@@ -151,22 +165,30 @@ impl Actor for KafkaSource {
             failures: self.failures.clone(),
         };
         ctx.spawn(
-            async move {
+            catch_future(async move {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
                 run.run().await
-            }
+            })
             .into_actor(self)
             .map(|result, act, ctx| match result {
-                Ok(exit) => {
+                Ok(Ok(exit)) => {
                     if let Some(done) = act.done.take() {
                         let _ = done.send(exit);
                     }
                 }
-                Err(error) => {
+                Ok(Err(error)) => {
                     let failures = act.failures.fetch_add(1, Ordering::Relaxed) + 1;
                     warn!(%error, failures, "Source failed; restarting it with a new consumer.");
+                    ctx.stop();
+                }
+                // Its batches in flight are answered to nobody; the new consumer starts
+                // from the stored offsets, so none is lost or stored twice.
+                Err(panic) => {
+                    act.failures.fetch_add(1, Ordering::Relaxed);
+                    act.supervision
+                        .panicked("source", "the consumer loop", &panic);
                     ctx.stop();
                 }
             }),
@@ -176,7 +198,7 @@ impl Actor for KafkaSource {
 
 impl Supervised for KafkaSource {
     fn restarting(&mut self, _: &mut Self::Context) {
-        ActorRestarted { actor: "source" }.emit(&self.metrics);
+        self.supervision.restarting("source");
     }
 }
 
@@ -249,6 +271,78 @@ fn one_partition(topic: &str, partition: i32) -> TopicPartitionList {
     tpl
 }
 
+/// Back-pressure, per partition: which partitions librdkafka may fetch. The consumer is
+/// always polled, so rebalances and shutdown are served at once; what must wait is paused
+/// instead: partitions waiting for their stored offset, held ones, those in back-off after
+/// a failure, those with their share of `max_inflight` in flight (so one partition's
+/// backlog cannot starve the others), and all of them once `max_inflight` is reached or
+/// the source is stopping.
+#[derive(Default)]
+struct Flow {
+    /// What librdkafka was last told, and at which rebalance (a rebalance resets it).
+    paused: BTreeSet<i32>,
+    assigned: Vec<i32>,
+    rebalances: u64,
+}
+
+impl Flow {
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        consumer: &SharedConsumer,
+        s: &SourceSettings,
+        assignment: &Assignment,
+        checks: &LogChecks,
+        backoff_until: &HashMap<i32, Instant>,
+        pending: usize,
+        stopping: bool,
+    ) {
+        let rebalances = assignment.rebalances();
+        let owned = assignment.owned();
+        let awaiting = assignment.awaiting();
+        let now = Instant::now();
+        let full = stopping || pending >= s.max_inflight;
+        let share = s.max_inflight.div_ceil(owned.len().max(1)).max(1);
+        let mut paused: BTreeSet<i32> = awaiting.keys().copied().collect();
+        paused.extend(owned.iter().copied().filter(|p| {
+            full || checks.held.contains_key(p)
+                || backoff_until.get(p).is_some_and(|t| *t > now)
+                || checks.inflight.get(p).is_some_and(|n| *n >= share)
+        }));
+        let assigned = assignment.assigned();
+        if rebalances == self.rebalances && paused == self.paused && assigned == self.assigned {
+            return;
+        }
+        let (mut stop, mut go) = (TopicPartitionList::new(), TopicPartitionList::new());
+        for p in &assigned {
+            if paused.contains(p) {
+                stop.add_partition(&s.topic, *p);
+            } else {
+                go.add_partition(&s.topic, *p);
+            }
+        }
+        let applied = [(stop, true), (go, false)].into_iter().all(|(tpl, pause)| {
+            if tpl.count() == 0 {
+                return true;
+            }
+            let result = if pause {
+                consumer.pause(&tpl)
+            } else {
+                consumer.resume(&tpl)
+            };
+            // A partition revoked in between: tried again at the next change or tick.
+            result
+                .inspect_err(|error| warn!(%error, pause, "Failed to pause or resume partitions."))
+                .is_ok()
+        });
+        if applied {
+            (self.paused, self.assigned, self.rebalances) = (paused, assigned, rebalances);
+        } else {
+            self.rebalances = u64::MAX;
+        }
+    }
+}
+
 /// What comes back for a batch.
 struct Ack {
     partition: i32,
@@ -274,8 +368,6 @@ impl SourceLoop {
         let s = self.settings.clone();
         let assignment = Arc::new(Assignment::default());
         let context = SourceContext {
-            database_url: s.database_url.clone(),
-            group: s.group.clone(),
             assignment: assignment.clone(),
             inflight: self.inflight.clone(),
             metrics: self.metrics.clone(),
@@ -299,22 +391,61 @@ impl SourceLoop {
         let mut last_activity = Instant::now();
         let mut was_assigned = false;
         let started = Instant::now();
-        let mut paused_until: Option<Instant> = None;
+        // Partitions whose last batch failed, paused until their back-off ends.
+        let mut backoff_until: HashMap<i32, Instant> = HashMap::new();
         let mut stopping = *self.shutdown.borrow();
         let mut consecutive_failures = 0u32;
         let mut checks = LogChecks::default();
+        // Stored offsets of newly assigned partitions, read here and not in the rebalance
+        // callback: one read at a time, retried with back-off while Postgres is away.
+        let offsets_pool = storage::pool(&s.database_url, 1)?;
+        let mut offset_reads = FuturesUnordered::new();
+        let mut offset_read_failures = 0u32;
+        let mut next_offset_read = Instant::now();
+        let mut flow = Flow::default();
+        let mut reflow = true;
 
         loop {
             self.metrics.inflight_batches.set(pending.len() as i64);
-            let now = Instant::now();
-            if paused_until.is_some_and(|t| now >= t) {
-                paused_until = None;
-                self.metrics.source_backoff_seconds.set(0);
+            if reflow {
+                reflow = false;
+                flow.apply(
+                    &consumer,
+                    &s,
+                    &assignment,
+                    &checks,
+                    &backoff_until,
+                    pending.len(),
+                    stopping,
+                );
             }
-            let fetching = !stopping && pending.len() < s.max_inflight && paused_until.is_none();
             tokio::select! {
+                Some((asked, read)) = offset_reads.next(), if !offset_reads.is_empty() => {
+                    let (asked, read): (BTreeMap<i32, u64>, Result<BTreeMap<i32, i64>, storage::StorageError>) = (asked, read);
+                    reflow = true;
+                    match read {
+                        Ok(stored) => {
+                            offset_read_failures = 0;
+                            for (p, rebalance) in asked {
+                                let offset = stored.get(&p).copied().unwrap_or(0);
+                                if assignment.offset_read(p, rebalance, offset).is_some() {
+                                    buffers.remove(&p);
+                                    consumer.seek(&s.topic, p, Offset::Offset(offset), SEEK_TIMEOUT)?;
+                                    info!(topic = %s.topic, partition = p, offset, "Partition assigned; resuming from the stored offset.");
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            offset_read_failures += 1;
+                            let wait = backoff(offset_read_failures);
+                            next_offset_read = Instant::now() + wait;
+                            warn!(%error, retry_in_ms = wait.as_millis() as u64, "Failed to read the stored offsets of assigned partitions; they stay paused.");
+                        }
+                    }
+                }
                 Some(ack) = pending.next(), if !pending.is_empty() => {
                     let ack: Ack = ack;
+                    reflow = true;
                     if let Some(n) = checks.inflight.get_mut(&ack.partition) {
                         *n = n.saturating_sub(1);
                     }
@@ -336,7 +467,7 @@ impl SourceLoop {
                                 };
                                 buffers.remove(&ack.partition);
                                 assignment.reset(ack.partition, target);
-                                consumer.seek(&s.topic, ack.partition, Offset::Offset(target), Duration::from_secs(10))?;
+                                consumer.seek(&s.topic, ack.partition, Offset::Offset(target), SEEK_TIMEOUT)?;
                             }
                         }
                         Err(error) => {
@@ -356,7 +487,7 @@ impl SourceLoop {
                                 kind: match error {
                                     PipelineError::Storage(_) => FailureKind::Database,
                                     PipelineError::Publish(_) => FailureKind::Publish,
-                                    PipelineError::StageDown(_) => FailureKind::Pipeline,
+                                    PipelineError::StageDown(_) | PipelineError::Panicked { .. } => FailureKind::Pipeline,
                                     PipelineError::CatalogBehind { .. } => FailureKind::Catalog,
                                 },
                                 error: &error,
@@ -364,12 +495,12 @@ impl SourceLoop {
                             }
                             .emit(&self.metrics);
                             if !stopping {
-                                paused_until = Some(Instant::now() + wait);
+                                backoff_until.insert(ack.partition, Instant::now() + wait);
                                 last_activity = Instant::now() + wait;
                                 if assignment.get(ack.partition).is_some_and(|c| c.epoch == ack.epoch) {
                                     buffers.remove(&ack.partition);
                                     assignment.reset(ack.partition, ack.from);
-                                    consumer.seek(&s.topic, ack.partition, Offset::Offset(ack.from), Duration::from_secs(10))?;
+                                    consumer.seek(&s.topic, ack.partition, Offset::Offset(ack.from), SEEK_TIMEOUT)?;
                                 }
                             }
                         }
@@ -378,9 +509,13 @@ impl SourceLoop {
                 _ = self.shutdown.changed(), if !stopping => {
                     info!("Shutdown requested: no more fetching; finishing in-flight batches.");
                     stopping = true;
+                    reflow = true;
                 }
-                msg = consumer.recv(), if fetching => {
+                // Always polled, also with every partition paused: rebalances are served
+                // here. Back-pressure pauses partitions instead (`Flow`).
+                msg = consumer.recv() => {
                     match msg {
+                        Ok(_) if stopping => {}
                         Ok(m) => {
                             last_activity = Instant::now();
                             let p = m.partition();
@@ -408,6 +543,7 @@ impl SourceLoop {
                                         pending.push(batch);
                                     }
                                     self.revisit(&consumer, &assignment, &mut buffers, &mut checks, p).await?;
+                                    reflow = true;
                                     continue;
                                 }
                             }
@@ -434,9 +570,12 @@ impl SourceLoop {
                                 },
                                 verdict: Verdict::Received,
                             });
-                            if buf.records.len() >= s.batch_size {
+                            // Beyond `max_inflight` a full buffer waits for the tick: only
+                            // records fetched before the partition was paused get here.
+                            if buf.records.len() >= s.batch_size && pending.len() < s.max_inflight {
                                 if let Some(batch) = self.cut(&assignment, &mut buffers, &mut checks.inflight, p) {
                                     pending.push(batch);
+                                    reflow = true;
                                 }
                             }
                         }
@@ -448,21 +587,45 @@ impl SourceLoop {
                     }
                 }
                 _ = tick.tick() => {
+                    reflow = true;
+                    let now = Instant::now();
+                    if !backoff_until.is_empty() {
+                        backoff_until.retain(|_, until| *until > now);
+                        if backoff_until.is_empty() {
+                            self.metrics.source_backoff_seconds.set(0);
+                        }
+                    }
+                    let awaiting = assignment.awaiting();
+                    if !stopping && !awaiting.is_empty() && offset_reads.is_empty() && now >= next_offset_read {
+                        let (pool, group, topic) = (offsets_pool.clone(), s.group.clone(), s.topic.clone());
+                        offset_reads.push(async move {
+                            let partitions: Vec<i32> = awaiting.keys().copied().collect();
+                            let read = tokio::time::timeout(OFFSET_READ_TIMEOUT, async {
+                                let client = pool.get().await?;
+                                offsets::claim(&**client, &group, &topic, &partitions).await
+                            })
+                            .await
+                            .unwrap_or_else(|_| Err(storage::StorageError::Config("no answer from Postgres in time".into())));
+                            (awaiting, read)
+                        }.boxed_local());
+                    }
                     if !was_assigned && !assignment.owned().is_empty() {
                         was_assigned = true;
                         last_activity = Instant::now();
                     }
-                    let due: Vec<i32> = buffers
+                    // Full buffers first, then partial ones.
+                    let mut due: Vec<(bool, i32)> = buffers
                         .iter()
-                        .filter(|(_, b)| !b.records.is_empty() && (stopping || b.since.elapsed() >= s.linger))
-                        .map(|(p, _)| *p)
+                        .filter(|(_, b)| !b.records.is_empty() && (stopping || b.since.elapsed() >= s.linger || b.records.len() >= s.batch_size))
+                        .map(|(p, b)| (b.records.len() < s.batch_size, *p))
                         .collect();
-                    let limit = if stopping {
-                        s.max_inflight
-                    } else {
-                        s.max_inflight.min(PARTIAL_CUTS_BELOW)
-                    };
-                    for p in due {
+                    due.sort_unstable();
+                    for (partial, p) in due {
+                        let limit = if stopping || !partial {
+                            s.max_inflight
+                        } else {
+                            s.max_inflight.min(PARTIAL_CUTS_BELOW)
+                        };
                         if pending.len() >= limit {
                             break;
                         }
@@ -486,7 +649,7 @@ impl SourceLoop {
                         // crashed member's session must expire first); an instance that
                         // never gets a partition still stops, after a generous wait.
                         let settled = was_assigned || started.elapsed() >= idle.max(NEVER_ASSIGNED_WAIT);
-                        if settled && drained && paused_until.is_none() && Instant::now() >= last_activity && last_activity.elapsed() >= idle {
+                        if settled && drained && backoff_until.is_empty() && assignment.awaiting().is_empty() && Instant::now() >= last_activity && last_activity.elapsed() >= idle {
                             if !checks.held.is_empty() {
                                 let mut held: Vec<i32> = checks.held.keys().copied().collect();
                                 held.sort_unstable();
@@ -516,6 +679,7 @@ impl SourceLoop {
         if cursor.epoch != buf.epoch || buf.records.is_empty() {
             return None;
         }
+        faults::hit("source");
         *inflight.entry(partition).or_default() += 1;
         let from = cursor.next_from;
         let to = buf.next_expected;
@@ -597,11 +761,9 @@ impl SourceLoop {
             .filter(|(p, h)| assignment.get(**p).is_none_or(|c| c.epoch != h.epoch))
             .map(|(p, _)| *p)
             .collect();
+        // Resumed, if it is still ours, by the flow control.
         for p in moved {
             checks.held.remove(&p);
-            if assignment.get(p).is_some() {
-                let _ = consumer.resume(&one_partition(&self.settings.topic, p));
-            }
         }
         for p in assignment.owned() {
             let Some(cursor) = assignment.get(p) else {
@@ -768,13 +930,7 @@ impl SourceLoop {
         buffers.remove(&partition);
         let cursor = assignment.reset(partition, offset);
         checks.checked.insert(partition, (cursor.epoch, offset));
-        consumer.seek(
-            topic,
-            partition,
-            Offset::Offset(offset),
-            Duration::from_secs(10),
-        )?;
-        consumer.resume(&one_partition(topic, partition))?;
+        consumer.seek(topic, partition, Offset::Offset(offset), SEEK_TIMEOUT)?;
         info!(topic = %topic, partition, offset, "Held partition resumed.");
         Ok(())
     }

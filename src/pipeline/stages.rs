@@ -4,11 +4,12 @@
 //! does its CPU work in the handler (so batches keep their order) and forwards with
 //! `send()`, answering with whatever the next stage answers.
 
+use super::faults;
 use super::messages::{Batch, PipelineError};
 use super::rater::Rater;
+use super::supervision::{catch, Supervision};
 use crate::domain::batch::Verdict;
 use crate::domain::{Normalizer as DomainNormalizer, NumberPlan, Validation};
-use crate::telemetry::events::ActorRestarted;
 use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
 use actix::prelude::*;
@@ -23,17 +24,22 @@ pub struct Validator {
     next: Addr<Normalizer>,
     stage: StageMetrics,
     next_stage: StageMetrics,
-    metrics: Metrics,
+    supervision: Supervision,
 }
 
 impl Validator {
-    pub fn new(validation: Validation, next: Addr<Normalizer>, metrics: Metrics) -> Self {
+    pub fn new(
+        validation: Validation,
+        next: Addr<Normalizer>,
+        metrics: Metrics,
+        supervision: Supervision,
+    ) -> Self {
         Validator {
             validation,
             next,
             stage: metrics.stage("validator"),
             next_stage: metrics.stage("normalizer"),
-            metrics,
+            supervision,
         }
     }
 }
@@ -42,35 +48,61 @@ impl Actor for Validator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.supervision.recover("validator", ctx);
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
     }
 }
 
 impl Supervised for Validator {
     fn restarting(&mut self, _: &mut Self::Context) {
-        ActorRestarted { actor: "validator" }.emit(&self.metrics);
+        self.supervision.restarting("validator");
     }
+}
+
+/// A stage's answer when its work on `batch` panicked: the actor stops (its supervisor
+/// restarts it) and the batch goes back to the source to be read again.
+fn failed<A>(
+    supervision: &Supervision,
+    actor: &'static str,
+    batch: &Batch,
+    panic: super::supervision::Panic,
+    ctx: &mut Context<A>,
+) -> ResponseFuture<<Batch as Message>::Result>
+where
+    A: Actor<Context = Context<A>>,
+{
+    supervision.panicked(actor, &batch.describe(), &panic);
+    ctx.stop();
+    Box::pin(std::future::ready(Err(PipelineError::Panicked {
+        actor,
+        message: panic.0,
+    })))
 }
 
 impl Handler<Batch> for Validator {
     type Result = ResponseFuture<<Batch as Message>::Result>;
 
-    fn handle(&mut self, mut batch: Batch, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, mut batch: Batch, ctx: &mut Self::Context) -> Self::Result {
         self.stage.taken();
-        self.stage.handled(batch.data.records.len());
-        let now = Utc::now();
-        for r in &mut batch.data.records {
-            // Arrival is the broker's timestamp (no later than now), so that a replay gives
-            // the verdict the first run gave.
-            let arrived = r.source.timestamp.map_or(now, |t| t.min(now));
-            r.verdict = match self
-                .validation
-                .validate_arrived(&r.source.payload, now, arrived)
-            {
-                Ok(cdr) => Verdict::Valid(cdr),
-                Err(rejection) => Verdict::Rejected(rejection),
-            };
+        let validation = &self.validation;
+        let records = &mut batch.data.records;
+        let checked = catch(|| {
+            faults::hit("validator");
+            let now = Utc::now();
+            for r in records.iter_mut() {
+                // Arrival is the broker's timestamp (no later than now), so that a replay
+                // gives the verdict the first run gave.
+                let arrived = r.source.timestamp.map_or(now, |t| t.min(now));
+                r.verdict = match validation.validate_arrived(&r.source.payload, now, arrived) {
+                    Ok(cdr) => Verdict::Valid(cdr),
+                    Err(rejection) => Verdict::Rejected(rejection),
+                };
+            }
+        });
+        if let Err(panic) = checked {
+            return failed(&self.supervision, "validator", &batch, panic, ctx);
         }
+        self.stage.handled(batch.data.records.len());
         self.next_stage.enqueued();
         let forwarded = self.next.send(batch);
         Box::pin(async move {
@@ -87,18 +119,23 @@ pub struct Normalizer {
     next: Addr<Rater>,
     stage: StageMetrics,
     next_stage: StageMetrics,
-    metrics: Metrics,
+    supervision: Supervision,
 }
 
 impl Normalizer {
-    pub fn new(plan: NumberPlan, next: Addr<Rater>, metrics: Metrics) -> Self {
+    pub fn new(
+        plan: NumberPlan,
+        next: Addr<Rater>,
+        metrics: Metrics,
+        supervision: Supervision,
+    ) -> Self {
         Normalizer {
             normalizer: DomainNormalizer::new(plan.clone()),
             plan,
             next,
             stage: metrics.stage("normalizer"),
             next_stage: metrics.stage("rater"),
-            metrics,
+            supervision,
         }
     }
 }
@@ -107,6 +144,7 @@ impl Actor for Normalizer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.supervision.recover("normalizer", ctx);
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
     }
 }
@@ -115,28 +153,33 @@ impl Supervised for Normalizer {
     fn restarting(&mut self, _: &mut Self::Context) {
         // A fresh number cache: whatever state led to the stop is gone.
         self.normalizer = DomainNormalizer::new(self.plan.clone());
-        ActorRestarted {
-            actor: "normalizer",
-        }
-        .emit(&self.metrics);
+        self.supervision.restarting("normalizer");
     }
 }
 
 impl Handler<Batch> for Normalizer {
     type Result = ResponseFuture<<Batch as Message>::Result>;
 
-    fn handle(&mut self, mut batch: Batch, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, mut batch: Batch, ctx: &mut Self::Context) -> Self::Result {
         self.stage.taken();
-        self.stage.handled(batch.data.records.len());
-        for r in &mut batch.data.records {
-            r.verdict = match std::mem::replace(&mut r.verdict, Verdict::Received) {
-                Verdict::Valid(cdr) => match self.normalizer.normalize(cdr) {
-                    Ok(n) => Verdict::Normalized(n),
-                    Err(rejection) => Verdict::Rejected(rejection),
-                },
-                decided => decided,
-            };
+        let normalizer = &mut self.normalizer;
+        let records = &mut batch.data.records;
+        let normalized = catch(|| {
+            faults::hit("normalizer");
+            for r in records.iter_mut() {
+                r.verdict = match std::mem::replace(&mut r.verdict, Verdict::Received) {
+                    Verdict::Valid(cdr) => match normalizer.normalize(cdr) {
+                        Ok(n) => Verdict::Normalized(n),
+                        Err(rejection) => Verdict::Rejected(rejection),
+                    },
+                    decided => decided,
+                };
+            }
+        });
+        if let Err(panic) = normalized {
+            return failed(&self.supervision, "normalizer", &batch, panic, ctx);
         }
+        self.stage.handled(batch.data.records.len());
         self.next_stage.enqueued();
         let forwarded = self.next.send(batch);
         Box::pin(async move {

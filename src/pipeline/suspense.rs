@@ -4,6 +4,8 @@
 //! schedules it and reports.
 
 use super::accumulator::{shard_of, Accumulator, Refresh};
+use super::faults;
+use super::supervision::{catch_future, Supervision};
 use crate::storage::{self, catalog::Version, suspense};
 use crate::telemetry::events::{DatabaseFailed, SuspenseResolved};
 use crate::telemetry::Metrics;
@@ -21,6 +23,7 @@ pub struct SuspenseResolver {
     accumulators: Vec<Addr<Accumulator>>,
     /// The catalog of the last pass, parsed again only when a newer version appears.
     catalog: Option<Arc<Version>>,
+    supervision: Supervision,
 }
 
 impl SuspenseResolver {
@@ -29,6 +32,7 @@ impl SuspenseResolver {
         every: Duration,
         metrics: Metrics,
         accumulators: Vec<Addr<Accumulator>>,
+        supervision: Supervision,
     ) -> Self {
         SuspenseResolver {
             pool,
@@ -37,6 +41,7 @@ impl SuspenseResolver {
             accumulators,
             running: false,
             catalog: None,
+            supervision,
         }
     }
 }
@@ -45,6 +50,7 @@ impl Actor for SuspenseResolver {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.supervision.recover("suspense", ctx);
         ctx.run_interval(self.every, |act, ctx| {
             // One pass at a time: a slow pass is not stacked on by the next tick.
             if act.running {
@@ -58,7 +64,8 @@ impl Actor for SuspenseResolver {
                 act.accumulators.clone(),
             );
             ctx.spawn(
-                async move {
+                catch_future(async move {
+                    faults::hit("suspense");
                     match pass(&pool, &metrics, catalog, &accumulators).await {
                         Ok(used) => used,
                         Err(error) => {
@@ -71,12 +78,19 @@ impl Actor for SuspenseResolver {
                             None
                         }
                     }
-                }
+                })
                 .into_actor(act)
-                .map(|used, act, _| {
+                .map(|used, act, ctx| {
                     act.running = false;
-                    if used.is_some() {
-                        act.catalog = used;
+                    match used {
+                        Ok(Some(used)) => act.catalog = Some(used),
+                        Ok(None) => {}
+                        // The pass's transaction was rolled back; the next one does it.
+                        Err(panic) => {
+                            act.supervision
+                                .panicked("suspense", "a resolution pass", &panic);
+                            ctx.stop();
+                        }
                     }
                 }),
             );
@@ -84,7 +98,13 @@ impl Actor for SuspenseResolver {
     }
 }
 
-impl Supervised for SuspenseResolver {}
+impl Supervised for SuspenseResolver {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.running = false;
+        self.catalog = None;
+        self.supervision.restarting("suspense");
+    }
+}
 
 /// One pass with the active catalog (`current` if it still is); returns the catalog used.
 async fn pass(

@@ -185,6 +185,24 @@ impl RecordsRefused<'_> {
     }
 }
 
+pub struct ActorPanicked<'a> {
+    pub actor: &'static str,
+    /// What it was working on: a batch (partition and offsets), a periodic task.
+    pub work: &'a str,
+    pub message: &'a str,
+}
+
+impl ActorPanicked<'_> {
+    pub fn emit(&self, _: &Metrics) {
+        error!(
+            actor = self.actor,
+            work = self.work,
+            panic = self.message,
+            "Actor failed; its work is retried and the actor restarted."
+        );
+    }
+}
+
 pub struct ActorRestarted {
     pub actor: &'static str,
 }

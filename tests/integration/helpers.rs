@@ -213,6 +213,11 @@ impl Daemon {
 
     /// The same against the broker at `brokers` instead of the suite's.
     pub fn start_on(brokers: &str, cfg: &DaemonConfig<'_>) -> Daemon {
+        Daemon::start_with_env(brokers, cfg, &[])
+    }
+
+    /// The same with more environment variables.
+    pub fn start_with_env(brokers: &str, cfg: &DaemonConfig<'_>, env: &[(&str, &str)]) -> Daemon {
         let http_port = free_port();
         let log = tempdir().join("daemon.log");
         let mut args: Vec<String> = vec![
@@ -242,6 +247,7 @@ impl Daemon {
             // The tests' traffic is dated September 2026 whatever the day they run; a test
             // of the age limit passes --max-event-age-days, which overrides this.
             .env("CDRFLOW_MAX_EVENT_AGE_DAYS", "36500")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -560,4 +566,70 @@ pub fn import_customers(db: &TestDb, rows: &str) -> String {
     ]);
     assert_eq!(code, 0, "{out}{err}");
     out
+}
+
+/// A TCP proxy in front of PostgreSQL that can be switched off: while off, its port
+/// refuses connections and every open connection is cut.
+pub struct PgProxy {
+    pub port: u16,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl PgProxy {
+    pub async fn start() -> PgProxy {
+        let port = free_port();
+        let (up, up_rx) = tokio::sync::watch::channel(true);
+        tokio::spawn(proxy(port, up_rx));
+        for _ in 0..50 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        PgProxy { port, up }
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+async fn proxy(port: u16, mut up: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if !*up.borrow() {
+            if up.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((mut client, _)) = accepted else { continue };
+                    let mut cut = up.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", 5432)).await else { return };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = cut.wait_for(|up| !*up) => {}
+                        }
+                    });
+                }
+                changed = up.changed() => {
+                    if changed.is_err() { return; }
+                    if !*up.borrow() { break; }
+                }
+            }
+        }
+        // Leaving the loop drops the listener: the port now refuses connections.
+    }
 }

@@ -24,4 +24,5 @@ mod reconcile;
 mod replay;
 mod reports;
 mod rerate;
+mod supervision;
 mod suspense;
