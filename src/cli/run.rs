@@ -33,12 +33,9 @@ pub struct RunArgs {
     /// Milliseconds a partial batch waits for more records.
     #[arg(long, env = "CDRFLOW_BATCH_LINGER_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_linger_ms: u64,
-    /// Batches in flight at most; the source stops fetching beyond it. The limit is
-    /// shared by all partitions, and the broker hands out records partition by
-    /// partition, so a low limit fills up with one committer's partitions while the
-    /// other committer waits: on a 1,000,000-record backlog, 8 ran 31,500 records/s, 16
-    /// 33,500-34,200, 32 35,600-37,100 (peak RSS 700, 790 and 890 MB). Partial batches
-    /// are cut after the linger only while fewer than 8 are in flight.
+    /// Batches in flight at most; beyond it the source pauses its partitions, and each
+    /// partition has at most its share of them in flight. Partial batches are cut after
+    /// the linger only while fewer than 8 are in flight.
     #[arg(long, env = "CDRFLOW_MAX_INFLIGHT", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub max_inflight: u32,
     /// Do not publish to the normalized, rejected and alerts topics.

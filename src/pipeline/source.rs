@@ -54,7 +54,7 @@ pub struct SourceSettings {
     /// How long a partial batch may wait for more records.
     pub linger: Duration,
     /// Batches sent and not yet acknowledged, at most. Bounds memory when Postgres is
-    /// slow: once reached, the source stops fetching.
+    /// slow: once reached, the source pauses its partitions.
     pub max_inflight: usize,
     /// Stop once nothing arrived for this long and everything is committed.
     pub exit_when_idle: Option<Duration>,
@@ -245,6 +245,9 @@ struct LogChecks {
     db: Option<tokio_postgres::Client>,
     last_check: Option<Instant>,
     last_revisit: Option<Instant>,
+    /// A partition was paused or resumed here, outside [`Flow`]: it applies its whole
+    /// state again.
+    paused_here: bool,
 }
 
 /// The source's consumer, shared with the blocking look-ups of log bounds.
@@ -286,6 +289,11 @@ struct Flow {
 }
 
 impl Flow {
+    /// Apply the whole state at the next call, whatever was applied before.
+    fn forget(&mut self) {
+        self.rebalances = u64::MAX;
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn apply(
         &mut self,
@@ -407,8 +415,11 @@ impl SourceLoop {
 
         loop {
             self.metrics.inflight_batches.set(pending.len() as i64);
-            if reflow {
+            if reflow || checks.paused_here {
                 reflow = false;
+                if std::mem::take(&mut checks.paused_here) {
+                    flow.forget();
+                }
                 flow.apply(
                     &consumer,
                     &s,
@@ -824,6 +835,7 @@ impl SourceLoop {
         if let Err(error) = consumer.pause(&one_partition(&self.settings.topic, partition)) {
             warn!(%error, partition, "Failed to pause a held partition; its records are dropped until it resumes.");
         }
+        checks.paused_here = true;
         batch
     }
 
@@ -931,6 +943,8 @@ impl SourceLoop {
         let cursor = assignment.reset(partition, offset);
         checks.checked.insert(partition, (cursor.epoch, offset));
         consumer.seek(topic, partition, Offset::Offset(offset), SEEK_TIMEOUT)?;
+        consumer.resume(&one_partition(topic, partition))?;
+        checks.paused_here = true;
         info!(topic = %topic, partition, offset, "Held partition resumed.");
         Ok(())
     }
