@@ -85,10 +85,11 @@ pub struct RunArgs {
     /// Billing accumulator shards (customers are spread by id).
     #[arg(long, env = "CDRFLOW_ACCUMULATORS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub accumulators: u32,
-    /// Customers whose month-to-date state each shard keeps in memory at most.
+    /// Customer months with every credit-limit alert raised that each shard remembers at
+    /// most (their checks need no read).
     #[arg(long, env = "CDRFLOW_ACCUMULATOR_CUSTOMERS", default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub accumulator_customers: u64,
-    /// Minutes after which an idle customer's state leaves memory.
+    /// Minutes after which such a customer month, unseen, is forgotten.
     #[arg(long, env = "CDRFLOW_ACCUMULATOR_IDLE_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub accumulator_idle_minutes: u64,
     #[arg(long, env = "CDRFLOW_ALERTS_TOPIC", default_value = "cdr.alerts")]

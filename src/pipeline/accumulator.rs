@@ -1,21 +1,35 @@
-//! The BillingAccumulators: per-customer month-to-date state, sharded by customer id,
-//! fed after each commit with the usage that transaction really added to the buckets.
+//! The BillingAccumulators: the credit-limit checks, sharded by customer id.
 //!
-//! The state is a cache of `usage_buckets`, which the batch transaction keeps exact: a
-//! customer not in memory is loaded from Postgres (the load already holds the delta that
-//! triggered it, so that delta is not applied again), and idle customers are evicted,
-//! which bounds memory. After each change the customer's estimated invoice total (the
-//! billing code of `cdrflow bill`) is compared with the credit limit; a threshold that
-//! looks reached is checked again against Postgres before it is raised, and the unique
-//! key on (customer, period, threshold) makes an alert happen once per period whatever
-//! restarts and replays happen.
+//! Postgres is the truth. Every transaction that changes a customer's buckets or what
+//! closed periods owe them marks a check due for that (customer, period) in
+//! `alert_checks`, in the same transaction (`storage::billing::mark_checks`). A check is
+//! decided from what Postgres holds when it is evaluated, never from deltas added to a
+//! remembered total: with several instances in a group, partitions move between them and
+//! a total one instance remembers misses what the others added. So the set of alerts is
+//! a function of the committed state, whatever the number of instances, rebalances,
+//! kills and arrival order.
 //!
-//! On start (and after a supervisor restart) each shard sweeps its customers with usage
-//! in open periods: their state is rebuilt from Postgres and their thresholds checked,
-//! so an alert whose batch committed just before a crash is still raised.
+//! Who evaluates: after each commit, the shard of each customer it touched (the
+//! hand-over); the shard of the customers a suspense resolution or a re-rating touched
+//! (`Refresh`); and every few seconds each shard of every instance sweeps the checks of
+//! its slice (`customer_id mod shards`) left due for a while, which catches those of an
+//! instance killed after its commit and of evaluations that failed. Two evaluators of one
+//! check are harmless: the unique key on (customer, period, threshold) stores an alert
+//! once, and only what was stored is published.
+//!
+//! How: a cheap upper bound of the estimate (the gross of the buckets plus the most that
+//! closed periods may add, with fees and VAT) first; only a customer it cannot place
+//! below their lowest threshold not raised yet is estimated exactly, from their buckets,
+//! by the billing code of `cdrflow bill`. Then the check is cleared, only if no commit
+//! has marked it again since it was read, so a concurrent commit's check stays due.
+//!
+//! Alerts are never withdrawn: usage lowered by a re-rating leaves a raised alert raised.
+//! That is also what makes the one piece of memory here safe: a customer period with
+//! every threshold raised cannot raise anything more, so its checks are cleared without
+//! reading it.
 
-use crate::domain::billing::{self, Adjustment, Usage};
-use crate::storage::billing::{self as store, Account, Alert, CustomerUsage};
+use crate::domain::billing::{self, Usage};
+use crate::storage::billing::{self as store, Alert, CustomerUsage, PendingCheck};
 use crate::storage::catalog::Version;
 use crate::storage::invoices;
 use crate::storage::{self, StorageError};
@@ -39,7 +53,7 @@ use tracing::warn;
 pub struct UsagePosted(pub Vec<CustomerUsage>);
 
 /// These customers' buckets changed outside the batch path (suspense resolution,
-/// re-rating): read them again and check their thresholds.
+/// re-rating): evaluate their checks.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Refresh(pub Vec<i64>);
@@ -49,45 +63,40 @@ pub struct Refresh(pub Vec<i64>);
 #[rtype(result = "()")]
 pub struct Drain;
 
-/// Rebuild the next page of this shard's customers with usage in open periods.
+/// Evaluate the next page of this shard's checks left due.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Sweep {
     after: (i64, NaiveDate),
 }
 
-/// Customers and periods rebuilt per sweep step.
+/// A sweep from the first key: every customer id is above `i64::MIN`.
+fn sweep_from_start() -> Sweep {
+    Sweep {
+        after: (i64::MIN, NaiveDate::default()),
+    }
+}
+
+/// Checks evaluated per sweep step.
 const SWEEP_PAGE: i64 = 2000;
 
-/// Month-to-date state of one customer, for the periods seen.
-struct CustomerState {
-    account: Account,
-    periods: BTreeMap<NaiveDate, PeriodState>,
-    touched: Instant,
-}
+/// How often each shard sweeps.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-struct PeriodState {
-    /// The buckets: all of them once read in full, else the deltas since the summary.
-    usage: Usage,
-    /// The gross amount Postgres had when the summary was read, not in `usage` (zero once
-    /// the buckets are read in full).
-    base: Decimal,
-    raised: Vec<i16>,
-    /// Owed from closed periods (late usage, re-rating), known exactly after a full read.
-    owed: Vec<Adjustment>,
-    /// At most what closed periods add, from the summary (zero after a full read).
-    owed_at_most: Decimal,
-}
+/// A check younger than this is left to its hand-over, which normally clears it within
+/// moments; the sweep is for those nobody else will evaluate.
+const SWEEP_MIN_AGE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct AccumulatorSettings {
-    /// Customers kept in memory per shard; the least recently used go first beyond it.
+    /// Customer periods with every threshold raised remembered per shard; the least
+    /// recently seen go first beyond it.
     pub max_customers: usize,
-    /// A customer not touched for this long is evicted.
+    /// A settled customer period not seen for this long is forgotten.
     pub idle: Duration,
     /// Where alerts are published (None: stored only).
     pub alerts_topic: Option<String>,
-    /// This shard's number and the number of shards, for the start-up sweep.
+    /// This shard's number and the number of shards: its slice of the sweep.
     pub shard: (usize, usize),
 }
 
@@ -98,7 +107,10 @@ pub struct Accumulator {
     producer: FutureProducer,
     metrics: Metrics,
     stage: StageMetrics,
-    customers: HashMap<i64, CustomerState>,
+    /// Customer periods with every threshold raised, and when last seen.
+    settled: HashMap<(i64, NaiveDate), Instant>,
+    /// A sweep is going through its pages: the timer does not start another.
+    sweeping: bool,
 }
 
 impl Accumulator {
@@ -116,28 +128,83 @@ impl Accumulator {
             producer,
             stage: metrics.stage("accumulator"),
             metrics,
-            customers: HashMap::new(),
+            settled: HashMap::new(),
+            sweeping: false,
         }
     }
 
     fn evict(&mut self) {
         let idle = self.settings.idle;
-        self.customers.retain(|_, c| c.touched.elapsed() < idle);
+        self.settled.retain(|_, seen| seen.elapsed() < idle);
         let over = self
-            .customers
+            .settled
             .len()
             .saturating_sub(self.settings.max_customers);
         if over > 0 {
-            let mut by_age: Vec<(Instant, i64)> = self
-                .customers
-                .iter()
-                .map(|(id, c)| (c.touched, *id))
-                .collect();
+            let mut by_age: Vec<(Instant, (i64, NaiveDate))> =
+                self.settled.iter().map(|(k, seen)| (*seen, *k)).collect();
             by_age.sort_unstable();
-            for (_, id) in by_age.into_iter().take(over) {
-                self.customers.remove(&id);
+            for (_, k) in by_age.into_iter().take(over) {
+                self.settled.remove(&k);
             }
         }
+    }
+
+    fn checker(&self) -> Checker {
+        Checker {
+            pool: self.pool.clone(),
+            catalog: self.catalog.clone(),
+            producer: self.producer.clone(),
+            topic: self.settings.alerts_topic.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// Evaluate the checks `due` names; `None` if Postgres failed (they stay due).
+    fn evaluate(
+        &mut self,
+        due: Due,
+        action: &'static str,
+    ) -> ResponseActFuture<Self, Option<Evaluated>> {
+        // Known settled pairs are cleared without a read.
+        let (due, settled) = match due {
+            Due::Pairs(pairs) => {
+                let now = Instant::now();
+                let (settled, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|k| match self
+                    .settled
+                    .get_mut(k)
+                {
+                    Some(seen) => {
+                        *seen = now;
+                        true
+                    }
+                    None => false,
+                });
+                (Due::Pairs(rest), settled)
+            }
+            other => (other, Vec::new()),
+        };
+        let checker = self.checker();
+        Box::pin(
+            async move { checker.evaluate(due, settled).await }
+                .into_actor(self)
+                .map(move |result, act, _| match result {
+                    Ok(done) => {
+                        let now = Instant::now();
+                        act.settled.extend(done.settled.iter().map(|k| (*k, now)));
+                        Some(done)
+                    }
+                    Err(error) => {
+                        DatabaseFailed {
+                            actor: "accumulator",
+                            action,
+                            error: &error,
+                        }
+                        .emit(&act.metrics);
+                        None
+                    }
+                }),
+        )
     }
 }
 
@@ -146,10 +213,15 @@ impl Actor for Accumulator {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(super::stages::MAILBOX_CAPACITY);
-        // Customer ids are positive and no usage predates 1900.
-        if let Some(start) = NaiveDate::from_ymd_opt(1900, 1, 1) {
-            ctx.notify(Sweep { after: (0, start) });
-        }
+        // At once, for checks a previous run of this instance left due, then on a timer.
+        self.sweeping = true;
+        ctx.notify(sweep_from_start());
+        ctx.run_interval(SWEEP_EVERY, |act, ctx| {
+            if !act.sweeping {
+                act.sweeping = true;
+                ctx.notify(sweep_from_start());
+            }
+        });
         ctx.run_interval(Duration::from_secs(10), |act, _| act.evict());
         // A newer catalog changes allowances, fees and VAT of the estimates.
         ctx.run_interval(Duration::from_secs(30), |act, ctx| {
@@ -182,7 +254,7 @@ impl Supervised for Accumulator {
             actor: "accumulator",
         }
         .emit(&self.metrics);
-        self.customers.clear();
+        self.settled.clear();
     }
 }
 
@@ -191,25 +263,15 @@ impl Handler<UsagePosted> for Accumulator {
 
     fn handle(&mut self, msg: UsagePosted, _: &mut Self::Context) -> Self::Result {
         self.stage.taken();
-        // Apply what is in memory now; what is not is loaded (with the delta in it).
-        let mut missing: BTreeSet<(i64, NaiveDate)> = BTreeSet::new();
-        let mut touched: BTreeSet<(i64, NaiveDate)> = BTreeSet::new();
-        let now = Instant::now();
-        for d in msg.0 {
-            match self.customers.get_mut(&d.customer_id).and_then(|c| {
-                c.touched = now;
-                c.periods.get_mut(&d.period)
-            }) {
-                Some(p) => {
-                    p.usage.merge(d.usage);
-                    touched.insert((d.customer_id, d.period));
-                }
-                None => {
-                    missing.insert((d.customer_id, d.period));
-                }
-            }
-        }
-        AtomicResponse::new(self.load_and_check(missing, touched))
+        let pairs: BTreeSet<(i64, NaiveDate)> =
+            msg.0.iter().map(|d| (d.customer_id, d.period)).collect();
+        AtomicResponse::new(Box::pin(
+            self.evaluate(
+                Due::Pairs(pairs.into_iter().collect()),
+                "check credit limits after a commit; the sweep checks them again",
+            )
+            .map(|_, _, _| ()),
+        ))
     }
 }
 
@@ -223,35 +285,19 @@ impl Handler<Sweep> for Accumulator {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: Sweep, _: &mut Self::Context) -> Self::Result {
-        let pool = self.pool.clone();
         let (shard, shards) = self.settings.shard;
-        let (shard, shards) = (shard as i64, shards.max(1) as i64);
+        let slice = (shard as i64, shards.max(1) as i64);
         AtomicResponse::new(Box::pin(
-            async move {
-                let client = pool.get().await.map_err(StorageError::from)?;
-                store::open_usage_page(&client, shards, shard, msg.after, SWEEP_PAGE).await
-            }
-            .into_actor(self)
-            .then(|page, act, ctx| -> ResponseActFuture<Self, ()> {
-                match page {
-                    Ok(pairs) => {
-                        if pairs.len() as i64 == SWEEP_PAGE {
-                            if let Some(&after) = pairs.last() {
-                                ctx.notify(Sweep { after });
-                            }
-                        }
-                        act.load_and_check(pairs.into_iter().collect(), BTreeSet::new())
-                    }
-                    Err(error) => {
-                        DatabaseFailed {
-                            actor: "accumulator",
-                            action: "rebuild month-to-date state at start; it is loaded on use",
-                            error: &error,
-                        }
-                        .emit(&act.metrics);
-                        Box::pin(fut::ready(()))
-                    }
-                }
+            self.evaluate(
+                Due::Page {
+                    slice,
+                    after: msg.after,
+                },
+                "sweep credit-limit checks left due; the next sweep tries again",
+            )
+            .map(|done, act, ctx| match done.and_then(|d| d.next_page) {
+                Some(after) => ctx.notify(Sweep { after }),
+                None => act.sweeping = false,
             }),
         ))
     }
@@ -261,302 +307,249 @@ impl Handler<Refresh> for Accumulator {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: Refresh, _: &mut Self::Context) -> Self::Result {
-        for id in &msg.0 {
-            self.customers.remove(id);
-        }
-        let pool = self.pool.clone();
         AtomicResponse::new(Box::pin(
-            async move {
-                let client = pool.get().await.map_err(StorageError::from)?;
-                store::open_periods_of(&client, &msg.0).await
-            }
-            .into_actor(self)
-            .then(|found, act, _| -> ResponseActFuture<Self, ()> {
-                match found {
-                    Ok(pairs) => act.load_and_check(pairs.into_iter().collect(), BTreeSet::new()),
-                    Err(error) => {
-                        DatabaseFailed {
-                            actor: "accumulator",
-                            action: "refresh month-to-date state",
-                            error: &error,
-                        }
-                        .emit(&act.metrics);
-                        Box::pin(fut::ready(()))
-                    }
-                }
-            }),
+            self.evaluate(
+                Due::Customers(msg.0),
+                "check credit limits after usage changed; the sweep checks them again",
+            )
+            .map(|_, _, _| ()),
         ))
     }
 }
 
-impl Accumulator {
-    /// Load `missing` from Postgres, then check the thresholds of everything changed.
-    fn load_and_check(
-        &mut self,
-        missing: BTreeSet<(i64, NaiveDate)>,
-        mut touched: BTreeSet<(i64, NaiveDate)>,
-    ) -> ResponseActFuture<Self, ()> {
-        let pool = self.pool.clone();
-        Box::pin(
-            async move {
-                let pairs: Vec<(i64, NaiveDate)> = missing.iter().copied().collect();
-                if pairs.is_empty() {
-                    return Ok(BTreeMap::new());
+/// Which checks to evaluate.
+enum Due {
+    /// Those of these (customer, period) pairs, sorted, if still due.
+    Pairs(Vec<(i64, NaiveDate)>),
+    /// Those of these customers.
+    Customers(Vec<i64>),
+    /// A page of those left due for a while in a slice (shard, shards), after a key.
+    Page {
+        slice: (i64, i64),
+        after: (i64, NaiveDate),
+    },
+}
+
+/// What an evaluation came to.
+struct Evaluated {
+    /// Customer periods found with every threshold raised.
+    settled: Vec<(i64, NaiveDate)>,
+    /// For a full page: the key the next page starts after.
+    next_page: Option<(i64, NaiveDate)>,
+}
+
+/// What evaluating checks needs, taken from the actor so that it runs outside it.
+struct Checker {
+    pool: Pool,
+    catalog: Arc<Version>,
+    producer: FutureProducer,
+    topic: Option<String>,
+    metrics: Metrics,
+}
+
+/// Where the upper bound places a check.
+#[derive(Debug, PartialEq, Eq)]
+enum Triage {
+    /// Every threshold is raised.
+    Settled,
+    /// Below the lowest threshold not raised yet, whatever the exact estimate.
+    Below,
+    /// Only the exact estimate can tell.
+    Near,
+}
+
+/// Place a check with the upper bound of its estimate, without its buckets.
+fn triage(catalog: &Version, check: &PendingCheck) -> Triage {
+    let Some(lowest) = billing::ALERT_THRESHOLDS
+        .iter()
+        .find(|t| !check.raised.contains(t))
+    else {
+        return Triage::Settled;
+    };
+    let c = &catalog.catalog;
+    let ceiling = billing::total_ceiling(c, &check.account.bill_to, &Usage::default(), &[])
+        + (check.gross.max(Decimal::ZERO) + check.owed_at_most)
+            * (Decimal::ONE + c.operator.vat_rate);
+    if ceiling * Decimal::ONE_HUNDRED < check.account.credit_limit * Decimal::from(*lowest) {
+        Triage::Below
+    } else {
+        Triage::Near
+    }
+}
+
+impl Checker {
+    /// Evaluate the checks `due` names and clear those decided; `settled` are known to
+    /// have every threshold raised and are cleared as they are.
+    async fn evaluate(
+        &self,
+        due: Due,
+        settled: Vec<(i64, NaiveDate)>,
+    ) -> Result<Evaluated, StorageError> {
+        let mut client = self.pool.get().await?;
+        let mut next_page = None;
+        let pairs = match due {
+            Due::Pairs(pairs) => pairs,
+            Due::Customers(ids) => store::checks_of(&client, &ids).await?,
+            Due::Page { slice, after } => {
+                let page =
+                    store::checks_page(&client, slice, after, SWEEP_MIN_AGE, SWEEP_PAGE).await?;
+                if page.len() as i64 == SWEEP_PAGE {
+                    next_page = page.last().copied();
                 }
-                let client = pool.get().await.map_err(StorageError::from)?;
-                store::month_summaries(&client, &pairs).await
+                page
             }
-            .into_actor(self)
-            .then(move |loaded, act, _| {
-                match loaded {
-                    Ok(summaries) => {
-                        let now = Instant::now();
-                        for ((id, period), m) in summaries {
-                            let c = act.customers.entry(id).or_insert_with(|| CustomerState {
-                                account: m.account.clone(),
-                                periods: BTreeMap::new(),
-                                touched: now,
-                            });
-                            c.account = m.account;
-                            c.touched = now;
-                            c.periods.insert(
-                                period,
-                                PeriodState {
-                                    usage: Usage::default(),
-                                    base: m.gross,
-                                    raised: m.raised,
-                                    owed: Vec::new(),
-                                    owed_at_most: m.owed_at_most,
-                                },
-                            );
-                            touched.insert((id, period));
-                        }
-                    }
-                    Err(error) => {
-                        // The cache stays without them; the next delta loads again.
-                        DatabaseFailed {
-                            actor: "accumulator",
-                            action: "load month-to-date state",
-                            error: &error,
-                        }
-                        .emit(&act.metrics);
-                    }
-                }
-                    let candidates = act.over_threshold(&touched);
-                    let (pool, catalog, producer, topic, metrics) = (
-                        act.pool.clone(),
-                        act.catalog.clone(),
-                        act.producer.clone(),
-                        act.settings.alerts_topic.clone(),
-                        act.metrics.clone(),
-                    );
-                    async move {
-                        if candidates.is_empty() {
-                            return Vec::new();
-                        }
-                        match confirm_and_raise(&pool, &catalog, &producer, topic.as_deref(), &metrics, candidates).await {
-                            Ok(confirmed) => confirmed,
-                            Err(error) => {
-                                DatabaseFailed {
-                                    actor: "accumulator",
-                                    action: "raise credit-limit alerts; they are checked again on the next usage",
-                                    error: &error,
-                                }
-                                .emit(&metrics);
-                                Vec::new()
-                            }
-                        }
-                    }
-                    .into_actor(act)
-                    .map(|confirmed, act, _| {
-                        // What Postgres said replaces the cache: a load that raced a
-                        // later commit may have counted that commit's delta twice.
-                        for c in confirmed {
-                            if let Some(p) = act
-                                .customers
-                                .get_mut(&c.customer)
-                                .and_then(|s| s.periods.get_mut(&c.period))
-                            {
-                                p.usage = c.usage;
-                                p.base = Decimal::ZERO;
-                                p.owed = c.owed;
-                                p.owed_at_most = Decimal::ZERO;
-                                p.raised.extend(c.raised);
-                            }
-                        }
-                    })
-                }),
-        )
-    }
-
-    /// Customers and periods whose estimate reaches a threshold not raised yet.
-    fn over_threshold(&self, touched: &BTreeSet<(i64, NaiveDate)>) -> Vec<Candidate> {
-        let v = &self.catalog;
-        touched
-            .iter()
-            .filter_map(|(id, period)| {
-                let c = self.customers.get(id)?;
-                let p = c.periods.get(period)?;
-                // Most customers are far below: the ceiling says so without the invoice.
-                let lowest = billing::ALERT_THRESHOLDS
-                    .iter()
-                    .find(|t| !p.raised.contains(t))?;
-                let unread = p.base + p.owed_at_most;
-                let ceiling =
-                    billing::total_ceiling(&v.catalog, &c.account.bill_to, &p.usage, &p.owed)
-                        + unread * (Decimal::ONE + v.catalog.operator.vat_rate);
-                if ceiling * Decimal::ONE_HUNDRED < c.account.credit_limit * Decimal::from(*lowest)
-                {
-                    return None;
-                }
-                let candidate = Candidate {
-                    account: c.account.clone(),
-                    period: *period,
-                    raised: p.raised.clone(),
-                };
-                if !unread.is_zero() {
-                    // Near a threshold with buckets not read yet: Postgres decides.
-                    return Some(candidate);
-                }
-                let estimate = billing::invoice(
-                    &v.catalog,
-                    v.version,
-                    &c.account.bill_to,
-                    *period,
-                    &p.usage,
-                    &p.owed,
-                )
-                .ok()?;
-                let reached =
-                    billing::thresholds_reached(estimate.total, c.account.credit_limit, &p.raised);
-                (!reached.is_empty()).then_some(candidate)
-            })
-            .collect()
-    }
-}
-
-/// A customer's period whose estimate looks past a threshold not raised yet.
-struct Candidate {
-    account: Account,
-    period: NaiveDate,
-    raised: Vec<i16>,
-}
-
-/// A candidate as Postgres has it.
-struct Confirmed {
-    customer: i64,
-    period: NaiveDate,
-    usage: Usage,
-    owed: Vec<Adjustment>,
-    /// Thresholds now raised (by this check or an earlier one).
-    raised: Vec<i16>,
-}
-
-/// Recompute each candidate's estimate from the stored buckets (the cache may lag a
-/// concurrent writer) and raise what it really reached, publishing each new alert.
-async fn confirm_and_raise(
-    pool: &Pool,
-    catalog: &Version,
-    producer: &FutureProducer,
-    topic: Option<&str>,
-    metrics: &Metrics,
-    candidates: Vec<Candidate>,
-) -> Result<Vec<Confirmed>, StorageError> {
-    let mut client = pool.get().await?;
-    let tz = catalog.catalog.operator.timezone.name();
-    // One transaction and a few statements for all candidates: their buckets, then what
-    // closed periods add, per period.
-    let tx = client.transaction().await?;
-    let ids: Vec<i64> = candidates.iter().map(|c| c.account.bill_to.id).collect();
-    let periods: BTreeSet<NaiveDate> = candidates.iter().map(|c| c.period).collect();
-    let periods: Vec<NaiveDate> = periods.into_iter().collect();
-    let mut usages = store::buckets(&tx, &ids, &periods).await?;
-    let mut owed_in: BTreeMap<NaiveDate, BTreeMap<i64, Vec<Adjustment>>> = BTreeMap::new();
-    for period in &periods {
-        let of_period: Vec<i64> = candidates
-            .iter()
-            .filter(|c| c.period == *period)
-            .map(|c| c.account.bill_to.id)
-            .collect();
-        owed_in.insert(*period, invoices::owed(&tx, &of_period, *period, tz).await?);
-    }
-    let mut out = Vec::new();
-    let mut reached_now = Vec::new();
-    for Candidate {
-        account,
-        period,
-        raised,
-    } in candidates
-    {
-        let id = account.bill_to.id;
-        let usage = usages.remove(&(id, period)).unwrap_or_default();
-        let owed = owed_in
-            .get_mut(&period)
-            .and_then(|o| o.remove(&id))
-            .unwrap_or_default();
-        let Ok(estimate) = billing::invoice(
-            &catalog.catalog,
-            catalog.version,
-            &account.bill_to,
-            period,
-            &usage,
-            &owed,
-        ) else {
-            continue;
         };
-        let mut reached = Vec::new();
-        for threshold in billing::thresholds_reached(estimate.total, account.credit_limit, &raised)
-        {
-            let alert = Alert {
-                customer_id: id,
-                msisdn: account.bill_to.msisdn.clone(),
-                period,
-                threshold,
-                amount: estimate.total,
-                credit_limit: account.credit_limit,
-                raised_at: Utc::now(),
+        let mut done: Vec<(i64, NaiveDate, Option<i64>)> =
+            settled.iter().map(|&(c, p)| (c, p, None)).collect();
+        let mut now_settled = Vec::new();
+        let mut near = Vec::new();
+        for check in store::pending_checks(&client, &pairs).await? {
+            let key = (check.account.bill_to.id, check.period);
+            match triage(&self.catalog, &check) {
+                Triage::Settled => {
+                    now_settled.push(key);
+                    done.push((key.0, key.1, None));
+                }
+                Triage::Below => done.push((key.0, key.1, Some(check.seq))),
+                Triage::Near => near.push(check),
+            }
+        }
+        if !near.is_empty() {
+            match self.confirm_and_raise(&mut client, near).await {
+                Ok(decided) => {
+                    for d in decided {
+                        done.push((d.key.0, d.key.1, Some(d.seq)));
+                        if d.settled {
+                            now_settled.push(d.key);
+                        }
+                    }
+                }
+                // They stay due; the rest is decided all the same.
+                Err(error) => DatabaseFailed {
+                    actor: "accumulator",
+                    action: "raise credit-limit alerts; the sweep checks them again",
+                    error: &error,
+                }
+                .emit(&self.metrics),
+            }
+        }
+        store::clear_checks(&client, &done).await?;
+        Ok(Evaluated {
+            settled: now_settled,
+            next_page,
+        })
+    }
+
+    /// Estimate each check exactly from the stored buckets and raise what it reached,
+    /// publishing each new alert. A check whose estimate cannot be made (a plan the
+    /// catalog this shard holds does not have yet) is left due, for a later catalog.
+    async fn confirm_and_raise(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        near: Vec<PendingCheck>,
+    ) -> Result<Vec<Decided>, StorageError> {
+        let catalog = &self.catalog;
+        let tz = catalog.catalog.operator.timezone.name();
+        // One transaction and a few statements for all of them: their buckets, then what
+        // closed periods add, per period.
+        let tx = client.transaction().await?;
+        let ids: Vec<i64> = near.iter().map(|c| c.account.bill_to.id).collect();
+        let periods: BTreeSet<NaiveDate> = near.iter().map(|c| c.period).collect();
+        let periods: Vec<NaiveDate> = periods.into_iter().collect();
+        let mut usages = store::buckets(&tx, &ids, &periods).await?;
+        let mut owed_in: BTreeMap<NaiveDate, BTreeMap<i64, Vec<billing::Adjustment>>> =
+            BTreeMap::new();
+        for period in &periods {
+            let of_period: Vec<i64> = near
+                .iter()
+                .filter(|c| c.period == *period)
+                .map(|c| c.account.bill_to.id)
+                .collect();
+            owed_in.insert(*period, invoices::owed(&tx, &of_period, *period, tz).await?);
+        }
+        let mut decided = Vec::new();
+        let mut reached_now = Vec::new();
+        for check in near {
+            let account = &check.account;
+            let id = account.bill_to.id;
+            let usage = usages.remove(&(id, check.period)).unwrap_or_default();
+            let owed = owed_in
+                .get_mut(&check.period)
+                .and_then(|o| o.remove(&id))
+                .unwrap_or_default();
+            let Ok(estimate) = billing::invoice(
+                &catalog.catalog,
+                catalog.version,
+                &account.bill_to,
+                check.period,
+                &usage,
+                &owed,
+            ) else {
+                continue;
             };
-            reached_now.push(alert);
-            reached.push(threshold);
-        }
-        out.push(Confirmed {
-            customer: id,
-            period,
-            usage,
-            owed,
-            raised: reached,
-        });
-    }
-    let new = store::raise_alerts(&tx, reached_now).await?;
-    // Published before the commit, side by side: a crash in between raises and publishes
-    // them again (at least once on the topic, exactly once in Postgres).
-    if let Some(topic) = topic {
-        let sends = new.iter().map(|alert| {
-            let payload = serde_json::to_string(alert).unwrap_or_default();
-            let key = alert.customer_id.to_string();
-            async move {
-                producer
-                    .send(
-                        FutureRecord::to(topic).key(&key).payload(&payload),
-                        Duration::from_secs(10),
-                    )
-                    .await
+            let reached =
+                billing::thresholds_reached(estimate.total, account.credit_limit, &check.raised);
+            let settled = billing::ALERT_THRESHOLDS
+                .iter()
+                .all(|t| check.raised.contains(t) || reached.contains(t));
+            for &threshold in &reached {
+                reached_now.push(Alert {
+                    customer_id: id,
+                    msisdn: account.bill_to.msisdn.clone(),
+                    period: check.period,
+                    threshold,
+                    amount: estimate.total,
+                    credit_limit: account.credit_limit,
+                    raised_at: Utc::now(),
+                });
             }
-        });
-        for result in futures::future::join_all(sends).await {
-            if let Err((error, _)) = result {
-                warn!(%error, "Failed to publish a credit-limit alert; it is stored.");
+            decided.push(Decided {
+                key: (id, check.period),
+                seq: check.seq,
+                settled,
+            });
+        }
+        let new = store::raise_alerts(&tx, reached_now).await?;
+        // Published before the commit, side by side: a crash in between raises and
+        // publishes them again (at least once on the topic, exactly once in Postgres).
+        if let Some(topic) = self.topic.as_deref() {
+            let sends = new.iter().map(|alert| {
+                let payload = serde_json::to_string(alert).unwrap_or_default();
+                let key = alert.customer_id.to_string();
+                let producer = &self.producer;
+                async move {
+                    producer
+                        .send(
+                            FutureRecord::to(topic).key(&key).payload(&payload),
+                            Duration::from_secs(10),
+                        )
+                        .await
+                }
+            });
+            for result in futures::future::join_all(sends).await {
+                if let Err((error, _)) = result {
+                    warn!(%error, "Failed to publish a credit-limit alert; it is stored.");
+                }
             }
         }
-    }
-    tx.commit().await?;
-    for alert in &new {
-        AlertRaised {
-            threshold: alert.threshold,
+        tx.commit().await?;
+        for alert in &new {
+            AlertRaised {
+                threshold: alert.threshold,
+            }
+            .emit(&self.metrics);
         }
-        .emit(metrics);
+        Ok(decided)
     }
-    Ok(out)
+}
+
+/// A check decided by its exact estimate.
+struct Decided {
+    key: (i64, NaiveDate),
+    /// The marker's seq when it was read.
+    seq: i64,
+    /// Every threshold is now raised.
+    settled: bool,
 }
 
 /// The shard of a customer.

@@ -36,7 +36,8 @@ pub struct Posted {
 }
 
 /// Post newly inserted usage rows: to the buckets of open periods, as late-usage
-/// adjustments for closed ones. Must run in the transaction that inserted the rows.
+/// adjustments for closed ones, and mark the credit-limit checks this makes due. Must run
+/// in the transaction that inserted the rows.
 /// Buckets not in `known` are copied in as new ones first (see `KnownBuckets`).
 pub async fn post_usage(
     tx: &Transaction<'_>,
@@ -86,6 +87,14 @@ pub async fn post_usage(
         })
         .collect();
     write_buckets(tx, &deltas, known).await?;
+    let pairs: Vec<(i64, NaiveDate)> = deltas.iter().map(|d| (d.customer_id, d.period)).collect();
+    let owed_by: Vec<i64> = late
+        .iter()
+        .map(|x| x.customer_id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    mark_checks(tx, &pairs, &owed_by).await?;
     Ok(Posted {
         deltas,
         late: late.len() as u32,
@@ -441,9 +450,9 @@ pub async fn buckets<C: GenericClient>(
     Ok(out)
 }
 
-/// Replace the buckets of these (customer, open period) pairs by what their stored
-/// events make: after events were priced again in place. Two statements whatever the
-/// number of pairs.
+/// Replace the buckets of these (customer, open period) pairs (sorted, without repeats)
+/// by what their stored events make: after events were priced again in place. Three
+/// statements whatever the number of pairs, the last marking their credit-limit checks.
 pub async fn rebuild_buckets(
     tx: &Transaction<'_>,
     pairs: &[(i64, NaiveDate)],
@@ -466,7 +475,7 @@ pub async fn rebuild_buckets(
         ))
         .await?;
     tx.execute(&insert, &[&customers, &periods]).await?;
-    Ok(())
+    mark_checks(tx, pairs, &[]).await
 }
 
 /// A customer as billing sees them: who the invoice is for, and their credit limit.
@@ -563,17 +572,90 @@ pub async fn raise_alerts(
         .collect())
 }
 
-/// Open periods in which these customers have buckets.
-pub async fn open_periods_of<C: GenericClient>(
+/// Mark the credit-limit checks this transaction makes due (`sql/mark_alert_checks.sql`):
+/// `pairs` (sorted, without repeats) whose buckets changed, and the open periods of
+/// `owed_by`, customers now owed more from closed periods. In the transaction of the
+/// change, so that no commit leaves its check undone whatever happens to the process.
+pub async fn mark_checks(
+    tx: &Transaction<'_>,
+    pairs: &[(i64, NaiveDate)],
+    owed_by: &[i64],
+) -> Result<(), StorageError> {
+    if pairs.is_empty() && owed_by.is_empty() {
+        return Ok(());
+    }
+    let customers: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+    let periods: Vec<NaiveDate> = pairs.iter().map(|p| p.1).collect();
+    let stmt = tx
+        .prepare_cached(include_str!("sql/mark_alert_checks.sql"))
+        .await?;
+    tx.execute(&stmt, &[&customers, &periods, &owed_by]).await?;
+    Ok(())
+}
+
+/// A credit-limit check that is due: the (customer, period), the marker's `seq`, and
+/// what deciding it takes, all read in one snapshot.
+#[derive(Debug, Clone)]
+pub struct PendingCheck {
+    pub period: NaiveDate,
+    pub seq: i64,
+    pub account: Account,
+    /// The gross amount in the buckets.
+    pub gross: Decimal,
+    /// Thresholds already raised.
+    pub raised: Vec<i16>,
+    /// At most what closed periods add to this period's invoice.
+    pub owed_at_most: Decimal,
+}
+
+/// The checks still due among `pairs`, in one round trip (`sql/pending_checks.sql`): the
+/// sums are taken in Postgres, so a customer's buckets never travel unless an alert
+/// needs them. A pair without a marker was evaluated since its commit, by anyone.
+pub async fn pending_checks<C: GenericClient>(
+    client: &C,
+    pairs: &[(i64, NaiveDate)],
+) -> Result<Vec<PendingCheck>, StorageError> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let customers: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+    let periods: Vec<NaiveDate> = pairs.iter().map(|p| p.1).collect();
+    let stmt = client
+        .prepare_cached(include_str!("sql/pending_checks.sql"))
+        .await?;
+    Ok(client
+        .query(&stmt, &[&customers, &periods])
+        .await?
+        .into_iter()
+        .map(|r| PendingCheck {
+            period: r.get(1),
+            seq: r.get(2),
+            account: Account {
+                bill_to: BillTo {
+                    id: r.get(0),
+                    name: r.get(3),
+                    msisdn: r.get(4),
+                    plan: r.get(5),
+                    region: r.get(6),
+                    is_student: r.get(7),
+                    activated_on: r.get(8),
+                },
+                credit_limit: r.get(9),
+            },
+            gross: r.get(10),
+            raised: r.get(11),
+            owed_at_most: r.get(12),
+        })
+        .collect())
+}
+
+/// The (customer, period) pairs with a check due, for these customers.
+pub async fn checks_of<C: GenericClient>(
     client: &C,
     customers: &[i64],
 ) -> Result<Vec<(i64, NaiveDate)>, StorageError> {
     let stmt = client
-        .prepare_cached(
-            "SELECT DISTINCT b.customer_id, b.period FROM usage_buckets b
-               LEFT JOIN billing_periods p ON p.period = b.period
-              WHERE b.customer_id = ANY($1::int8[]) AND p.closed_at IS NULL",
-        )
+        .prepare_cached(include_str!("sql/checks_of.sql"))
         .await?;
     Ok(client
         .query(&stmt, &[&customers])
@@ -583,80 +665,46 @@ pub async fn open_periods_of<C: GenericClient>(
         .collect())
 }
 
-/// A page of (customer, period) with usage in an open period, for customers of one shard
+/// A page of checks due for at least `min_age`, for customers of one shard
 /// (`customer_id mod shards = shard`), after `after` in key order.
-pub async fn open_usage_page<C: GenericClient>(
+pub async fn checks_page<C: GenericClient>(
     client: &C,
-    shards: i64,
-    shard: i64,
+    (shard, shards): (i64, i64),
     after: (i64, NaiveDate),
+    min_age: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<(i64, NaiveDate)>, StorageError> {
     let stmt = client
-        .prepare_cached(
-            "SELECT DISTINCT b.customer_id, b.period FROM usage_buckets b
-               LEFT JOIN billing_periods p ON p.period = b.period
-              WHERE p.closed_at IS NULL AND b.customer_id % $1 = $2
-                AND (b.customer_id, b.period) > ($3, $4)
-              ORDER BY 1, 2 LIMIT $5",
-        )
+        .prepare_cached(include_str!("sql/checks_page.sql"))
         .await?;
+    let age = min_age.as_secs_f64();
     Ok(client
-        .query(&stmt, &[&shards, &shard, &after.0, &after.1, &limit])
+        .query(&stmt, &[&shards, &shard, &after.0, &after.1, &age, &limit])
         .await?
         .into_iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect())
 }
 
-/// A customer's month as the accumulators first need it: the account, the gross amount
-/// in the buckets, thresholds already raised, and the most that closed periods may add.
-#[derive(Debug, Clone)]
-pub struct MonthSummary {
-    pub account: Account,
-    pub gross: Decimal,
-    pub raised: Vec<i16>,
-    pub owed_at_most: Decimal,
-}
-
-/// Summaries of these (customer, period) pairs, in one round trip: the sums are taken in
-/// Postgres, so a customer's buckets never travel unless an alert needs them.
-pub async fn month_summaries<C: GenericClient>(
+/// Clear evaluated checks (`sql/clear_alert_checks.sql`): each (customer, period, seq)
+/// only if no commit marked it again after `seq` was read; a `None` seq clears it
+/// whatever it is. Returns how many were cleared.
+pub async fn clear_checks<C: GenericClient>(
     client: &C,
-    pairs: &[(i64, NaiveDate)],
-) -> Result<BTreeMap<(i64, NaiveDate), MonthSummary>, StorageError> {
-    let customers: Vec<i64> = pairs.iter().map(|p| p.0).collect();
-    let periods: Vec<NaiveDate> = pairs.iter().map(|p| p.1).collect();
+    done: &[(i64, NaiveDate, Option<i64>)],
+) -> Result<u64, StorageError> {
+    if done.is_empty() {
+        return Ok(0);
+    }
+    let customers: Vec<i64> = done.iter().map(|d| d.0).collect();
+    let periods: Vec<NaiveDate> = done.iter().map(|d| d.1).collect();
+    let seqs: Vec<Option<i64>> = done.iter().map(|d| d.2).collect();
     let stmt = client
-        .prepare_cached(include_str!("sql/month_summaries.sql"))
+        .prepare_cached(include_str!("sql/clear_alert_checks.sql"))
         .await?;
     Ok(client
-        .query(&stmt, &[&customers, &periods])
-        .await?
-        .into_iter()
-        .map(|r| {
-            (
-                (r.get(0), r.get(1)),
-                MonthSummary {
-                    account: Account {
-                        bill_to: BillTo {
-                            id: r.get(0),
-                            name: r.get(2),
-                            msisdn: r.get(3),
-                            plan: r.get(4),
-                            region: r.get(5),
-                            is_student: r.get(6),
-                            activated_on: r.get(7),
-                        },
-                        credit_limit: r.get(8),
-                    },
-                    gross: r.get(9),
-                    raised: r.get(10),
-                    owed_at_most: r.get(11),
-                },
-            )
-        })
-        .collect())
+        .execute(&stmt, &[&customers, &periods, &seqs])
+        .await?)
 }
 
 #[cfg(test)]

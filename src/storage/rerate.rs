@@ -152,6 +152,17 @@ pub async fn rerate(
     if !pairs.is_empty() {
         super::billing::rebuild_buckets(tx, &pairs).await?;
     }
+    // What closed periods now owe goes on the open invoices' estimates.
+    let owed_by: Vec<i64> = adj
+        .customer_id
+        .iter()
+        .zip(&adj.in_place)
+        .filter(|(_, in_place)| !**in_place)
+        .map(|(c, _)| *c)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    super::billing::mark_checks(tx, &[], &owed_by).await?;
     let mut customers: Vec<i64> = pairs.iter().map(|p| p.0).collect();
     customers.dedup();
     Ok((

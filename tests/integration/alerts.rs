@@ -1,13 +1,15 @@
 //! Credit-limit alerts, against the real database, broker and daemon. What a credit
 //! controller must be able to trust: a customer who passes 80 % and then 100 % of their
 //! limit is told exactly once each, with the estimate that crossed it, and no restart,
-//! crash or replay (with or without re-rating) tells them again.
+//! crash or replay (with or without re-rating) tells them again; the alerts are the same
+//! whatever the number of instances sharing the work and however partitions move
+//! between them, and a check whose instance died after its commit is still made.
 
 use crate::helpers::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use rust_decimal::Decimal;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 const MSISDN: &str = "+212661000777";
@@ -344,4 +346,343 @@ async fn a_customer_pushed_past_80_and_100_percent_gets_exactly_two_alerts_even_
             (Some(key), want(100, "20.40")),
         ]
     );
+}
+
+/// Customers of the group test's traffic, and its seed.
+const GROUP_CUSTOMERS: &str = "500";
+const GROUP_SEED: &str = "61";
+
+/// An alert as a credit controller reads it: (MSISDN, period, threshold).
+type AlertKey = (String, String, i16);
+
+/// The alerts stored in `db`.
+async fn alert_keys(db: &TestDb) -> BTreeSet<AlertKey> {
+    db.client()
+        .await
+        .query(
+            "SELECT c.msisdn, a.period::text, a.threshold
+               FROM alerts a JOIN customers c USING (customer_id)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+/// Every customer as billing sees them: (MSISDN, plan, student, activation, limit).
+async fn customers(db: &TestDb) -> Vec<(String, String, bool, chrono::NaiveDate, Decimal)> {
+    db.client()
+        .await
+        .query(
+            "SELECT msisdn, plan, is_student, activated_on, credit_limit FROM customers
+              ORDER BY msisdn",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
+/// The alerts the committed state of `db` calls for, worked out here from the buckets,
+/// the owed adjustments and the customers, with the billing code that makes invoices
+/// (usage only grows in these tests, so the thresholds the final estimate reaches are
+/// all those ever reached).
+async fn alerts_due(db: &TestDb) -> BTreeSet<AlertKey> {
+    use cdrflow::domain::billing;
+    use cdrflow::storage::{billing as store, invoices};
+    let pool = cdrflow::storage::pool(&db.url, 1).unwrap();
+    let client = pool.get().await.unwrap();
+    let catalog = cdrflow::storage::catalog::load(&**client, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let pairs: Vec<(i64, chrono::NaiveDate)> = client
+        .query(
+            "SELECT DISTINCT customer_id, period FROM usage_buckets ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let ids: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+    let periods: Vec<chrono::NaiveDate> = pairs
+        .iter()
+        .map(|p| p.1)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let accounts = store::accounts(&client, &ids).await.unwrap();
+    let mut usages = store::buckets(&client, &ids, &periods).await.unwrap();
+    let tz = catalog.catalog.operator.timezone.name();
+    let mut due = BTreeSet::new();
+    for period in periods {
+        let mut owed = invoices::owed(&client, &ids, period, tz).await.unwrap();
+        for (id, _) in pairs.iter().filter(|p| p.1 == period) {
+            let account = &accounts[id];
+            let estimate = billing::invoice(
+                &catalog.catalog,
+                catalog.version,
+                &account.bill_to,
+                period,
+                &usages.remove(&(*id, period)).unwrap_or_default(),
+                &owed.remove(id).unwrap_or_default(),
+            )
+            .unwrap();
+            for t in billing::thresholds_reached(estimate.total, account.credit_limit, &[]) {
+                due.insert((account.bill_to.msisdn.clone(), period.to_string(), t));
+            }
+        }
+    }
+    due
+}
+
+/// A month of generated traffic for the group's customers as JSON lines, each with the
+/// partition of `partitions` its subscriber's records go to (by the caller's number,
+/// so one customer's records stay on one partition, as with Kafka's keyed producer).
+fn generated_traffic(db: &TestDb, count: u64, partitions: i32) -> Vec<(i32, Vec<u8>)> {
+    let file = tempdir().join("traffic.jsonl");
+    let (code, out, err) = cdrflow(&[
+        "generate",
+        "--output",
+        file.to_str().unwrap(),
+        "--count",
+        &count.to_string(),
+        "--seed",
+        GROUP_SEED,
+        "--customers",
+        GROUP_CUSTOMERS,
+        "--database-url",
+        &db.url,
+        "--start",
+        "2026-09-01",
+        "--days",
+        "30",
+    ]);
+    assert_eq!(code, 0, "generate: {out}{err}");
+    std::fs::read(&file)
+        .unwrap()
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let caller = serde_json::from_slice::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["caller_id"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let h = caller
+                .bytes()
+                .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+            ((h % partitions as u32) as i32, line.to_vec())
+        })
+        .collect()
+}
+
+/// Produce `lines` to their partitions of `topic`.
+fn produce_lines(topic: &str, lines: &[(i32, Vec<u8>)], partitions: i32) {
+    for p in 0..partitions {
+        let mine: Vec<(Option<&[u8]>, Vec<u8>)> = lines
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, l)| (None, l.clone()))
+            .collect();
+        produce_raw(topic, p, &mine);
+    }
+}
+
+/// Wait until the group has stored the end offset of every partition of `topic`, with
+/// every daemon in `ds` alive.
+async fn wait_group_consumed(ds: &mut [&mut Daemon], db: &TestDb, topic: &str, group: &str) {
+    let started = Instant::now();
+    while !offsets_at_end(db, topic, group).await {
+        for d in ds.iter_mut() {
+            assert!(d.alive(), "daemon died: {}", d.log_text());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{topic} not consumed within 120 s; logs:\n{}",
+            ds.iter()
+                .map(|d| d.log_text())
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Partitions move back and forth between live instances of one group (a second one
+/// joins and leaves, then a third) while a month of traffic arrives in waves: the alerts stored are exactly those one uninterrupted instance stores from the
+/// same topic into a fresh database, and exactly those the committed buckets call for.
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_are_those_of_one_uninterrupted_instance_however_partitions_move_between_instances()
+{
+    const PARTITIONS: i32 = 6;
+    const RECORDS: u64 = 24_000;
+    let db = TestDb::new().await;
+    let raw = topic("cdr.raw.alertsgroup", PARTITIONS).await;
+    let group = "alerts-group";
+    let traffic = generated_traffic(&db, RECORDS, PARTITIONS);
+    let waves: Vec<&[(i32, Vec<u8>)]> = traffic.chunks(traffic.len() / 5 + 1).collect();
+    assert_eq!(waves.len(), 5);
+    let start = || {
+        Daemon::start(&DaemonConfig {
+            topic: &raw,
+            group,
+            database_url: &db.url,
+            idle_secs: None,
+            extra: vec!["--no-publish".into()],
+        })
+    };
+    let consumed = |d: &Daemon| d.metric("cdrflow_records_consumed_total").unwrap_or(0.0);
+    // A alone; then A and B; A alone again: the partitions B held come back to A with
+    // usage A did not see. The same with C, and A ends alone.
+    let mut a = start();
+    produce_lines(&raw, waves[0], PARTITIONS);
+    wait_group_consumed(&mut [&mut a], &db, &raw, group).await;
+    for (joining, alone) in [(waves[1], waves[2]), (waves[3], waves[4])] {
+        let mut other = start();
+        other.wait_up();
+        // The wave trickles in, so that most of it arrives once the group has handed the
+        // newcomer its share.
+        for slice in joining.chunks(joining.len() / 10 + 1) {
+            produce_lines(&raw, slice, PARTITIONS);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        wait_group_consumed(&mut [&mut a, &mut other], &db, &raw, group).await;
+        assert!(
+            consumed(&other) > 0.0,
+            "the newcomer got no partition: {}",
+            other.log_text()
+        );
+        other.stop();
+        produce_lines(&raw, alone, PARTITIONS);
+        wait_group_consumed(&mut [&mut a], &db, &raw, group).await;
+    }
+    // A stopped daemon has evaluated what it committed.
+    a.stop();
+    let grouped = alert_keys(&db).await;
+
+    // One instance, from the start of the same topic, on the same customers.
+    let reference = TestDb::new().await;
+    // The same generator run writes the same customers (its records are on the topic).
+    generated_traffic(&reference, RECORDS, PARTITIONS);
+    assert_eq!(customers(&reference).await, customers(&db).await);
+    let mut one = Daemon::start(&DaemonConfig {
+        topic: &raw,
+        group: "alerts-one",
+        database_url: &reference.url,
+        idle_secs: Some(5),
+        extra: vec!["--no-publish".into()],
+    });
+    assert!(
+        one.wait(Duration::from_secs(300)).success(),
+        "{}",
+        one.log_text()
+    );
+    let single = alert_keys(&reference).await;
+
+    assert!(
+        single.len() > 50,
+        "too few alerts to tell: {}",
+        single.len()
+    );
+    let missing: Vec<&AlertKey> = single.difference(&grouped).collect();
+    let extra: Vec<&AlertKey> = grouped.difference(&single).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} alerts of one instance, {} of the group; missing in the group: {missing:?}; \
+         only in the group: {extra:?}",
+        single.len(),
+        grouped.len()
+    );
+    assert_eq!(
+        grouped,
+        alerts_due(&db).await,
+        "the group's alerts against its buckets"
+    );
+    assert_eq!(
+        single,
+        alerts_due(&reference).await,
+        "one instance's alerts against its buckets"
+    );
+}
+
+/// A check marked due by a commit whose instance died before evaluating it (here the
+/// commit is written by hand: buckets and the check, nothing else) is made by a running
+/// daemon's sweep: the alert is raised once, with the estimate from the buckets, and the
+/// check is cleared.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_left_due_by_a_dead_instance_is_made_by_a_running_daemons_sweep() {
+    let db = TestDb::new().await;
+    let raw = topic("cdr.raw.alertsweep", 1).await;
+    import_customers(
+        &db,
+        "0661000777,Salma Bennani,basic,Casablanca-Settat,no,2026-06-01,20.00\n",
+    );
+    let client = db.client().await;
+    let customer: i64 = client
+        .query_one(
+            "SELECT customer_id FROM customers WHERE msisdn = $1",
+            &[&MSISDN],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let mut d = Daemon::start(&DaemonConfig {
+        topic: &raw,
+        group: "alerts-sweep",
+        database_url: &db.url,
+        idle_secs: None,
+        extra: vec!["--no-publish".into()],
+    });
+    d.wait_up();
+
+    // Thirteen peak domestic minutes, as the batch would have added them: 13.00 gross,
+    // estimate (13.00 + 1.00 regulatory fee) × 1.20 = 16.80 ≥ 16.00, 80 % of 20.00.
+    client
+        .batch_execute(&format!(
+            "BEGIN;
+             INSERT INTO usage_buckets (customer_id, period, tariff_id, band, catalog_version,
+                                        service, zone, price, units, events, amount, extra, cost)
+             SELECT {customer}, '2026-09-01', 'basic/voice/domestic', 'peak', max(version),
+                    'voice', 'domestic', 0.90, 780, 13, 11.70, 1.30, 0 FROM catalog_versions;
+             INSERT INTO alert_checks (customer_id, period, seq, marked_at)
+             VALUES ({customer}, '2026-09-01', pg_current_xact_id()::text::int8, now());
+             COMMIT;"
+        ))
+        .await
+        .unwrap();
+    wait_for(
+        "the sweep to raise the alert",
+        Duration::from_secs(60),
+        || d.metric("cdrflow_alerts_raised_total{threshold=\"80\"}") == Some(1.0),
+    );
+    let due = || async {
+        db.client()
+            .await
+            .query_one("SELECT count(*) FROM alert_checks", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let started = Instant::now();
+    while due().await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "check not cleared"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    d.stop();
+    let rows = alert_rows(&db).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].1, rows[0].2.as_str(), rows[0].3, rows[0].4),
+        (customer, "2026-09-01", 80, dec("16.80"))
+    );
+    assert_eq!(alerts_due(&db).await.len(), 1);
 }
