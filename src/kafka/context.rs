@@ -1,7 +1,7 @@
-//! The source consumer's rebalance handling. Assigned partitions are paused until the
-//! source loop has read their offsets stored in Postgres (our own state is the truth) and
-//! sought to them; nothing here waits for Postgres, so the polling thread keeps serving the
-//! group and a shutdown. On revocation the batches in flight are given a moment to
+//! The source consumer's rebalance handling. Assigned partitions are handed to librdkafka
+//! only once the source loop has read their offsets stored in Postgres (our own state is
+//! the truth), each from its stored offset; nothing here waits for Postgres, so the
+//! polling thread keeps serving the group and a shutdown. On revocation the batches in flight are given a moment to
 //! finish, and whatever is still buffered for a lost partition is dropped. The shared
 //! [`Assignment`] tells the source loop which partitions it owns and from which offset
 //! each continues.
@@ -62,7 +62,7 @@ static EPOCHS: AtomicU64 = AtomicU64::new(0);
 pub struct Assignment {
     cursors: Mutex<HashMap<i32, Cursor>>,
     /// Assigned partitions whose stored offset is not read yet, each with the rebalance
-    /// that assigned it; they stay paused until the source has read it.
+    /// that assigned it; not fetched until the source has read it.
     awaiting: Mutex<BTreeMap<i32, u64>>,
     /// Moves at every rebalance: librdkafka's pause state of the partitions changed.
     rebalances: AtomicU64,
@@ -78,7 +78,7 @@ impl Assignment {
         self.awaiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `partitions` were assigned (paused): owned once their stored offset is known.
+    /// `partitions` were assigned: owned once their stored offset is known.
     pub fn await_offsets(&self, partitions: &[i32]) {
         let rebalance = self.rebalances.fetch_add(1, Ordering::Relaxed) + 1;
         let mut awaiting = self.awaiting_lock();
@@ -253,17 +253,16 @@ impl ConsumerContext for SourceContext {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                // Assigned paused: the stored offsets are read by the source loop, not
-                // here on the polling thread, which must stay free to serve the group
-                // and a shutdown whatever Postgres does. Each partition is sought to its
-                // stored offset and resumed once that is known.
+                // The assignment is applied later, by the source loop, once it has read
+                // the stored offsets: not here on the polling thread, which must stay
+                // free to serve the group and a shutdown whatever Postgres does.
+                // librdkafka waits for that call; the group goes on meanwhile.
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                if let Err(error) = base_consumer.assign(tpl) {
-                    warn!(%error, "Failed to apply the assignment.");
+                if partitions.is_empty() {
+                    if let Err(error) = base_consumer.assign(tpl) {
+                        warn!(%error, "Failed to apply the assignment.");
+                    }
                     return;
-                }
-                if let Err(error) = base_consumer.pause(tpl) {
-                    warn!(%error, "Failed to pause the assigned partitions.");
                 }
                 self.assignment.await_offsets(&partitions);
                 info!(

@@ -28,12 +28,14 @@
 //! every threshold raised cannot raise anything more, so its checks are cleared without
 //! reading it.
 
+use super::faults;
+use super::supervision::{catch_future, Supervision};
 use crate::domain::billing::{self, Usage};
 use crate::storage::billing::{self as store, Alert, CustomerUsage, PendingCheck};
 use crate::storage::catalog::Version;
 use crate::storage::invoices;
 use crate::storage::{self, StorageError};
-use crate::telemetry::events::{ActorRestarted, AlertRaised, DatabaseFailed};
+use crate::telemetry::events::{AlertRaised, DatabaseFailed};
 use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
 use actix::prelude::*;
@@ -111,6 +113,7 @@ pub struct Accumulator {
     settled: HashMap<(i64, NaiveDate), Instant>,
     /// A sweep is going through its pages: the timer does not start another.
     sweeping: bool,
+    supervision: Supervision,
 }
 
 impl Accumulator {
@@ -120,6 +123,7 @@ impl Accumulator {
         settings: AccumulatorSettings,
         producer: FutureProducer,
         metrics: Metrics,
+        supervision: Supervision,
     ) -> Self {
         Accumulator {
             pool,
@@ -130,6 +134,7 @@ impl Accumulator {
             metrics,
             settled: HashMap::new(),
             sweeping: false,
+            supervision,
         }
     }
 
@@ -186,24 +191,37 @@ impl Accumulator {
         };
         let checker = self.checker();
         Box::pin(
-            async move { checker.evaluate(due, settled).await }
-                .into_actor(self)
-                .map(move |result, act, _| match result {
-                    Ok(done) => {
-                        let now = Instant::now();
-                        act.settled.extend(done.settled.iter().map(|k| (*k, now)));
-                        Some(done)
+            catch_future(async move {
+                faults::hit("accumulator");
+                checker.evaluate(due, settled).await
+            })
+            .into_actor(self)
+            .map(move |result, act, ctx| match result {
+                Ok(Ok(done)) => {
+                    let now = Instant::now();
+                    act.settled.extend(done.settled.iter().map(|k| (*k, now)));
+                    Some(done)
+                }
+                Ok(Err(error)) => {
+                    DatabaseFailed {
+                        actor: "accumulator",
+                        action,
+                        error: &error,
                     }
-                    Err(error) => {
-                        DatabaseFailed {
-                            actor: "accumulator",
-                            action,
-                            error: &error,
-                        }
-                        .emit(&act.metrics);
-                        None
-                    }
-                }),
+                    .emit(&act.metrics);
+                    None
+                }
+                // The checks stay due in Postgres; the restarted actor's sweep makes them.
+                Err(panic) => {
+                    act.supervision.panicked(
+                        "accumulator",
+                        "evaluating credit-limit checks",
+                        &panic,
+                    );
+                    ctx.stop();
+                    None
+                }
+            }),
         )
     }
 }
@@ -212,6 +230,7 @@ impl Actor for Accumulator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.supervision.recover("accumulator", ctx);
         ctx.set_mailbox_capacity(super::stages::MAILBOX_CAPACITY);
         // At once, for checks a previous run of this instance left due, then on a timer.
         self.sweeping = true;
@@ -250,11 +269,9 @@ impl Actor for Accumulator {
 
 impl Supervised for Accumulator {
     fn restarting(&mut self, _: &mut Self::Context) {
-        ActorRestarted {
-            actor: "accumulator",
-        }
-        .emit(&self.metrics);
         self.settled.clear();
+        self.sweeping = false;
+        self.supervision.restarting("accumulator");
     }
 }
 

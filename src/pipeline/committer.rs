@@ -146,7 +146,8 @@ async fn hand_over(accumulators: Vec<Addr<Accumulator>>, posted: Posted, queue: 
         .map(|(addr, (deltas, refresh))| {
             let queue = queue.clone();
             async move {
-                // A stopped accumulator loses only cached state, which it reloads.
+                // A hand-over lost to a stopped accumulator is made by the sweep: the
+                // transaction marked its checks.
                 if !deltas.is_empty() {
                     queue.enqueued();
                     let _ = addr.send(UsagePosted(deltas)).await;

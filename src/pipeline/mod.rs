@@ -139,9 +139,14 @@ async fn start(
     .context("Failed to reach the Kafka broker")?;
 
     let pool = storage::pipeline_pool(&s.database_url, settings.db_pool_size)?;
+    // A connection of its own, closed after: one taken from the pool here would have its
+    // I/O task on this thread, which polls the consumer, and be reused by a committer.
     let catalog = {
-        let client = retry("PostgreSQL", STARTUP_PATIENCE, || pool.get()).await?;
-        storage::catalog::load(&**client, None)
+        let client = retry("PostgreSQL", STARTUP_PATIENCE, || {
+            storage::connect(&s.database_url)
+        })
+        .await?;
+        storage::catalog::load(&client, None)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no rating catalog has been applied to this database: apply one first, e.g. `cdrflow catalog apply catalog/default.toml`"))?
     };
@@ -212,8 +217,9 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
                 shard: (shard, settings.accumulators),
                 ..settings.accumulator.clone()
             };
+            let sup = supervision.clone();
             Supervisor::start_in_arbiter(&billing_thread.handle(), move |_| {
-                accumulator::Accumulator::new(pool, catalog, acc, producer, metrics)
+                accumulator::Accumulator::new(pool, catalog, acc, producer, metrics, sup)
             })
         })
         .collect();

@@ -4,8 +4,8 @@
 //! each answer either mirrors the committed offset to Kafka, or rewinds the partition to
 //! where Postgres says it stands (fenced, or failed and retried after back-off). It never
 //! stops polling the consumer, so rebalances and shutdown are served at once: back-pressure
-//! pauses partitions instead (`Flow`), and newly assigned partitions stay paused until
-//! their stored offsets are read, here rather than in the rebalance callback.
+//! pauses partitions instead (`Flow`), and newly assigned partitions are handed to the
+//! consumer once their stored offsets are read, here rather than in the rebalance callback.
 //!
 //! Every new position of a partition (assignment, seek) and every jump in its offsets
 //! (librdkafka resetting a position the broker's log no longer has) is checked against the
@@ -276,8 +276,7 @@ fn one_partition(topic: &str, partition: i32) -> TopicPartitionList {
 
 /// Back-pressure, per partition: which partitions librdkafka may fetch. The consumer is
 /// always polled, so rebalances and shutdown are served at once; what must wait is paused
-/// instead: partitions waiting for their stored offset, held ones, those in back-off after
-/// a failure, those with their share of `max_inflight` in flight (so one partition's
+/// instead: held partitions, those in back-off after a failure, those with their share of `max_inflight` in flight (so one partition's
 /// backlog cannot starve the others), and all of them once `max_inflight` is reached or
 /// the source is stopping.
 #[derive(Default)]
@@ -306,18 +305,19 @@ impl Flow {
         stopping: bool,
     ) {
         let rebalances = assignment.rebalances();
-        let owned = assignment.owned();
-        let awaiting = assignment.awaiting();
+        let assigned = assignment.owned();
         let now = Instant::now();
         let full = stopping || pending >= s.max_inflight;
-        let share = s.max_inflight.div_ceil(owned.len().max(1)).max(1);
-        let mut paused: BTreeSet<i32> = awaiting.keys().copied().collect();
-        paused.extend(owned.iter().copied().filter(|p| {
-            full || checks.held.contains_key(p)
-                || backoff_until.get(p).is_some_and(|t| *t > now)
-                || checks.inflight.get(p).is_some_and(|n| *n >= share)
-        }));
-        let assigned = assignment.assigned();
+        let share = s.max_inflight.div_ceil(assigned.len().max(1)).max(1);
+        let paused: BTreeSet<i32> = assigned
+            .iter()
+            .copied()
+            .filter(|p| {
+                full || checks.held.contains_key(p)
+                    || backoff_until.get(p).is_some_and(|t| *t > now)
+                    || checks.inflight.get(p).is_some_and(|n| *n >= share)
+            })
+            .collect();
         if rebalances == self.rebalances && paused == self.paused && assigned == self.assigned {
             return;
         }
@@ -435,17 +435,26 @@ impl SourceLoop {
                     let (asked, read): (BTreeMap<i32, u64>, Result<BTreeMap<i32, i64>, storage::StorageError>) = (asked, read);
                     reflow = true;
                     match read {
-                        Ok(stored) => {
+                        // Read for the latest rebalance: the whole assignment is applied at
+                        // once, each partition from its stored offset. A later rebalance
+                        // makes this read moot; the next tick reads again.
+                        Ok(stored) if asked == assignment.awaiting() => {
                             offset_read_failures = 0;
+                            let mut tpl = TopicPartitionList::new();
+                            for p in asked.keys() {
+                                let offset = stored.get(p).copied().unwrap_or(0);
+                                tpl.add_partition_offset(&s.topic, *p, Offset::Offset(offset))?;
+                            }
+                            consumer.assign(&tpl)?;
                             for (p, rebalance) in asked {
                                 let offset = stored.get(&p).copied().unwrap_or(0);
                                 if assignment.offset_read(p, rebalance, offset).is_some() {
                                     buffers.remove(&p);
-                                    consumer.seek(&s.topic, p, Offset::Offset(offset), SEEK_TIMEOUT)?;
                                     info!(topic = %s.topic, partition = p, offset, "Partition assigned; resuming from the stored offset.");
                                 }
                             }
                         }
+                        Ok(_) => {}
                         Err(error) => {
                             offset_read_failures += 1;
                             let wait = backoff(offset_read_failures);

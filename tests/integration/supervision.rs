@@ -121,7 +121,7 @@ async fn a_panic_in_each_actor_restarts_it_and_every_record_is_stored_once() {
     for (actor, _) in actors {
         assert!(
             log.lines()
-                .any(|l| l.contains("Actor failed") && l.contains(&format!("actor=\"{actor}\""))),
+                .any(|l| l.contains("Actor failed") && l.contains(&format!("\"{actor}\""))),
             "no failure reported for the {actor}: {log}"
         );
     }
