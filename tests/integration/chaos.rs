@@ -1,0 +1,770 @@
+//! The chaos test: several `cdrflow run` instances in one consumer group are SIGKILLed
+//! and restarted, their broker is restarted and their Postgres restarted and taken away,
+//! while a stream with every anomaly of the generator arrives; once everything is
+//! consumed and billed, the stored state and the invoices must equal those of one
+//! instance that read the same topic undisturbed. Faults are drawn from a seeded RNG
+//! (the seed is printed; `CHAOS_SEED` repeats a schedule, though not the timing) and
+//! printed as they happen. Knobs for a soak (`scripts/chaos.sh`): `CHAOS_RECORDS`,
+//! `CHAOS_FAULTS`, `CHAOS_SEED`, `CHAOS_INSTANCES`, `CHAOS_CUSTOMERS`,
+//! `CHAOS_FAULT_GAP_MS`, `CHAOS_RATE`, `CHAOS_OUTAGE_SECS`, `CHAOS_STOP_SECS`,
+//! `CHAOS_SETTLE_SECS`, `CHAOS_DIFF_ROWS`.
+
+mod compare;
+mod infra;
+
+use crate::helpers::*;
+use infra::{Broker, PgCluster};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The test's settings; the defaults keep it within a few minutes on two cores.
+struct Knobs {
+    records: u64,
+    /// SIGKILLs and graceful restarts of instances; the broker restart, the Postgres
+    /// restart and the Postgres outage come on top.
+    faults: usize,
+    seed: u64,
+    instances: usize,
+    customers: u64,
+    /// The mean pause between two faults.
+    gap: Duration,
+    /// Records per second: by default the stream lasts most of the faults' span, so
+    /// that faults land while records arrive.
+    rate: u64,
+    outage: Duration,
+    /// A graceful stop must end within this: DESIGN §9 serves SIGTERM within 10 s.
+    stop_within: Duration,
+    /// After the last fault, the time allowed to consume everything.
+    settle_within: Duration,
+    /// Rows shown per table and kind of difference.
+    shown: usize,
+}
+
+fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+impl Knobs {
+    fn from_env() -> Knobs {
+        let records: u64 = knob("CHAOS_RECORDS", 100_000);
+        let faults: usize = knob("CHAOS_FAULTS", 20);
+        let gap = Duration::from_millis(knob("CHAOS_FAULT_GAP_MS", 3_000));
+        let span = gap.as_secs_f64() * faults as f64 * 0.8;
+        Knobs {
+            records,
+            faults,
+            seed: knob("CHAOS_SEED", rand::rng().random_range(1..1_000_000)),
+            instances: knob("CHAOS_INSTANCES", 3),
+            customers: knob("CHAOS_CUSTOMERS", 500),
+            gap,
+            rate: knob("CHAOS_RATE", (records as f64 / span.max(1.0)).ceil() as u64),
+            outage: Duration::from_secs(knob("CHAOS_OUTAGE_SECS", 15)),
+            stop_within: Duration::from_secs(knob("CHAOS_STOP_SECS", 10)),
+            settle_within: Duration::from_secs(knob("CHAOS_SETTLE_SECS", 300)),
+            shown: knob("CHAOS_DIFF_ROWS", 10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    Kill,
+    GracefulRestart,
+    BrokerRestart,
+    PostgresRestart,
+    PostgresOutage,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "SIGKILL",
+            Fault::GracefulRestart => "graceful restart",
+            Fault::BrokerRestart => "broker restart",
+            Fault::PostgresRestart => "Postgres restart",
+            Fault::PostgresOutage => "Postgres outage",
+        }
+    }
+}
+
+/// `faults` instance faults, kills and graceful restarts in equal odds, with the broker
+/// restart, the Postgres restart and the Postgres outage at random places among them but
+/// never first (the instances should have work in flight), each after a pause drawn
+/// around `gap`.
+fn schedule(rng: &mut StdRng, faults: usize, gap: Duration) -> Vec<(Duration, Fault)> {
+    let mut kinds: Vec<Fault> = (0..faults)
+        .map(|_| {
+            if rng.random_bool(0.5) {
+                Fault::Kill
+            } else {
+                Fault::GracefulRestart
+            }
+        })
+        .collect();
+    for f in [
+        Fault::BrokerRestart,
+        Fault::PostgresRestart,
+        Fault::PostgresOutage,
+    ] {
+        let at = rng.random_range(kinds.len().min(1)..=kinds.len());
+        kinds.insert(at, f);
+    }
+    kinds
+        .into_iter()
+        .map(|k| (gap.mul_f64(rng.random_range(0.3..1.7)), k))
+        .collect()
+}
+
+/// One instance's place: the running process, if any, and when to start it again.
+struct Slot {
+    daemon: Option<Daemon>,
+    restart_at: Option<Instant>,
+    lives: u32,
+}
+
+/// The instances of the group and the infrastructure under them, with the record of
+/// what was done to them and what they did that they should not have.
+struct Chaos<'a> {
+    knobs: &'a Knobs,
+    rng: StdRng,
+    t0: Instant,
+    pg: &'a PgCluster,
+    broker: &'a mut Broker,
+    topic: &'a str,
+    group: &'a str,
+    url: &'a str,
+    slots: Vec<Slot>,
+    postgres_back_at: Option<Instant>,
+    injected: BTreeMap<Fault, u32>,
+    self_exits: Vec<String>,
+    violations: Vec<String>,
+}
+
+/// The flags of every instance, the reference's included: small batches for many
+/// commits to interleave, and a short session so that a killed member's partitions
+/// move on within seconds.
+fn daemon_flags() -> Vec<String> {
+    ["--batch-size", "500", "--kafka-session-timeout-ms", "3000"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Chaos<'_> {
+    fn say(&self, what: &str) {
+        eprintln!("chaos [{:>7.1} s] {what}", self.t0.elapsed().as_secs_f64());
+    }
+
+    fn state(&self) -> &'static str {
+        if self.postgres_back_at.is_some() {
+            "Postgres was down"
+        } else {
+            "Postgres and the broker were up"
+        }
+    }
+
+    fn start(&mut self, i: usize) {
+        let d = Daemon::start_on(
+            &self.broker.address,
+            &DaemonConfig {
+                topic: self.topic,
+                group: self.group,
+                database_url: self.url,
+                idle_secs: None,
+                extra: daemon_flags(),
+            },
+        );
+        let slot = &mut self.slots[i];
+        slot.lives += 1;
+        let what = format!(
+            "start instance {i} (life {}, pid {}, log {})",
+            slot.lives,
+            d.child.id(),
+            d.log.display()
+        );
+        slot.daemon = Some(d);
+        slot.restart_at = None;
+        self.say(&what);
+    }
+
+    /// What happens between faults: the outage ends when due, an instance that exited
+    /// by itself is noted and started again (as a service manager would), and stopped
+    /// instances are started when due.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if self.postgres_back_at.is_some_and(|at| now >= at) {
+            self.pg.start_again();
+            self.postgres_back_at = None;
+            self.say("Postgres is back after the outage");
+        }
+        for i in 0..self.slots.len() {
+            let exited = match &mut self.slots[i].daemon {
+                Some(d) => d.child.try_wait().unwrap(),
+                None => None,
+            };
+            if let Some(status) = exited {
+                let d = self.slots[i].daemon.take().unwrap();
+                let what = format!(
+                    "instance {i} exited by itself ({status}) while {}; its log ends:\n{}",
+                    self.state(),
+                    tail(&d.log_text(), 4)
+                );
+                self.say(&what);
+                // Restart=on-failure would leave an instance that exits 0 down for good.
+                if status.success() {
+                    self.violations.push(what.clone());
+                }
+                self.self_exits.push(what);
+                self.slots[i].restart_at = Some(now + Duration::from_secs(1));
+            }
+            if self.slots[i].daemon.is_none()
+                && self.slots[i].restart_at.is_some_and(|at| now >= at)
+            {
+                self.start(i);
+            }
+        }
+    }
+
+    fn wait(&mut self, pause: Duration) {
+        let until = Instant::now() + pause;
+        while Instant::now() < until {
+            self.tick();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].daemon.is_some())
+            .collect()
+    }
+
+    fn inject(&mut self, fault: Fault) {
+        *self.injected.entry(fault).or_default() += 1;
+        match fault {
+            Fault::Kill | Fault::GracefulRestart => {
+                let running = self.running();
+                if running.is_empty() {
+                    self.say(&format!(
+                        "{}: no instance is running; skipped",
+                        fault.name()
+                    ));
+                    *self.injected.get_mut(&fault).unwrap() -= 1;
+                    return;
+                }
+                let i = running[self.rng.random_range(0..running.len())];
+                if fault == Fault::Kill {
+                    let mut d = self.slots[i].daemon.take().unwrap();
+                    self.say(&format!(
+                        "SIGKILL instance {i} (pid {}) while {}",
+                        d.child.id(),
+                        self.state()
+                    ));
+                    d.kill9();
+                } else {
+                    self.stop(i);
+                }
+                let after = Duration::from_millis(self.rng.random_range(0..2_000));
+                self.slots[i].restart_at = Some(Instant::now() + after);
+            }
+            Fault::BrokerRestart => {
+                let began = Instant::now();
+                self.say("broker restart begins (SIGTERM tansu, same port and storage)");
+                self.broker.restart();
+                self.say(&format!(
+                    "broker restarted in {:.1} s",
+                    began.elapsed().as_secs_f64()
+                ));
+            }
+            Fault::PostgresRestart => {
+                while self.postgres_back_at.is_some() {
+                    self.wait(Duration::from_millis(200));
+                }
+                let began = Instant::now();
+                self.say("Postgres restart begins (pg_ctl restart -m fast)");
+                self.pg.restart();
+                self.say(&format!(
+                    "Postgres restarted in {:.1} s",
+                    began.elapsed().as_secs_f64()
+                ));
+            }
+            Fault::PostgresOutage => {
+                self.say(&format!(
+                    "Postgres outage begins (pg_ctl stop -m fast) for {} s",
+                    self.knobs.outage.as_secs()
+                ));
+                self.pg.stop();
+                self.postgres_back_at = Some(Instant::now() + self.knobs.outage);
+            }
+        }
+    }
+
+    /// SIGTERM: the instance must exit 0 within the bound, or it is a violation (and it
+    /// is SIGKILLed so the test goes on).
+    fn stop(&mut self, i: usize) {
+        let mut d = self.slots[i].daemon.take().unwrap();
+        self.slots[i].restart_at = None;
+        let state = self.state();
+        self.say(&format!(
+            "SIGTERM instance {i} (pid {}) while {state}",
+            d.child.id()
+        ));
+        let _ = Command::new("kill")
+            .args(["-TERM", &d.child.id().to_string()])
+            .status();
+        let asked = Instant::now();
+        let status = loop {
+            if let Some(s) = d.child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if asked.elapsed() > self.knobs.stop_within {
+                break None;
+            }
+            self.tick();
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let took = asked.elapsed().as_secs_f64();
+        match status {
+            Some(s) if s.success() => {
+                self.say(&format!("instance {i} stopped gracefully in {took:.1} s"))
+            }
+            Some(s) => {
+                let what = format!(
+                    "instance {i} ended with {s} {took:.1} s after SIGTERM, sent while {state}; its log ends:\n{}",
+                    tail(&d.log_text(), 4)
+                );
+                self.say(&what);
+                self.violations.push(what);
+            }
+            None => {
+                let what = format!(
+                    "instance {i} had not exited {} s after SIGTERM, sent while {state}; SIGKILLed; its log ends:\n{}",
+                    self.knobs.stop_within.as_secs(),
+                    tail(&d.log_text(), 4)
+                );
+                self.say(&what);
+                self.violations.push(what);
+                d.kill9();
+            }
+        }
+    }
+
+    /// Every instance that is down starts now.
+    fn start_stopped(&mut self) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].daemon.is_none() {
+                self.slots[i].restart_at = Some(Instant::now());
+            }
+        }
+        self.tick();
+    }
+
+    fn stop_all(&mut self) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].daemon.is_some() {
+                self.stop(i);
+            }
+            self.slots[i].restart_at = None;
+        }
+    }
+}
+
+/// End offsets of every partition of `topic` on the broker at `brokers`.
+fn end_offsets_on(brokers: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(brokers)
+        .set("group.id", "cdrflow-test-watermarks")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .unwrap();
+    let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    partitions
+        .into_iter()
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(30))
+                .unwrap();
+            (p, high)
+        })
+        .collect()
+}
+
+/// The group's stored offsets, or None while the database cannot be read.
+async fn stored_offsets_of(url: &str, group: &str, topic: &str) -> Option<BTreeMap<i32, i64>> {
+    let client = cdrflow::storage::connect(url).await.ok()?;
+    let rows = client
+        .query(
+            "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2",
+            &[&group, &topic],
+        )
+        .await
+        .ok()?;
+    Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// `cdrflow generate` with the test's window (September 2026, as every test's traffic).
+fn generate_command(brokers: &str, topic: &str, knobs: &Knobs, count: u64) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["generate", "--brokers", brokers, "--topic", topic])
+        .args(["--count", &count.to_string()])
+        .args(["--seed", &knobs.seed.to_string()])
+        .args(["--customers", &knobs.customers.to_string()])
+        .args(["--start", "2026-09-01", "--days", "30"]);
+    c
+}
+
+/// The generator's customers (numbers, plans, activation dates, credit limits) into the
+/// database at `url`: the pool is a function of the seed, so both sides get the same.
+fn write_customers(brokers: &str, topic: &str, knobs: &Knobs, url: &str) {
+    let out = generate_command(brokers, topic, knobs, 0)
+        .args(["--database-url", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "write the customers: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `cdrflow bill` for `period` (YYYY-MM), invoices as JSON into `dir`: its output, or
+/// its failure.
+fn bill(url: &str, period: &str, dir: &Path) -> Result<String, String> {
+    let (code, out, err) = cdrflow(&[
+        "bill",
+        "--period",
+        period,
+        "--database-url",
+        url,
+        "--out",
+        dir.to_str().unwrap(),
+        "--no-pdf",
+        "--no-report-refresh",
+    ]);
+    if code == 0 {
+        Ok(out.trim().replace('\n', "; "))
+    } else {
+        Err(format!("exit {code}: {out}{err}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_under_kills_restarts_and_outages_end_equal_to_one_uninterrupted_instance()
+{
+    let knobs = Knobs::from_env();
+    let t0 = Instant::now();
+    eprintln!(
+        "chaos: seed {} (repeat with CHAOS_SEED={}), {} records at {}/s, {} instances, {} instance faults + broker restart + Postgres restart + {} s Postgres outage",
+        knobs.seed, knobs.seed, knobs.records, knobs.rate, knobs.instances, knobs.faults, knobs.outage.as_secs()
+    );
+    let mut rng = StdRng::seed_from_u64(knobs.seed);
+    let plan = schedule(&mut rng, knobs.faults, knobs.gap);
+
+    // The chaos side: its own Postgres cluster and broker, both broken on purpose.
+    let pg = PgCluster::start();
+    let mut broker = Broker::start();
+    let brokers = broker.address.clone();
+    let topic = format!("chaos.{}", suffix());
+    for attempt in 1.. {
+        match cdrflow::kafka::client::ensure_topics(&brokers, &[&topic], 6).await {
+            Ok(()) => break,
+            Err(e) if attempt < 20 => {
+                eprintln!("create topic {topic}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("create topic {topic}: {e}"),
+        }
+    }
+    let chaos_url = pg.url("cdrflow_chaos");
+    cdrflow::storage::migrate(&chaos_url)
+        .await
+        .expect("migrate the chaos database");
+    cdrflow::storage::catalog::apply(
+        &mut cdrflow::storage::connect(&chaos_url).await.unwrap(),
+        DEFAULT_CATALOG,
+    )
+    .await
+    .expect("apply the catalog to the chaos database");
+    // The reference: the main cluster, never disturbed.
+    let reference = TestDb::new().await;
+    for url in [&chaos_url, &reference.url] {
+        write_customers(&brokers, &topic, &knobs, url);
+    }
+    eprintln!(
+        "chaos: Postgres cluster on port {}, broker {brokers}, topic {topic}, ready in {:.1} s",
+        pg.port,
+        t0.elapsed().as_secs_f64()
+    );
+
+    let work = tempdir();
+    let report_path = work.join("generator.json");
+    let generator_log = work.join("generator.log");
+    let mut generator: Child = generate_command(&brokers, &topic, &knobs, knobs.records)
+        .args(["--rate", &knobs.rate.to_string()])
+        .args(["--report", report_path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&generator_log).unwrap())
+        .spawn()
+        .expect("start the generator");
+
+    let group = "chaos";
+    let mut chaos = Chaos {
+        knobs: &knobs,
+        rng,
+        t0: Instant::now(),
+        pg: &pg,
+        broker: &mut broker,
+        topic: &topic,
+        group,
+        url: &chaos_url,
+        slots: (0..knobs.instances)
+            .map(|_| Slot {
+                daemon: None,
+                restart_at: None,
+                lives: 0,
+            })
+            .collect(),
+        postgres_back_at: None,
+        injected: BTreeMap::new(),
+        self_exits: Vec::new(),
+        violations: Vec::new(),
+    };
+    chaos.start_stopped();
+    for (pause, fault) in plan {
+        chaos.wait(pause);
+        chaos.inject(fault);
+    }
+    while chaos.postgres_back_at.is_some() {
+        chaos.wait(Duration::from_millis(200));
+    }
+    chaos.start_stopped();
+    chaos.say("last fault done; waiting for the stream to end");
+    let status = loop {
+        if let Some(s) = generator.try_wait().unwrap() {
+            break s;
+        }
+        chaos.wait(Duration::from_millis(200));
+    };
+    assert!(
+        status.success(),
+        "the generator failed: {}",
+        std::fs::read_to_string(&generator_log).unwrap_or_default()
+    );
+    let report: cdrflow::domain::generator::GeneratorReport =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    for anomaly in [
+        "missing_field",
+        "corrupted_value",
+        "unknown_type",
+        "duplicate",
+        "out_of_order",
+        "malformed_number",
+        "unparseable_timestamp",
+        "future_timestamp",
+        "non_json",
+        "unknown_subscriber",
+    ] {
+        assert!(
+            report.anomalies.get(anomaly).copied().unwrap_or(0) > 0,
+            "the stream has no {anomaly}"
+        );
+    }
+    let ends = end_offsets_on(&brokers, &topic);
+    let total: i64 = ends.values().sum();
+    chaos.say(&format!(
+        "stream complete: {} records sent, {total} in the topic's 6 partitions",
+        report.sent
+    ));
+
+    // The reference reads the complete topic once, undisturbed, while the group settles.
+    let reference_group = "reference";
+    let mut uninterrupted = Daemon::start_on(
+        &brokers,
+        &DaemonConfig {
+            topic: &topic,
+            group: reference_group,
+            database_url: &reference.url,
+            idle_secs: Some(5),
+            extra: daemon_flags(),
+        },
+    );
+    let settling = Instant::now();
+    let mut last_print = Instant::now();
+    loop {
+        let stored = stored_offsets_of(&chaos_url, group, &topic).await;
+        if stored.as_ref() == Some(&ends) {
+            break;
+        }
+        if last_print.elapsed() > Duration::from_secs(10) {
+            let done: i64 = stored.iter().flat_map(|s| s.values()).sum();
+            chaos.say(&format!("settling: {done} of {total} offsets stored"));
+            last_print = Instant::now();
+        }
+        if settling.elapsed() > knobs.settle_within {
+            for i in chaos.running() {
+                let d = chaos.slots[i].daemon.as_ref().unwrap();
+                eprintln!("instance {i} log ends:\n{}", tail(&d.log_text(), 20));
+            }
+            panic!(
+                "the group did not consume everything within {:?} of the last fault: stored {stored:?}, ends {ends:?}",
+                knobs.settle_within
+            );
+        }
+        chaos.wait(Duration::from_millis(500));
+    }
+    chaos.say(&format!(
+        "group settled in {:.1} s: every stored offset is its partition's end",
+        settling.elapsed().as_secs_f64()
+    ));
+    chaos.stop_all();
+    let Chaos {
+        injected,
+        self_exits,
+        mut violations,
+        ..
+    } = chaos;
+    let status = uninterrupted.wait(knobs.settle_within);
+    assert!(
+        status.success(),
+        "the reference instance failed: {}",
+        uninterrupted.log_text()
+    );
+    assert_eq!(
+        stored_offsets_of(&reference.url, reference_group, &topic).await,
+        Some(ends.clone()),
+        "the reference consumed everything"
+    );
+
+    // Close every month that has usage, on both sides.
+    let mut periods = Vec::new();
+    for url in [&chaos_url, &reference.url] {
+        for r in cdrflow::storage::connect(url)
+            .await
+            .unwrap()
+            .query(
+                "SELECT DISTINCT to_char(period, 'YYYY-MM') FROM usage_buckets",
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            periods.push(r.get::<_, String>(0));
+        }
+    }
+    periods.sort();
+    periods.dedup();
+    let (chaos_invoices, reference_invoices) = (work.join("chaos"), work.join("reference"));
+    for period in &periods {
+        for (side, url, dir) in [
+            ("chaos", &chaos_url, &chaos_invoices),
+            ("reference", &reference.url, &reference_invoices),
+        ] {
+            match bill(url, period, dir) {
+                Ok(out) => eprintln!("chaos: bill {period} on the {side} side: {out}"),
+                Err(e) => violations.push(format!("bill {period} on the {side} side failed: {e}")),
+            }
+        }
+    }
+
+    let left = compare::snapshot(&chaos_url, group, &chaos_invoices).await;
+    let right = compare::snapshot(&reference.url, reference_group, &reference_invoices).await;
+    let diffs = compare::diff(&left, &right, knobs.shown, ("chaos", "reference"));
+
+    let faults: u32 = injected.values().sum();
+    let kinds: Vec<String> = injected
+        .iter()
+        .map(|(f, n)| format!("{n} × {}", f.name()))
+        .collect();
+    eprintln!(
+        "\nchaos summary: seed {}, {} records, {faults} faults ({}), {} instance exits of their own, {} violations, {:.0} s in all",
+        knobs.seed,
+        report.sent,
+        kinds.join(", "),
+        self_exits.len(),
+        violations.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    eprintln!(
+        "comparison, {} instances under faults (chaos) against one uninterrupted instance (reference):",
+        knobs.instances
+    );
+    eprintln!(
+        "  {:<20} {:>9} {:>10}  result",
+        "table", "chaos", "reference"
+    );
+    let mut failures = Vec::new();
+    for d in &diffs {
+        let verdict = if d.equal() {
+            "equal".to_string()
+        } else {
+            format!(
+                "DIFFERENT: {} only in chaos, {} only in reference, {} differ",
+                d.only_left.0, d.only_right.0, d.differ.0
+            )
+        };
+        eprintln!(
+            "  {:<20} {:>9} {:>10}  {verdict}",
+            d.table, d.rows.0, d.rows.1
+        );
+        for (label, (_, rows)) in [
+            ("only in chaos", &d.only_left),
+            ("only in reference", &d.only_right),
+            ("differs", &d.differ),
+        ] {
+            for row in rows {
+                eprintln!("      {label}: {row}");
+            }
+        }
+        if !d.equal() {
+            failures.push(format!("{}: {verdict}", d.table));
+        }
+        // An empty table on both sides would compare equal and prove nothing.
+        let must_have_rows = [
+            "usage_events",
+            "usage_buckets",
+            "rejected_records",
+            "suspense_records",
+            "alerts",
+            "pipeline_counters",
+            "consumer_offsets",
+            "invoices",
+            "invoice_lines",
+            "invoice files",
+        ];
+        if must_have_rows.contains(&d.table) && d.rows.1 == 0 {
+            failures.push(format!(
+                "{}: the reference has no rows, so nothing was compared",
+                d.table
+            ));
+        }
+    }
+    for v in &violations {
+        eprintln!("  violation: {v}");
+    }
+    failures.extend(
+        violations
+            .iter()
+            .map(|v| v.lines().next().unwrap_or_default().to_string()),
+    );
+    assert!(
+        failures.is_empty(),
+        "the chaos run (seed {}) differs from the uninterrupted run:\n  {}",
+        knobs.seed,
+        failures.join("\n  ")
+    );
+}
