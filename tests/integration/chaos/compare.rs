@@ -305,3 +305,43 @@ fn cut(s: &str, max: usize) -> String {
         format!("{}…", s.chars().take(max).collect::<String>())
     }
 }
+
+/// The diff itself, on hand-made sides: what it reports is what the chaos test's verdict
+/// rests on.
+#[test]
+fn a_missing_an_extra_and_a_changed_row_are_each_reported_with_the_differing_fields() {
+    let side = |rows: &[(&str, &str)]| -> Snapshot {
+        vec![(
+            "alerts",
+            rows.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )]
+    };
+    let chaos = side(&[
+        ("a", r#"{"amount":"1.00","raised_at":true}"#),
+        ("b", r#"{"amount":"2.00","lines":[{"total":"3.00"}]}"#),
+        ("c", "{}"),
+    ]);
+    let reference = side(&[
+        ("b", r#"{"amount":"2.00","lines":[{"total":"3.10"}]}"#),
+        ("c", "{}"),
+        ("d", "{}"),
+    ]);
+    let d = &diff(&chaos, &reference, 10, ("chaos", "reference"))[0];
+    assert!(!d.equal());
+    assert_eq!(d.rows, (3, 3));
+    assert_eq!(d.only_left.0, 1);
+    assert!(d.only_left.1[0].starts_with("a => "));
+    assert_eq!(d.only_right.0, 1);
+    assert!(d.only_right.1[0].starts_with("d => "));
+    assert_eq!(
+        d.differ.1,
+        vec![r#"b: lines[0].total: chaos="3.00" reference="3.10""#.to_string()]
+    );
+    assert!(diff(&chaos, &chaos, 10, ("chaos", "reference"))[0].equal());
+    assert_eq!(
+        normalized(serde_json::json!({"issued_at": "2026-12-07", "resolved_at": null, "n": 1})),
+        serde_json::json!({"issued_at": true, "resolved_at": false, "n": 1})
+    );
+}
