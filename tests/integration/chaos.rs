@@ -10,15 +10,16 @@
 //! `CHAOS_SETTLE_SECS`, `CHAOS_DIFF_ROWS`.
 
 mod compare;
+mod faults;
 mod infra;
 
 use crate::helpers::*;
+use faults::{daemon_flags, schedule, tail, Chaos, Slot};
 use infra::{Broker, PgCluster};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::collections::BTreeMap;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -75,389 +76,6 @@ impl Knobs {
             stop_within: Duration::from_secs(knob("CHAOS_STOP_SECS", 10)),
             settle_within: Duration::from_secs(knob("CHAOS_SETTLE_SECS", 300)),
             shown: knob("CHAOS_DIFF_ROWS", 10),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Fault {
-    Kill,
-    GracefulRestart,
-    BrokerRestart,
-    PostgresRestart,
-    PostgresOutage,
-}
-
-impl Fault {
-    fn name(self) -> &'static str {
-        match self {
-            Fault::Kill => "SIGKILL",
-            Fault::GracefulRestart => "graceful restart",
-            Fault::BrokerRestart => "broker restart",
-            Fault::PostgresRestart => "Postgres restart",
-            Fault::PostgresOutage => "Postgres outage",
-        }
-    }
-}
-
-/// `faults` instance faults, kills and graceful restarts in equal odds, with the broker
-/// restart, the Postgres restart and the Postgres outage at random places among them but
-/// never first (the instances should have work in flight), each after a pause drawn
-/// around `gap`.
-fn schedule(rng: &mut StdRng, faults: usize, gap: Duration) -> Vec<(Duration, Fault)> {
-    let mut kinds: Vec<Fault> = (0..faults)
-        .map(|_| {
-            if rng.random_bool(0.5) {
-                Fault::Kill
-            } else {
-                Fault::GracefulRestart
-            }
-        })
-        .collect();
-    for f in [
-        Fault::BrokerRestart,
-        Fault::PostgresRestart,
-        Fault::PostgresOutage,
-    ] {
-        let at = rng.random_range(kinds.len().min(1)..=kinds.len());
-        kinds.insert(at, f);
-    }
-    kinds
-        .into_iter()
-        .map(|k| (gap.mul_f64(rng.random_range(0.3..1.7)), k))
-        .collect()
-}
-
-/// One instance's place: the running process, if any, and when to start it again.
-struct Slot {
-    daemon: Option<Daemon>,
-    restart_at: Option<Instant>,
-    lives: u32,
-}
-
-/// The instances of the group and the infrastructure under them, with the record of
-/// what was done to them and what they did that they should not have.
-struct Chaos<'a> {
-    knobs: &'a Knobs,
-    rng: StdRng,
-    t0: Instant,
-    pg: &'a PgCluster,
-    broker: &'a mut Broker,
-    topic: &'a str,
-    group: &'a str,
-    url: &'a str,
-    slots: Vec<Slot>,
-    postgres_back_at: Option<Instant>,
-    injected: BTreeMap<Fault, u32>,
-    self_exits: Vec<String>,
-    violations: Vec<String>,
-}
-
-/// The flags of every instance, the reference's included: small batches for many
-/// commits to interleave, and a short session so that a killed member's partitions
-/// move on within seconds.
-fn daemon_flags() -> Vec<String> {
-    ["--batch-size", "500", "--kafka-session-timeout-ms", "3000"]
-        .map(String::from)
-        .to_vec()
-}
-
-/// The last `lines` lines of a daemon log, without its colour codes, indented.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..]
-        .iter()
-        .map(|l| format!("    | {}", strip_colours(l)))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn strip_colours(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ parameters, ended by a letter.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Every thread's stack of a process that does not answer, through gdb when the machine
-/// has it: the frames of cdrflow's own code say where it is stuck. The whole dump goes
-/// next to the daemon's log.
-fn stacks(pid: u32, log: &Path) -> String {
-    let Ok(out) = Command::new("gdb")
-        .args([
-            "-p",
-            &pid.to_string(),
-            "-batch",
-            "-ex",
-            "thread apply all bt",
-        ])
-        .output()
-    else {
-        return "    (no gdb: no stacks)".into();
-    };
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let path = log.with_extension("stacks.txt");
-    let _ = std::fs::write(&path, &text);
-    let mut own: Vec<String> = Vec::new();
-    let mut thread = "";
-    for line in text.lines() {
-        if line.starts_with("Thread ") {
-            thread = line;
-        } else if let Some((frame, place)) = line.split_once(" at src/") {
-            // "#5  0x… in wait_idle () at src/kafka/context.rs:135": cdrflow's own code.
-            let function = frame.rsplit(" in ").next().unwrap_or(frame);
-            let function = function.trim_start_matches('#').trim();
-            own.push(format!(
-                "    {}: {function} at src/{place}",
-                thread.split(" (").next().unwrap_or(thread)
-            ));
-        }
-    }
-    own.dedup();
-    own.truncate(12);
-    format!(
-        "    stacks in {}; frames in cdrflow's code:\n{}",
-        path.display(),
-        own.join("\n")
-    )
-}
-
-impl Chaos<'_> {
-    fn say(&self, what: &str) {
-        eprintln!("chaos [{:>7.1} s] {what}", self.t0.elapsed().as_secs_f64());
-    }
-
-    fn state(&self) -> &'static str {
-        if self.postgres_back_at.is_some() {
-            "Postgres was down"
-        } else {
-            "Postgres and the broker were up"
-        }
-    }
-
-    fn start(&mut self, i: usize) {
-        let d = Daemon::start_on(
-            &self.broker.address,
-            &DaemonConfig {
-                topic: self.topic,
-                group: self.group,
-                database_url: self.url,
-                idle_secs: None,
-                extra: daemon_flags(),
-            },
-        );
-        let slot = &mut self.slots[i];
-        slot.lives += 1;
-        let what = format!(
-            "start instance {i} (life {}, pid {}, log {})",
-            slot.lives,
-            d.child.id(),
-            d.log.display()
-        );
-        slot.daemon = Some(d);
-        slot.restart_at = None;
-        self.say(&what);
-    }
-
-    /// What happens between faults: the outage ends when due, an instance that exited
-    /// by itself is noted and started again (as a service manager would), and stopped
-    /// instances are started when due.
-    fn tick(&mut self) {
-        let now = Instant::now();
-        if self.postgres_back_at.is_some_and(|at| now >= at) {
-            self.pg.start_again();
-            self.postgres_back_at = None;
-            self.say("Postgres is back after the outage");
-        }
-        for i in 0..self.slots.len() {
-            let exited = match &mut self.slots[i].daemon {
-                Some(d) => d.child.try_wait().unwrap(),
-                None => None,
-            };
-            if let Some(status) = exited {
-                let d = self.slots[i].daemon.take().unwrap();
-                let what = format!(
-                    "instance {i} exited by itself ({status}) while {} (log {})\n{}",
-                    self.state(),
-                    d.log.display(),
-                    tail(&d.log_text(), 4)
-                );
-                self.say(&what);
-                // Restart=on-failure would leave an instance that exits 0 down for good.
-                if status.success() {
-                    self.violations.push(what.clone());
-                }
-                self.self_exits.push(what);
-                self.slots[i].restart_at = Some(now + Duration::from_secs(1));
-            }
-            if self.slots[i].daemon.is_none()
-                && self.slots[i].restart_at.is_some_and(|at| now >= at)
-            {
-                self.start(i);
-            }
-        }
-    }
-
-    fn wait(&mut self, pause: Duration) {
-        let until = Instant::now() + pause;
-        while Instant::now() < until {
-            self.tick();
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn running(&self) -> Vec<usize> {
-        (0..self.slots.len())
-            .filter(|&i| self.slots[i].daemon.is_some())
-            .collect()
-    }
-
-    fn inject(&mut self, fault: Fault) {
-        *self.injected.entry(fault).or_default() += 1;
-        match fault {
-            Fault::Kill | Fault::GracefulRestart => {
-                let running = self.running();
-                if running.is_empty() {
-                    self.say(&format!(
-                        "{}: no instance is running; skipped",
-                        fault.name()
-                    ));
-                    *self.injected.get_mut(&fault).unwrap() -= 1;
-                    return;
-                }
-                let i = running[self.rng.random_range(0..running.len())];
-                if fault == Fault::Kill {
-                    let mut d = self.slots[i].daemon.take().unwrap();
-                    self.say(&format!(
-                        "SIGKILL instance {i} (pid {}) while {}",
-                        d.child.id(),
-                        self.state()
-                    ));
-                    d.kill9();
-                } else {
-                    self.stop(i);
-                }
-                let after = Duration::from_millis(self.rng.random_range(0..2_000));
-                self.slots[i].restart_at = Some(Instant::now() + after);
-            }
-            Fault::BrokerRestart => {
-                let began = Instant::now();
-                self.say("broker restart begins (SIGTERM tansu, same port and storage)");
-                self.broker.restart();
-                self.say(&format!(
-                    "broker restarted in {:.1} s",
-                    began.elapsed().as_secs_f64()
-                ));
-            }
-            Fault::PostgresRestart => {
-                while self.postgres_back_at.is_some() {
-                    self.wait(Duration::from_millis(200));
-                }
-                let began = Instant::now();
-                self.say("Postgres restart begins (pg_ctl restart -m fast)");
-                self.pg.restart();
-                self.say(&format!(
-                    "Postgres restarted in {:.1} s",
-                    began.elapsed().as_secs_f64()
-                ));
-            }
-            Fault::PostgresOutage => {
-                self.say(&format!(
-                    "Postgres outage begins (pg_ctl stop -m fast) for {} s",
-                    self.knobs.outage.as_secs()
-                ));
-                self.pg.stop();
-                self.postgres_back_at = Some(Instant::now() + self.knobs.outage);
-            }
-        }
-    }
-
-    /// SIGTERM: the instance must exit 0 within the bound, or it is a violation (and it
-    /// is SIGKILLed so the test goes on).
-    fn stop(&mut self, i: usize) {
-        let mut d = self.slots[i].daemon.take().unwrap();
-        self.slots[i].restart_at = None;
-        let state = self.state();
-        self.say(&format!(
-            "SIGTERM instance {i} (pid {}) while {state}",
-            d.child.id()
-        ));
-        let _ = Command::new("kill")
-            .args(["-TERM", &d.child.id().to_string()])
-            .status();
-        let asked = Instant::now();
-        let status = loop {
-            if let Some(s) = d.child.try_wait().unwrap() {
-                break Some(s);
-            }
-            if asked.elapsed() > self.knobs.stop_within {
-                break None;
-            }
-            self.tick();
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let took = asked.elapsed().as_secs_f64();
-        match status {
-            Some(s) if s.success() => {
-                self.say(&format!("instance {i} stopped gracefully in {took:.1} s"))
-            }
-            // Killed by the signal itself: it came before the daemon installed its
-            // handler (or after it removed it, everything committed), so nothing was in
-            // flight; systemd counts this as a clean stop too.
-            Some(s) if s.signal() == Some(15) => self.say(&format!(
-                "instance {i} was ended by the SIGTERM itself after {took:.1} s: the daemon had not installed its handler yet"
-            )),
-            Some(s) => {
-                let what = format!(
-                    "instance {i} ended with {s} {took:.1} s after SIGTERM, sent while {state} (log {})\n{}",
-                    d.log.display(),
-                    tail(&d.log_text(), 4)
-                );
-                self.say(&what);
-                self.violations.push(what);
-            }
-            None => {
-                let what = format!(
-                    "instance {i} had not exited {} s after SIGTERM, sent while {state}; SIGKILLed (log {})\n{}\n{}",
-                    self.knobs.stop_within.as_secs(),
-                    d.log.display(),
-                    tail(&d.log_text(), 4),
-                    stacks(d.child.id(), &d.log)
-                );
-                self.say(&what);
-                self.violations.push(what);
-                d.kill9();
-            }
-        }
-    }
-
-    /// Every instance that is down starts now.
-    fn start_stopped(&mut self) {
-        for i in 0..self.slots.len() {
-            if self.slots[i].daemon.is_none() {
-                self.slots[i].restart_at = Some(Instant::now());
-            }
-        }
-        self.tick();
-    }
-
-    fn stop_all(&mut self) {
-        for i in 0..self.slots.len() {
-            if self.slots[i].daemon.is_some() {
-                self.stop(i);
-            }
-            self.slots[i].restart_at = None;
         }
     }
 }
@@ -591,11 +209,9 @@ async fn three_instances_under_kills_restarts_and_outages_end_equal_to_one_unint
     );
 
     let work = tempdir();
-    let report_path = work.join("generator.json");
     let generator_log = work.join("generator.log");
     let mut generator: Child = generate_command(&brokers, &topic, &knobs, knobs.records)
         .args(["--rate", &knobs.rate.to_string()])
-        .args(["--report", report_path.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&generator_log).unwrap())
         .spawn()
@@ -639,35 +255,27 @@ async fn three_instances_under_kills_restarts_and_outages_end_equal_to_one_unint
         }
         chaos.wait(Duration::from_millis(200));
     };
-    assert!(
-        status.success(),
-        "the generator failed: {}",
-        std::fs::read_to_string(&generator_log).unwrap_or_default()
-    );
-    let report: cdrflow::domain::generator::GeneratorReport =
-        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
-    for anomaly in [
-        "missing_field",
-        "corrupted_value",
-        "unknown_type",
-        "duplicate",
-        "out_of_order",
-        "malformed_number",
-        "unparseable_timestamp",
-        "future_timestamp",
-        "non_json",
-        "unknown_subscriber",
-    ] {
-        assert!(
-            report.anomalies.get(anomaly).copied().unwrap_or(0) > 0,
-            "the stream has no {anomaly}"
-        );
+    // The records are what the topic holds, whatever the generator managed to deliver:
+    // both sides read the same topic. A broker restart can refuse a few of its records
+    // for good (tansu answers an unknown error while it shuts down, which librdkafka
+    // does not retry); anything else is a failure of the test's set-up.
+    let generator_text = std::fs::read_to_string(&generator_log).unwrap_or_default();
+    if !status.success() {
+        let undelivered = generator_text
+            .lines()
+            .find(|l| l.contains("were not delivered"))
+            .unwrap_or_else(|| panic!("the generator failed: {generator_text}"));
+        chaos.say(&format!(
+            "the generator ended with {status}: {}",
+            undelivered.trim()
+        ));
     }
     let ends = end_offsets_on(&brokers, &topic);
     let total: i64 = ends.values().sum();
     chaos.say(&format!(
-        "stream complete: {} records sent, {total} in the topic's 6 partitions",
-        report.sent
+        "stream complete: {total} records in the topic's {} partitions, of {} generated",
+        ends.len(),
+        knobs.records
     ));
 
     // The reference reads the complete topic once, undisturbed, while the group settles.
@@ -751,6 +359,36 @@ async fn three_instances_under_kills_restarts_and_outages_end_equal_to_one_unint
         uninterrupted.log_text()
     );
 
+    // Every anomaly of the generator's mix reached both sides: the reference's counters
+    // show each of their outcomes (out-of-order records are accepted, so not counted
+    // apart).
+    let t = &stats(&reference.url, reference_group)["totals"];
+    for (what, n) in [
+        ("duplicates", &t["duplicates"]),
+        ("suspense", &t["suspense"]),
+        ("rejects missing_field", &t["rejected"]["missing_field"]),
+        ("rejects invalid_value", &t["rejected"]["invalid_value"]),
+        (
+            "rejects unknown_record_type",
+            &t["rejected"]["unknown_record_type"],
+        ),
+        (
+            "rejects malformed_number",
+            &t["rejected"]["malformed_number"],
+        ),
+        (
+            "rejects invalid_timestamp",
+            &t["rejected"]["invalid_timestamp"],
+        ),
+        (
+            "rejects future_timestamp",
+            &t["rejected"]["future_timestamp"],
+        ),
+        ("rejects invalid_json", &t["rejected"]["invalid_json"]),
+    ] {
+        assert!(n.as_i64().unwrap_or(0) > 0, "the stream has no {what}: {t}");
+    }
+
     // Close every month that has usage, on both sides.
     let mut periods = Vec::new();
     for url in [&chaos_url, &reference.url] {
@@ -794,7 +432,7 @@ async fn three_instances_under_kills_restarts_and_outages_end_equal_to_one_unint
     eprintln!(
         "\nchaos summary: seed {}, {} records, {faults} faults ({}), {} instance exits of their own, {} violations, {:.0} s in all",
         knobs.seed,
-        report.sent,
+        total,
         kinds.join(", "),
         self_exits.len(),
         violations.len(),
