@@ -150,9 +150,21 @@ fn stacks(pid: u32, log: &Path) -> String {
         if line.starts_with("Thread ") {
             thread = line;
         } else if let Some((frame, place)) = line.split_once(" at src/") {
-            // "#5  0x… in wait_idle () at src/kafka/context.rs:135": cdrflow's own code.
-            let function = frame.rsplit(" in ").next().unwrap_or(frame);
-            let function = function.trim_start_matches('#').trim();
+            // "#5  0x… in wait_idle () at src/kafka/context.rs:135". Dependencies' frames
+            // can read "at src/…" too: only files of this crate are cdrflow's code.
+            let file = place.split(':').next().unwrap_or(place);
+            if !Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src")
+                .join(file)
+                .is_file()
+            {
+                continue;
+            }
+            let function = match frame.split_once(" in ") {
+                Some((_, f)) => f,
+                None => frame.trim_start_matches(|c: char| c == '#' || c.is_ascii_digit()),
+            }
+            .trim();
             own.push(format!(
                 "    {}: {function} at src/{place}",
                 thread.split(" (").next().unwrap_or(thread)
