@@ -9,6 +9,7 @@ mod api;
 mod biller;
 mod billing;
 mod catalog;
+mod chaos;
 mod cli;
 mod crash;
 mod dashboard;
