@@ -101,7 +101,7 @@ const REVISIT_EVERY: Duration = Duration::from_secs(2);
 /// How long one look-up of a partition's log start and end may take.
 const LOG_BOUNDS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long reading the stored offsets of newly assigned partitions may take before it is
-/// tried again; they stay paused meanwhile.
+/// tried again; they are not fetched meanwhile.
 const OFFSET_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A seek waits for librdkafka's own threads, never for the network.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -276,9 +276,9 @@ fn one_partition(topic: &str, partition: i32) -> TopicPartitionList {
 
 /// Back-pressure, per partition: which partitions librdkafka may fetch. The consumer is
 /// always polled, so rebalances and shutdown are served at once; what must wait is paused
-/// instead: held partitions, those in back-off after a failure, those with their share of `max_inflight` in flight (so one partition's
-/// backlog cannot starve the others), and all of them once `max_inflight` is reached or
-/// the source is stopping.
+/// instead: held partitions, those in back-off after a failure, those with their share of
+/// `max_inflight` in flight (so one partition's backlog cannot starve the others), and all
+/// of them once `max_inflight` is reached or the source is stopping.
 #[derive(Default)]
 struct Flow {
     /// What librdkafka was last told, and at which rebalance (a rebalance resets it).
@@ -459,7 +459,7 @@ impl SourceLoop {
                             offset_read_failures += 1;
                             let wait = backoff(offset_read_failures);
                             next_offset_read = Instant::now() + wait;
-                            warn!(%error, retry_in_ms = wait.as_millis() as u64, "Failed to read the stored offsets of assigned partitions; they stay paused.");
+                            warn!(%error, retry_in_ms = wait.as_millis() as u64, "Failed to read the stored offsets of assigned partitions; they wait.");
                         }
                     }
                 }

@@ -15,7 +15,7 @@ mod infra;
 
 use crate::helpers::*;
 use faults::{daemon_flags, schedule, tail, Chaos, Slot};
-use infra::{Broker, PgCluster};
+use infra::PgCluster;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -174,7 +174,7 @@ async fn three_instances_under_kills_restarts_and_outages_end_equal_to_one_unint
 
     // The chaos side: its own Postgres cluster and broker, both broken on purpose.
     let pg = PgCluster::start();
-    let mut broker = Broker::start();
+    let mut broker = OwnBroker::start();
     let brokers = broker.address.clone();
     let topic = format!("chaos.{}", suffix());
     for attempt in 1.. {

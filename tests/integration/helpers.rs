@@ -633,3 +633,80 @@ async fn proxy(port: u16, mut up: tokio::sync::watch::Receiver<bool>) {
         // Leaving the loop drops the listener: the port now refuses connections.
     }
 }
+
+/// A tansu broker of the test's own, on sqlite storage in a folder of its own, that can
+/// be restarted on the same port with the same data, as an operator restarts a broker
+/// (tansu also applies a topic's retention when it starts).
+pub struct OwnBroker {
+    dir: PathBuf,
+    pub address: String,
+    child: Option<Child>,
+}
+
+impl OwnBroker {
+    pub fn start() -> OwnBroker {
+        let mut broker = OwnBroker {
+            dir: tempdir(),
+            address: format!("127.0.0.1:{}", free_port()),
+            child: None,
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://{}", self.address);
+        // Appended, so the log of every life of the broker is kept.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .unwrap();
+        let child = Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "sqlite://tansu.db",
+            ])
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tansu (scripts/test.sh installs it)");
+        self.child = Some(child);
+        wait_for("the broker to listen", Duration::from_secs(60), || {
+            std::net::TcpStream::connect(&self.address).is_ok()
+        });
+    }
+
+    /// SIGTERM (SIGKILL if it lingers past 10 s), then the same broker again.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let asked = Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if asked.elapsed() > Duration::from_secs(10) {
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.spawn();
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

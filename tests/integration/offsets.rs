@@ -8,8 +8,6 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
@@ -127,52 +125,10 @@ async fn a_recreated_topic_holds_its_partition_until_a_replay_resumes_it() {
     assert_stored_offsets_at_end(&s, &topic);
 }
 
-/// A tansu broker of the test's own, on sqlite in `dir`. tansu applies a topic's
-/// retention when it starts (and every ten minutes), so restarting it deletes old records.
-struct OwnBroker {
-    child: Child,
-    address: String,
-}
-
-impl OwnBroker {
-    fn start(dir: &Path, port: u16) -> OwnBroker {
-        let address = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{address}");
-        let child = Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "sqlite://tansu.db",
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("tansu.log")).unwrap())
-            .spawn()
-            .expect("start tansu (scripts/test.sh installs it)");
-        wait_for("the broker to listen", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(&address).is_ok()
-        });
-        OwnBroker { child, address }
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn records_deleted_before_they_were_read_are_a_recorded_gap_and_the_rest_is_consumed() {
     let db = TestDb::new().await;
-    let dir = tempdir();
-    let port = free_port();
-    let mut broker = OwnBroker::start(&dir, port);
+    let mut broker = OwnBroker::start();
     let topic = format!("gap.{}", suffix());
     let group = format!("gap-{}", suffix());
     let mut created = false;
@@ -216,8 +172,7 @@ async fn records_deleted_before_they_were_read_are_a_recorded_gap_and_the_rest_i
     }
     drop(producer);
     assert_eq!(log_bounds(&broker.address, &topic), (0, 500));
-    drop(broker);
-    broker = OwnBroker::start(&dir, port);
+    broker.restart();
     wait_for(
         "retention to delete the old records",
         Duration::from_secs(60),

@@ -20,6 +20,7 @@ fn config<'a>(topic: &'a str, group: &'a str, url: &'a str, extra: &[&str]) -> D
     }
 }
 
+#[cfg(feature = "fault-injection")]
 async fn usage_rows(db: &TestDb) -> i64 {
     db.client()
         .await

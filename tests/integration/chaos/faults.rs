@@ -3,8 +3,9 @@
 //! broken on purpose, and the record of every fault and of what an instance did that it
 //! should not have (a SIGTERM not served in time, an exit 0 of its own).
 
-use super::infra::{Broker, PgCluster};
+use super::infra::PgCluster;
 use super::Knobs;
+use crate::helpers::OwnBroker;
 use crate::helpers::{Daemon, DaemonConfig};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -77,7 +78,7 @@ pub(super) struct Chaos<'a> {
     pub(super) rng: StdRng,
     pub(super) t0: Instant,
     pub(super) pg: &'a PgCluster,
-    pub(super) broker: &'a mut Broker,
+    pub(super) broker: &'a mut OwnBroker,
     pub(super) topic: &'a str,
     pub(super) group: &'a str,
     pub(super) url: &'a str,

@@ -2,11 +2,10 @@
 //! tansu broker of its own, each on a port of its own, so that stopping them disturbs
 //! neither the other tests nor the machine's main cluster. Both are removed on drop.
 
-use crate::helpers::{free_port, tempdir, wait_for};
-use std::fs::{File, OpenOptions};
+use crate::helpers::{free_port, tempdir};
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 /// The newest PostgreSQL installed the Debian way (`/usr/lib/postgresql/N/bin`), as
 /// `scripts/lib.sh` installs it.
@@ -118,81 +117,5 @@ impl Drop for PgCluster {
             .stderr(Stdio::null())
             .status();
         let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-/// A tansu broker on sqlite storage that can be restarted on the same port with the
-/// same data, as an operator restarts a broker.
-pub struct Broker {
-    dir: PathBuf,
-    pub address: String,
-    child: Option<Child>,
-}
-
-impl Broker {
-    pub fn start() -> Broker {
-        let mut broker = Broker {
-            dir: tempdir(),
-            address: format!("127.0.0.1:{}", free_port()),
-            child: None,
-        };
-        broker.spawn();
-        broker
-    }
-
-    fn spawn(&mut self) {
-        let url = format!("tcp://{}", self.address);
-        // Appended, so the log of every life of the broker is kept.
-        let log: File = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("tansu.log"))
-            .unwrap();
-        let child = Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "sqlite://tansu.db",
-            ])
-            .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start tansu (scripts/test.sh installs it)");
-        self.child = Some(child);
-        wait_for("the broker to listen", Duration::from_secs(60), || {
-            std::net::TcpStream::connect(&self.address).is_ok()
-        });
-    }
-
-    /// SIGTERM (SIGKILL if it lingers past 10 s), then the same broker again.
-    pub fn restart(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let asked = Instant::now();
-            while child.try_wait().unwrap().is_none() {
-                if asked.elapsed() > Duration::from_secs(10) {
-                    let _ = child.kill();
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        self.spawn();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
