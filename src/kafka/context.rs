@@ -1,10 +1,10 @@
 //! The source consumer's rebalance handling. Assigned partitions are handed to librdkafka
 //! only once the source loop has read their offsets stored in Postgres (our own state is
 //! the truth), each from its stored offset; nothing here waits for Postgres, so the
-//! polling thread keeps serving the group and a shutdown. On revocation the batches in flight are given a moment to
-//! finish, and whatever is still buffered for a lost partition is dropped. The shared
-//! [`Assignment`] tells the source loop which partitions it owns and from which offset
-//! each continues.
+//! polling thread keeps serving the group and a shutdown. On revocation the batches in
+//! flight are given a moment to finish (none while shutting down), and whatever is still
+//! buffered for a lost partition is dropped. The shared [`Assignment`] tells the source
+//! loop which partitions it owns and from which offset each continues.
 
 use crate::telemetry::events::ConsumerLagMeasured;
 use crate::telemetry::Metrics;
@@ -15,7 +15,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -214,6 +214,9 @@ pub struct SourceContext {
     pub assignment: Arc<Assignment>,
     pub inflight: Arc<InFlight>,
     pub metrics: Metrics,
+    /// Set once the source is shutting down: the consumer's close revokes the partitions,
+    /// and the batches still in flight then are not waited for.
+    pub stopping: Arc<AtomicBool>,
 }
 
 impl ClientContext for SourceContext {
@@ -275,7 +278,11 @@ impl ConsumerContext for SourceContext {
                     self.assignment.revoke(e.partition());
                 }
                 let started = Instant::now();
-                let drained = self.inflight.wait_idle(REVOKE_WAIT);
+                let drained = if self.stopping.load(Ordering::Relaxed) {
+                    self.inflight.current() == 0
+                } else {
+                    self.inflight.wait_idle(REVOKE_WAIT)
+                };
                 info!(
                     partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(),
                     drained,

@@ -384,6 +384,11 @@ fn triage(catalog: &Version, check: &PendingCheck) -> Triage {
         return Triage::Settled;
     };
     let c = &catalog.catalog;
+    // A plan this catalog does not know has no fee to bound with: the exact estimate
+    // decides (and leaves the check due until a catalog knows the plan).
+    if c.plan(&check.account.bill_to.plan).is_none() {
+        return Triage::Near;
+    }
     let ceiling = billing::total_ceiling(c, &check.account.bill_to, &Usage::default(), &[])
         + (check.gross.max(Decimal::ZERO) + check.owed_at_most)
             * (Decimal::ONE + c.operator.vat_rate);

@@ -192,6 +192,8 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
     let s = &settings.source;
     let producer = client::producer(&s.brokers).context("Failed to create the Kafka producer")?;
     let supervision = Supervision::new(metrics.clone());
+    // Subscribed before any actor starts, so that an escalation is never missed.
+    let mut fatal = supervision.fatal();
     let publisher = settings.publish.then(|| Publisher {
         producer: producer.clone(),
         normalized_topic: settings.normalized_topic.clone(),
@@ -358,7 +360,6 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
 
     // Until the source is done: idle, or drained after a signal, within the grace. A crash
     // loop or a dead actor ends the daemon with an error instead.
-    let mut fatal = supervision.fatal();
     let mut watchdog = tokio::time::interval(Duration::from_secs(1));
     let mut done_rx = done_rx;
     let mut deadline: Option<Instant> = None;
@@ -373,7 +374,7 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
             _ = sleep_until_some(deadline) => {
                 warn!(
                     grace_secs = SHUTDOWN_GRACE.as_secs(),
-                    "Batches still in flight at the end of the shutdown grace; they are read again from the stored offsets."
+                    "The source did not finish within the shutdown grace; stopping without it. What it had in flight is read again from the stored offsets."
                 );
                 break Ok(SourceExit::Shutdown);
             }
@@ -406,7 +407,12 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
         let left = finish_by.saturating_duration_since(Instant::now());
         p.flush(left.max(Duration::from_millis(100)));
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), server_handle.stop(true)).await;
+    let left = finish_by.saturating_duration_since(Instant::now());
+    let _ = tokio::time::timeout(
+        left.max(Duration::from_millis(200)),
+        server_handle.stop(true),
+    )
+    .await;
     signals.abort();
     periodic.stop();
     mediation.stop();

@@ -37,7 +37,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
@@ -103,6 +103,9 @@ const LOG_BOUNDS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long reading the stored offsets of newly assigned partitions may take before it is
 /// tried again; they are not fetched meanwhile.
 const OFFSET_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a shutdown is asked for, how long batches in flight are waited for: the
+/// consumer's close and the last hand-overs fit in the daemon's shutdown grace after it.
+const STOP_GRACE: Duration = Duration::from_secs(6);
 /// A seek waits for librdkafka's own threads, never for the network.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -185,8 +188,8 @@ impl Actor for KafkaSource {
                 }
                 // Its batches in flight are answered to nobody; the new consumer starts
                 // from the stored offsets, so none is lost or stored twice.
+                // The restart waits out the supervision's back-off.
                 Err(panic) => {
-                    act.failures.fetch_add(1, Ordering::Relaxed);
                     act.supervision
                         .panicked("source", "the consumer loop", &panic);
                     ctx.stop();
@@ -375,7 +378,9 @@ impl SourceLoop {
     async fn run(mut self) -> Result<SourceExit, SourceError> {
         let s = self.settings.clone();
         let assignment = Arc::new(Assignment::default());
+        let stopping_flag = Arc::new(AtomicBool::new(false));
         let context = SourceContext {
+            stopping: stopping_flag.clone(),
             assignment: assignment.clone(),
             inflight: self.inflight.clone(),
             metrics: self.metrics.clone(),
@@ -402,6 +407,9 @@ impl SourceLoop {
         // Partitions whose last batch failed, paused until their back-off ends.
         let mut backoff_until: HashMap<i32, Instant> = HashMap::new();
         let mut stopping = *self.shutdown.borrow();
+        stopping_flag.store(stopping, Ordering::Relaxed);
+        // Once stopping, how long batches in flight are waited for.
+        let mut stop_by = stopping.then(|| Instant::now() + STOP_GRACE);
         let mut consecutive_failures = 0u32;
         let mut checks = LogChecks::default();
         // Stored offsets of newly assigned partitions, read here and not in the rebalance
@@ -529,6 +537,8 @@ impl SourceLoop {
                 _ = self.shutdown.changed(), if !stopping => {
                     info!("Shutdown requested: no more fetching; finishing in-flight batches.");
                     stopping = true;
+                    stopping_flag.store(true, Ordering::Relaxed);
+                    stop_by = Some(Instant::now() + STOP_GRACE);
                     reflow = true;
                 }
                 // Always polled, also with every partition paused: rebalances are served
@@ -660,6 +670,13 @@ impl SourceLoop {
                     }
                     self.metrics.held_partitions.set(checks.held.len() as i64);
                     let drained = pending.is_empty() && buffers.values().all(|b| b.records.is_empty());
+                    if stopping && !drained && stop_by.is_some_and(|t| Instant::now() >= t) {
+                        warn!(
+                            batches = pending.len(),
+                            "Batches still in flight at the end of the shutdown grace; they are read again from the stored offsets."
+                        );
+                        return Ok(SourceExit::Shutdown);
+                    }
                     if stopping && drained {
                         info!("All in-flight batches finished.");
                         return Ok(SourceExit::Shutdown);

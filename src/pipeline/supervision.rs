@@ -86,6 +86,8 @@ struct Inner {
     fatal: watch::Sender<Option<String>>,
 }
 
+/// Keyed by the actor's name: the committers (and the accumulator shards) count as one,
+/// so panics spread over several of them within a minute are one crash loop too.
 #[derive(Default)]
 struct State {
     /// Actors that panicked and are not running again yet, with how many of each.
@@ -193,32 +195,27 @@ impl Supervision {
             .push((actor, Box::new(move || addr.connected())));
     }
 
+    /// Watched actors that can no longer take messages.
+    fn dead(state: &State) -> impl Iterator<Item = &'static str> + '_ {
+        state
+            .watched
+            .iter()
+            .filter(|(_, alive)| !alive())
+            .map(|(a, _)| *a)
+    }
+
     /// The actors not running now: panicked and restarting, or dead.
     pub fn down(&self) -> Vec<&'static str> {
         let state = self.state();
         let mut down: BTreeSet<&'static str> = state.down.keys().copied().collect();
-        down.extend(
-            state
-                .watched
-                .iter()
-                .filter(|(_, alive)| !alive())
-                .map(|(a, _)| *a),
-        );
+        down.extend(Self::dead(&state));
         down.into_iter().collect()
     }
 
     /// Look for dead actors; one found ends the process.
     pub fn check_watched(&self) {
-        let dead: Vec<&'static str> = {
-            let state = self.state();
-            state
-                .watched
-                .iter()
-                .filter(|(_, alive)| !alive())
-                .map(|(a, _)| *a)
-                .collect()
-        };
-        if let Some(actor) = dead.first() {
+        let dead = Self::dead(&self.state()).next();
+        if let Some(actor) = dead {
             self.escalate(format!("the {actor} has ended and cannot be restarted"));
         }
     }

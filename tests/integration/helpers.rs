@@ -573,13 +573,15 @@ pub fn import_customers(db: &TestDb, rows: &str) -> String {
 pub struct PgProxy {
     pub port: u16,
     up: tokio::sync::watch::Sender<bool>,
+    stalled: tokio::sync::watch::Sender<bool>,
 }
 
 impl PgProxy {
     pub async fn start() -> PgProxy {
         let port = free_port();
         let (up, up_rx) = tokio::sync::watch::channel(true);
-        tokio::spawn(proxy(port, up_rx));
+        let (stalled, stalled_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(proxy(port, up_rx, stalled_rx));
         for _ in 0..50 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
@@ -589,15 +591,26 @@ impl PgProxy {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        PgProxy { port, up }
+        PgProxy { port, up, stalled }
     }
 
     pub fn set_up(&self, up: bool) {
         self.up.send_replace(up);
     }
+
+    /// A network that silently drops everything: connections stay open and nothing
+    /// passes either way, so a query waits for an answer that never comes. Stalled
+    /// connections are closed when the stall ends.
+    pub fn stall(&self, stalled: bool) {
+        self.stalled.send_replace(stalled);
+    }
 }
 
-async fn proxy(port: u16, mut up: tokio::sync::watch::Receiver<bool>) {
+async fn proxy(
+    port: u16,
+    mut up: tokio::sync::watch::Receiver<bool>,
+    stalled: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         if !*up.borrow() {
             if up.changed().await.is_err() {
@@ -615,11 +628,19 @@ async fn proxy(port: u16, mut up: tokio::sync::watch::Receiver<bool>) {
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((mut client, _)) = accepted else { continue };
-                    let mut cut = up.clone();
+                    let (mut cut, mut stall) = (up.clone(), stalled.clone());
                     tokio::spawn(async move {
                         let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", 5432)).await else { return };
+                        if !*stall.borrow() {
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+                                _ = cut.wait_for(|up| !*up) => return,
+                                _ = stall.wait_for(|s| *s) => {}
+                            }
+                        }
+                        // Stalled: both sockets held open, nothing read or written.
                         tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = stall.wait_for(|s| !*s) => {}
                             _ = cut.wait_for(|up| !*up) => {}
                         }
                     });

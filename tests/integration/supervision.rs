@@ -185,9 +185,10 @@ async fn a_crash_loop_ends_the_daemon_with_a_failure_and_readyz_names_the_actor_
     );
 }
 
-/// Postgres away while the daemon has batches in flight, and while a second instance
-/// joins (a rebalance whose stored offsets cannot be read): every SIGTERM is served within
-/// 10 s, and once Postgres is back one run stores everything once.
+/// Postgres away while the daemon has batches in flight, silent while commits are under
+/// way, and away while the group rebalances (stored offsets that cannot be read) or a
+/// daemon starts: every SIGTERM is served within 10 s, and once Postgres is back one run
+/// stores everything once.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_is_served_within_ten_seconds_while_postgres_is_down() {
     let db = TestDb::new().await;
@@ -205,6 +206,29 @@ async fn sigterm_is_served_within_ten_seconds_while_postgres_is_down() {
     std::thread::sleep(Duration::from_secs(3));
     let took = stop_within(&mut a, Duration::from_secs(10));
     eprintln!("SIGTERM with Postgres down and batches failing: {took:?}");
+
+    // A network that drops everything: commits hang with no error to end them. Records
+    // stream in meanwhile, so batches are in flight: the same ones again (same seed),
+    // duplicates that add nothing.
+    proxy.set_up(true);
+    let streaming = spawn_generate(
+        &topic,
+        &db.url,
+        20_000,
+        33,
+        vec!["--rate".into(), "4000".into()],
+    );
+    let mut a = Daemon::start(&config(&topic, "sigterm", &url, &["--batch-size", "500"]));
+    a.wait_up();
+    wait_for("batches in flight", Duration::from_secs(60), || {
+        a.metric("cdrflow_inflight_batches").unwrap_or(0.0) > 0.0
+    });
+    proxy.stall(true);
+    std::thread::sleep(Duration::from_secs(3));
+    let took = stop_within(&mut a, Duration::from_secs(10));
+    eprintln!("SIGTERM with commits hanging on a silent network: {took:?}");
+    proxy.stall(false);
+    streaming.join().unwrap();
 
     // Two instances share the topic; Postgres goes away, one of them leaves, and the
     // other is given its partitions, whose stored offsets it cannot read.
