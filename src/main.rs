@@ -26,6 +26,14 @@ fn set_allocator_options() {
     }
 }
 
+/// Rust ignores SIGPIPE, so a print into a pipe whose reader is gone (`| head`) fails,
+/// and `println!` panics on it. A report command ends quietly instead, as other Unix
+/// tools do, by taking back the signal's default action.
+fn end_with_the_reader() {
+    // SAFETY: sets the disposition of one signal to its default; no handler runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 fn main() -> ExitCode {
     set_allocator_options();
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -39,6 +47,9 @@ fn main() -> ExitCode {
     };
     let matches = command.get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if cli.command.ends_with_its_reader() {
+        end_with_the_reader();
+    }
     cdrflow::telemetry::init_tracing();
     match actix_rt::System::new().block_on(cdrflow::cli::dispatch(cli)) {
         Ok(code) => code,

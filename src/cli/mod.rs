@@ -81,6 +81,24 @@ pub struct DatabaseArgs {
     pub database_url: String,
 }
 
+impl Command {
+    /// Whether the command writes a report to stdout and talks to nothing but
+    /// Postgres, so that its output may end early when the reader has had enough
+    /// (`cdrflow stats | head`). Commands that hold broker connections keep SIGPIPE
+    /// ignored: a write to a closed socket must be an error there, not the end.
+    pub fn ends_with_its_reader(&self) -> bool {
+        matches!(
+            self,
+            Command::Migrate(_)
+                | Command::Stats(_)
+                | Command::Catalog(_)
+                | Command::Customers(_)
+                | Command::Bill(_)
+                | Command::Report(_)
+        )
+    }
+}
+
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args).await,

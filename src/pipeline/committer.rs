@@ -24,8 +24,9 @@ use super::supervision::{catch_future, Supervision};
 use crate::domain::batch::{PartitionBatch, Verdict};
 use crate::domain::reject::{RejectReason, Rejection};
 use crate::kafka::publisher::Publisher;
-use crate::storage::batch::{self, RecentlyStored, Written};
-use crate::storage::billing::{CustomerUsage, KnownBuckets, Posted};
+use crate::storage::batch::{self, Written};
+use crate::storage::billing::{CustomerUsage, Posted};
+use crate::storage::caches::{KnownBuckets, RecentlyStored, RECENTLY_STORED};
 use crate::storage::{ErrorKind, StorageError};
 use crate::telemetry::events::{
     BatchCommitted, BatchFenced, RecordsRefused, UsageLate, UsageRated,
@@ -41,16 +42,6 @@ use tokio::sync::Semaphore;
 
 /// Hand-overs to the accumulators one committer may have outstanding.
 pub const HANDOVERS_AHEAD: usize = 4;
-
-/// Record ids a committer remembers as committed, so that a duplicate of a recent record
-/// is known without a lookup (about 6 MB for a committer's 65,536).
-pub const RECENTLY_STORED: usize = 65_536;
-
-/// Bucket keys the committers remember as stored, so that new ones can be copied in
-/// (`storage::billing::KnownBuckets`). About 27 MB for 1,048,576, worked out from the
-/// hash set's and the queue's sizes, not measured; the benchmark's month of 100,000
-/// customers writes about 600,000 keys.
-pub const KNOWN_BUCKETS: usize = 1 << 20;
 
 pub struct Committer {
     pool: Pool,

@@ -225,8 +225,8 @@ pub async fn run(settings: RunSettings, metrics: Metrics) -> anyhow::Result<Sour
             })
         })
         .collect();
-    let known = Arc::new(crate::storage::billing::KnownBuckets::new(
-        committer::KNOWN_BUCKETS,
+    let known = Arc::new(crate::storage::caches::KnownBuckets::new(
+        crate::storage::caches::KNOWN_BUCKETS,
     ));
     let committers: Vec<_> = storage_threads
         .iter()

@@ -6,8 +6,8 @@
 //! (at once when a committer refuses a batch priced with a catalog older than a rerate
 //! replay asked for).
 //!
-//! Lookups of consecutive batches overlap (a serialized lookup measured as a bubble that
-//! cost a third of the throughput), but batches still reach the committers in the order
+//! Lookups of consecutive batches overlap (serialized, each lookup would leave the
+//! committers idle while it runs), but batches still reach the committers in the order
 //! they arrived: each batch waits, after its lookup, until the batch before it has been
 //! queued at its committer. Subscribers found are kept until customers change: every
 //! second the Rater reads a counter that each statement changing customers bumps when it
@@ -23,7 +23,8 @@ use super::messages::{Batch, PipelineError};
 use super::stages::MAILBOX_CAPACITY;
 use super::supervision::{catch_future, Restart, Supervision};
 use crate::domain::batch::Subscriber;
-use crate::storage::{self, catalog::Version, StorageError};
+use crate::storage::catalog::Version;
+use crate::storage::{self, StorageError};
 use crate::telemetry::events::{CatalogLoaded, DatabaseFailed};
 use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
@@ -228,9 +229,7 @@ impl Handler<CatalogNeeded> for Rater {
 async fn newer_catalog(pool: &Pool, current: i32) -> Result<Option<Version>, StorageError> {
     let client = pool.get().await?;
     match storage::catalog::active_version(&**client).await? {
-        Some(v) if v != current => storage::catalog::load(&**client, Some(v))
-            .await
-            .map_err(|e| StorageError::Config(e.to_string())),
+        Some(v) if v != current => storage::catalog::load(&**client, Some(v)).await,
         _ => Ok(None),
     }
 }

@@ -9,7 +9,7 @@
 
 use super::faults;
 use super::supervision::{catch_future, Supervision};
-use crate::storage::reports;
+use crate::storage::{reports, StorageError};
 use crate::telemetry::events::{DatabaseFailed, ReportsRefreshed};
 use crate::telemetry::Metrics;
 use actix::prelude::*;
@@ -82,8 +82,8 @@ impl ReportRefresher {
                 faults::hit("reporter");
                 let started = std::time::Instant::now();
                 let refreshed = async {
-                    let client = pool.get().await?;
-                    anyhow::Ok(reports::refresh(&**client, &tz).await?)
+                    let client = pool.get().await.map_err(StorageError::from)?;
+                    reports::refresh(&**client, &tz).await
                 }
                 .await;
                 match refreshed {

@@ -635,7 +635,7 @@ impl SourceLoop {
                                 offsets::claim(&**client, &group, &topic, &partitions).await
                             })
                             .await
-                            .unwrap_or_else(|_| Err(storage::StorageError::Config("no answer from Postgres in time".into())));
+                            .unwrap_or_else(|_| Err(storage::StorageError::Timeout(OFFSET_READ_TIMEOUT)));
                             (awaiting, read)
                         }.boxed_local());
                     }

@@ -6,7 +6,7 @@
 use super::accumulator::{shard_of, Accumulator, Refresh};
 use super::faults;
 use super::supervision::{catch_future, Supervision};
-use crate::storage::{self, catalog::Version, suspense};
+use crate::storage::{self, catalog::Version, suspense, StorageError};
 use crate::telemetry::events::{DatabaseFailed, SuspenseResolved};
 use crate::telemetry::Metrics;
 use actix::prelude::*;
@@ -112,7 +112,7 @@ async fn pass(
     metrics: &Metrics,
     current: Option<Arc<Version>>,
     accumulators: &[Addr<Accumulator>],
-) -> anyhow::Result<Option<Arc<Version>>> {
+) -> Result<Option<Arc<Version>>, StorageError> {
     let mut client = pool.get().await?;
     let active = storage::catalog::active_version(&**client).await?;
     let catalog = match (current, active) {

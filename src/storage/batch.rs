@@ -3,18 +3,19 @@
 //! statement whatever the batch size: a binary `COPY` for the usage rows, an `UNNEST` of
 //! arrays for the rest.
 
+use super::caches::{KnownBuckets, RecentlyStored};
+use super::offsets::{self, Advanced};
+use super::rows::{self, UsageSource};
 use super::StorageError;
-use crate::domain::batch::{BatchSummary, HoldReason, PartitionBatch, RatedCdr, Verdict};
+use crate::domain::batch::{
+    BatchSummary, HoldReason, PartitionBatch, RatedCdr, SourceMeta, Verdict,
+};
 use crate::domain::normalize::NormalizedCdr;
 use crate::domain::reject::{RejectReason, Rejection};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use foldhash::HashSetExt;
-use rust_decimal::Decimal;
 use std::collections::HashSet;
-use std::fmt::Write as _;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
 
 /// What writing a batch came to.
 #[derive(Debug)]
@@ -48,7 +49,7 @@ pub async fn write<T>(
     group: &str,
     batch: &PartitionBatch,
     recent: &RecentlyStored,
-    known: &super::billing::KnownBuckets,
+    known: &KnownBuckets,
     new_usage: impl FnOnce(&[usize]) -> T,
 ) -> Result<Written<T>, StorageError> {
     let topic = batch.topic.as_str();
@@ -57,29 +58,25 @@ pub async fn write<T>(
     // First, so that a stale batch does no other work and so that the row lock serializes
     // two writers of the same partition. It also says up to where a `replay --rerate`
     // asked for stored records to be priced again, and with which catalog at least.
-    let cas = tx
-        .prepare_cached(include_str!("sql/offsets_cas.sql"))
-        .await?;
-    let Some(cas_row) = tx
-        .query_opt(
-            &cas,
-            &[
-                &group,
-                &topic,
-                &partition,
-                &batch.to_offset,
-                &batch.from_offset,
-            ],
-        )
-        .await?
+    let Advanced::Moved {
+        rerate_below,
+        rerate_catalog_version,
+    } = offsets::advance(
+        tx,
+        group,
+        topic,
+        partition,
+        batch.from_offset,
+        batch.to_offset,
+    )
+    .await?
     else {
-        let stored = super::offsets::stored(&**tx, group, topic, Some(&[partition])).await?;
+        let stored = offsets::stored(&**tx, group, topic, Some(&[partition])).await?;
         return Ok(Written::Fenced {
             stored: stored.get(&partition).copied(),
         });
     };
-    let rerate_below: Option<i64> = cas_row.get(0);
-    if let (Some(below), Some(needed)) = (rerate_below, cas_row.get::<_, Option<i32>>(1)) {
+    if let (Some(below), Some(needed)) = (rerate_below, rerate_catalog_version) {
         if let Some(used) = priced_before(batch, below, needed) {
             return Ok(Written::CatalogBehind { used, needed });
         }
@@ -104,7 +101,7 @@ pub async fn write<T>(
             Verdict::Received | Verdict::Valid(_) | Verdict::Normalized(_) => {
                 // Only rated, held or rejected records reach storage; anything else is a
                 // wiring bug, and storing it as accepted would hide it.
-                return Err(StorageError::Config(format!(
+                return Err(StorageError::Misuse(format!(
                     "record at offset {} reached storage unrated",
                     r.source.offset
                 )));
@@ -113,18 +110,17 @@ pub async fn write<T>(
     }
 
     // Records already stored as usage are duplicates; the rest is new. Usually nothing
-    // is stored yet: the new rows are copied in straight away, without ON CONFLICT (whose
-    // per-row speculative insertion measured 1.6 times slower in isolation) and without
-    // looking the batch up first (the unique key checks every row anyway, and the lookup
-    // cost a sixth of the transaction). Duplicates this process committed lately are
-    // known without asking (`recent`). If a copied row turns out stored all the same (an
-    // older duplicate, a replayed range), the copy is undone to its savepoint and the
-    // batch is looked up, then copied again without what is stored. A replay with
-    // --rerate needs to know what was stored before, so it always looks up. Exactly-once
-    // holds either way: the partition's offset row lock serializes writers of a
-    // partition, and a copy racing in through another partition fails the copy on the
-    // unique key. (Checking suspense here as well cost 40 % of throughput; suspense
-    // resolution inserts with ON CONFLICT instead.)
+    // is stored yet, so the new rows are copied in straight away: no ON CONFLICT (its
+    // speculative insertion of each row costs more than the rare duplicate saves) and no
+    // lookup first (the unique key checks every row anyway). Duplicates this process
+    // committed lately are known without asking (`recent`). If a copied row turns out
+    // stored all the same (an older duplicate, a replayed range), the copy is undone to
+    // its savepoint and the batch is looked up, then copied again without what is
+    // stored. A replay with --rerate needs to know what was stored before, so it always
+    // looks up. Exactly-once holds either way: the partition's offset row lock
+    // serializes writers of a partition, and a copy racing in through another partition
+    // fails the copy on the unique key. Suspense is not checked here, on the hot path:
+    // suspense resolution inserts with ON CONFLICT instead.
     type Rows<'r> = Vec<(usize, &'r RatedCdr)>;
     let (mut new, mut stored_before): (Rows, Rows) = if rerate_below.is_some() {
         (usage, Vec::new())
@@ -170,18 +166,16 @@ pub async fn write<T>(
     summary.duplicates += stored_before.len() as u32;
     if let Some(below) = rerate_below {
         if below <= batch.to_offset {
-            let clear = tx
-                .prepare_cached(include_str!("sql/rerate_done.sql"))
-                .await?;
-            tx.execute(&clear, &[&group, &topic, &partition]).await?;
+            offsets::rerate_done(tx, group, topic, partition).await?;
         }
-        let again: Vec<&RatedCdr> = stored_before
+        let again: Vec<(usize, &RatedCdr)> = stored_before
             .iter()
             .filter(|(i, _)| batch.records[*i].source.offset < below)
-            .map(|(_, x)| *x)
+            .copied()
             .collect();
         if !again.is_empty() {
-            let (rerated, customers) = super::rerate::rerate(tx, &again).await?;
+            let (rerated, customers) =
+                super::rerate::rerate(tx, &with_sources(batch, &again)).await?;
             summary.rerated = rerated;
             posted.invalidated = customers;
         }
@@ -291,130 +285,16 @@ async fn store_rejects(
     rejected: &[(usize, &Rejection)],
     offsets: &[i64],
 ) -> Result<HashSet<i64>, StorageError> {
-    if copied_unless_stored(tx, REJECT_POSITION_KEY, copy_rejects(tx, batch, rejected)).await? {
+    let rows: Vec<(&Rejection, &SourceMeta)> = rejected
+        .iter()
+        .map(|(i, r)| (*r, &batch.records[*i].source))
+        .collect();
+    let (topic, partition) = (batch.topic.as_str(), batch.partition);
+    let copy = rows::copy_rejects(tx, topic, partition, &rows);
+    if copied_unless_stored(tx, REJECT_POSITION_KEY, copy).await? {
         return Ok(offsets.iter().copied().collect());
     }
-    let stmt = tx
-        .prepare_cached(include_str!("sql/insert_rejects.sql"))
-        .await?;
-    let reasons: Vec<&str> = rejected.iter().map(|(_, r)| r.reason.as_str()).collect();
-    let details: Vec<&str> = rejected.iter().map(|(_, r)| r.detail.as_str()).collect();
-    let raws: Vec<&[u8]> = rejected
-        .iter()
-        .map(|(i, _)| batch.records[*i].source.payload.as_slice())
-        .collect();
-    let keys: Vec<Option<&[u8]>> = rejected
-        .iter()
-        .map(|(i, _)| batch.records[*i].source.key.as_deref())
-        .collect();
-    let times: Vec<Option<DateTime<Utc>>> = rejected
-        .iter()
-        .map(|(i, _)| batch.records[*i].source.timestamp)
-        .collect();
-    let (topic, partition) = (batch.topic.as_str(), batch.partition);
-    Ok(tx
-        .query(
-            &stmt,
-            &[
-                &offsets, &reasons, &details, &raws, &keys, &times, &topic, &partition,
-            ],
-        )
-        .await?
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect())
-}
-
-/// Copy `rejected` into `rejected_records` with a binary `COPY`.
-async fn copy_rejects(
-    tx: &Transaction<'_>,
-    batch: &PartitionBatch,
-    rejected: &[(usize, &Rejection)],
-) -> Result<usize, StorageError> {
-    let stmt = tx
-        .prepare_cached(
-            "COPY rejected_records (src_offset, reason, detail, raw, kafka_key, kafka_ts, \
-             src_topic, src_partition) FROM STDIN (FORMAT binary)",
-        )
-        .await?;
-    let sink = tx.copy_in(&stmt).await?;
-    let writer = BinaryCopyInWriter::new(
-        sink,
-        &[
-            Type::INT8,
-            Type::TEXT,
-            Type::TEXT,
-            Type::BYTEA,
-            Type::BYTEA,
-            Type::TIMESTAMPTZ,
-            Type::TEXT,
-            Type::INT4,
-        ],
-    );
-    futures::pin_mut!(writer);
-    let (topic, partition) = (batch.topic.as_str(), batch.partition);
-    for (i, r) in rejected {
-        let source = &batch.records[*i].source;
-        writer
-            .as_mut()
-            .write(&[
-                &source.offset,
-                &r.reason.as_str(),
-                &r.detail.as_str(),
-                &source.payload.as_slice(),
-                &source.key.as_deref(),
-                &source.timestamp,
-                &topic,
-                &partition,
-            ])
-            .await?;
-    }
-    Ok(writer.finish().await? as usize)
-}
-
-/// Record ids this process saw committed as usage lately, at most `capacity` of them,
-/// oldest forgotten first. Usage rows are never deleted, so an id found here is stored:
-/// its record is a duplicate without asking Postgres. An id not found here may still be
-/// stored; the insert finds out. Duplicates on a network mostly repeat a record sent
-/// moments before (a retransmission), which this catches.
-pub struct RecentlyStored {
-    ids: foldhash::HashSet<std::sync::Arc<str>>,
-    order: std::collections::VecDeque<std::sync::Arc<str>>,
-    capacity: usize,
-}
-
-impl RecentlyStored {
-    pub fn new(capacity: usize) -> Self {
-        RecentlyStored {
-            ids: foldhash::HashSet::with_capacity(capacity.min(1 << 16)),
-            order: std::collections::VecDeque::with_capacity(capacity.min(1 << 16)),
-            capacity,
-        }
-    }
-
-    pub fn contains(&self, record_id: &str) -> bool {
-        self.ids.contains(record_id)
-    }
-
-    /// Remember ids whose rows were committed (never before the commit succeeded).
-    pub fn remember<'a>(&mut self, committed: impl IntoIterator<Item = &'a str>) {
-        if self.capacity == 0 {
-            return;
-        }
-        for id in committed {
-            if self.ids.contains(id) {
-                continue;
-            }
-            if self.order.len() == self.capacity {
-                if let Some(old) = self.order.pop_front() {
-                    self.ids.remove(&old);
-                }
-            }
-            let id: std::sync::Arc<str> = id.into();
-            self.ids.insert(id.clone());
-            self.order.push_back(id);
-        }
-    }
+    rows::insert_rejects_if_new(tx, topic, partition, &rows).await
 }
 
 /// Insert every normalized record of `batch` as usage, with nothing else around it: the
@@ -435,18 +315,23 @@ pub async fn insert_accepted(
     insert_usage(tx, batch, &rows).await
 }
 
-/// The new usage rows of a batch, written with a binary `COPY`: no ON CONFLICT (whose
-/// per-row speculative insertion measured 1.6 times slower), and no arrays to build and
-/// unpack. It replaced an `INSERT … SELECT FROM UNNEST` of 30 arrays, the batch
-/// transaction's largest statement: Postgres CPU per record fell about a tenth. A row
+/// The new usage rows of a batch, written with a binary `COPY`: no ON CONFLICT, whose
+/// speculative insertion of each row costs more than the rare duplicate saves. A row
 /// stored already makes the unique key fail the copy.
 async fn insert_usage(
     tx: &Transaction<'_>,
     batch: &PartitionBatch,
     rows: &[(usize, &RatedCdr)],
 ) -> Result<usize, StorageError> {
-    let sources: Vec<(&RatedCdr, UsageSource)> = rows
-        .iter()
+    rows::copy_usage(tx, &with_sources(batch, rows)).await
+}
+
+/// Rated records of `batch` with where each came from.
+fn with_sources<'b>(
+    batch: &'b PartitionBatch,
+    rows: &[(usize, &'b RatedCdr)],
+) -> Vec<(&'b RatedCdr, UsageSource<'b>)> {
+    rows.iter()
         .map(|(i, x)| {
             let source = &batch.records[*i].source;
             (
@@ -459,243 +344,7 @@ async fn insert_usage(
                 },
             )
         })
-        .collect();
-    copy_usage(tx, "usage_events", &sources).await
-}
-
-/// Insert rated records as usage unless their record id is stored already, and return the
-/// ids inserted: for suspense resolution, where the same event may have reached usage by
-/// the batch path meanwhile. The rows are copied into a temporary table, then inserted
-/// from it with ON CONFLICT DO NOTHING, so that both paths write a row the same way.
-pub(crate) async fn insert_usage_if_new(
-    tx: &Transaction<'_>,
-    rows: &[(&RatedCdr, UsageSource<'_>)],
-) -> Result<HashSet<String>, StorageError> {
-    tx.batch_execute(
-        "CREATE TEMP TABLE usage_resolved (LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DROP",
-    )
-    .await?;
-    copy_usage(tx, "usage_resolved", rows).await?;
-    let columns = usage_column_list();
-    let insert = format!(
-        "INSERT INTO usage_events ({columns}) SELECT {columns} FROM usage_resolved
-         ON CONFLICT (record_id) DO NOTHING RETURNING record_id"
-    );
-    Ok(tx
-        .query(&insert, &[])
-        .await?
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect())
-}
-
-/// Where a usage row came from.
-pub(crate) struct UsageSource<'a> {
-    pub(crate) topic: &'a str,
-    pub(crate) partition: i32,
-    pub(crate) offset: i64,
-    pub(crate) kafka_ts: Option<DateTime<Utc>>,
-}
-
-/// How many columns a usage row has: the length of `USAGE_COLUMNS` and of the values
-/// `copy_usage` writes, so that the compiler holds the two together.
-const USAGE_WIDTH: usize = 33;
-
-/// The columns `copy_usage` writes and their types, in the order of its values: one
-/// list, so that a column cannot drift from its type.
-const USAGE_COLUMNS: [(&str, Type); USAGE_WIDTH] = [
-    ("record_id", Type::TEXT),
-    ("customer_id", Type::INT8),
-    ("record_type", Type::TEXT),
-    ("msisdn", Type::TEXT),
-    ("peer_msisdn", Type::TEXT),
-    ("peer_country", Type::TEXT),
-    ("peer_class", Type::TEXT),
-    ("peer_unverified", Type::BOOL),
-    ("event_time", Type::TIMESTAMPTZ),
-    ("duration_sec", Type::INT4),
-    ("volume_bytes", Type::INT8),
-    ("session_duration_sec", Type::INT4),
-    ("cell_id", Type::TEXT),
-    ("city", Type::TEXT),
-    ("region", Type::TEXT),
-    ("technology", Type::TEXT),
-    ("roaming_country", Type::TEXT),
-    ("src_offset", Type::INT8),
-    ("kafka_ts", Type::TIMESTAMPTZ),
-    ("period", Type::DATE),
-    ("plan", Type::TEXT),
-    ("tariff_id", Type::TEXT),
-    ("zone", Type::TEXT),
-    ("band", Type::TEXT),
-    ("bands", Type::TEXT_ARRAY),
-    ("band_units", Type::INT8_ARRAY),
-    ("band_amounts", Type::NUMERIC_ARRAY),
-    ("units", Type::INT8),
-    ("amount", Type::NUMERIC),
-    ("cost", Type::NUMERIC),
-    ("catalog_version", Type::INT4),
-    ("src_topic", Type::TEXT),
-    ("src_partition", Type::INT4),
-];
-
-/// The column list of `USAGE_COLUMNS`, for SQL.
-fn usage_column_list() -> String {
-    USAGE_COLUMNS.map(|(name, _)| name).join(", ")
-}
-
-/// Copy rated records into `table` (`usage_events`, or a table like it) with a binary
-/// `COPY`: the one place a rated record becomes a usage row.
-async fn copy_usage(
-    tx: &Transaction<'_>,
-    table: &str,
-    rows: &[(&RatedCdr, UsageSource<'_>)],
-) -> Result<usize, StorageError> {
-    let copy = format!(
-        "COPY {table} ({}) FROM STDIN (FORMAT binary)",
-        usage_column_list()
-    );
-    // A temporary table is made anew by each transaction: its statement is not kept.
-    let stmt = if table == "usage_events" {
-        tx.prepare_cached(&copy).await?
-    } else {
-        tx.prepare(&copy).await?
-    };
-    let sink = tx.copy_in(&stmt).await?;
-    let types = USAGE_COLUMNS.map(|(_, t)| t);
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    futures::pin_mut!(writer);
-    for (x, source) in rows {
-        let (c, r) = (&x.cdr, &x.rating);
-        let split = r.parts.len() > 1;
-        let bands = split.then(|| r.parts.iter().map(|p| p.band.as_str()).collect::<Vec<_>>());
-        let band_units = split.then(|| r.parts.iter().map(|p| p.units).collect::<Vec<_>>());
-        let band_amounts = split.then(|| r.parts.iter().map(|p| p.amount).collect::<Vec<_>>());
-        let values: [&(dyn ToSql + Sync); USAGE_WIDTH] = [
-            &c.record_id.as_str(),
-            &x.customer_id,
-            &c.record_type.as_str(),
-            &c.subscriber.as_str(),
-            &c.peer.as_ref().map(|p| p.as_str()),
-            &c.peer_country.as_deref(),
-            &c.peer_class.map(|p| p.as_str()),
-            &c.peer_unverified,
-            &c.event_time,
-            &c.duration_sec,
-            &c.volume_bytes,
-            &c.session_duration_sec,
-            &c.cell_id.as_str(),
-            &c.city.as_deref(),
-            &c.region.as_str(),
-            &c.technology.as_str(),
-            &c.roaming_country.as_deref(),
-            &source.offset,
-            &source.kafka_ts,
-            &r.period,
-            &r.plan.as_str(),
-            &r.tariff_id.as_str(),
-            &r.zone.as_str(),
-            &r.parts.first().map(|p| p.band.as_str()),
-            &bands,
-            &band_units,
-            &band_amounts,
-            &r.units,
-            &r.amount,
-            &r.cost,
-            &x.catalog_version,
-            &source.topic,
-            &source.partition,
-        ];
-        writer.as_mut().write(&values).await?;
-    }
-    Ok(writer.finish().await? as usize)
-}
-
-/// The rating of usage rows as column arrays: the SET list of a re-rating update. A split call's parts travel as array literals
-/// (`{peak,offpeak}`), cast per row in SQL: band names are plain words (the catalog
-/// checks it) and amounts are decimals, so no quoting is needed. An event in one band
-/// has no parts arrays, only its `band`.
-pub(crate) struct RatingColumns<'a> {
-    pub(crate) period: Vec<NaiveDate>,
-    plan: Vec<&'a str>,
-    tariff_id: Vec<&'a str>,
-    zone: Vec<&'a str>,
-    band: Vec<Option<&'a str>>,
-    bands: Vec<Option<String>>,
-    band_units: Vec<Option<String>>,
-    band_amounts: Vec<Option<String>>,
-    units: Vec<i64>,
-    pub(crate) amount: Vec<Decimal>,
-    cost: Vec<Decimal>,
-    catalog_version: Vec<i32>,
-}
-
-impl<'a> RatingColumns<'a> {
-    pub(crate) fn with_capacity(n: usize) -> Self {
-        RatingColumns {
-            period: Vec::with_capacity(n),
-            plan: Vec::with_capacity(n),
-            tariff_id: Vec::with_capacity(n),
-            zone: Vec::with_capacity(n),
-            band: Vec::with_capacity(n),
-            bands: Vec::with_capacity(n),
-            band_units: Vec::with_capacity(n),
-            band_amounts: Vec::with_capacity(n),
-            units: Vec::with_capacity(n),
-            amount: Vec::with_capacity(n),
-            cost: Vec::with_capacity(n),
-            catalog_version: Vec::with_capacity(n),
-        }
-    }
-
-    pub(crate) fn push(&mut self, x: &'a RatedCdr) {
-        let r = &x.rating;
-        self.period.push(r.period);
-        self.plan.push(r.plan.as_str());
-        self.tariff_id.push(r.tariff_id.as_str());
-        self.zone.push(r.zone.as_str());
-        self.band.push(r.parts.first().map(|p| p.band.as_str()));
-        let split = r.parts.len() > 1;
-        self.bands
-            .push(split.then(|| array_literal(r.parts.iter().map(|p| p.band.as_str()))));
-        self.band_units
-            .push(split.then(|| array_literal(r.parts.iter().map(|p| p.units))));
-        self.band_amounts
-            .push(split.then(|| array_literal(r.parts.iter().map(|p| p.amount))));
-        self.units.push(r.units);
-        self.amount.push(r.amount);
-        self.cost.push(r.cost);
-        self.catalog_version.push(x.catalog_version);
-    }
-
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 12] {
-        [
-            &self.period,
-            &self.plan,
-            &self.tariff_id,
-            &self.zone,
-            &self.band,
-            &self.bands,
-            &self.band_units,
-            &self.band_amounts,
-            &self.units,
-            &self.amount,
-            &self.cost,
-            &self.catalog_version,
-        ]
-    }
-}
-
-fn array_literal<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
-    let mut out = String::from("{");
-    for (i, item) in items.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{item}");
-    }
-    out.push('}');
-    out
+        .collect()
 }
 
 async fn insert_suspense(
@@ -713,7 +362,7 @@ async fn insert_suspense(
         .iter()
         .map(|(_, c, _)| serde_json::to_value(c))
         .collect::<Result<_, _>>()
-        .map_err(|e| StorageError::Config(format!("normalized record does not serialize: {e}")))?;
+        .map_err(|e| StorageError::Encode(format!("normalized record does not serialize: {e}")))?;
     let raws: Vec<&[u8]> = rows
         .iter()
         .map(|(i, _, _)| batch.records[*i].source.payload.as_slice())
@@ -777,30 +426,4 @@ async fn add_counters(
     )
     .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RecentlyStored;
-
-    #[test]
-    fn recently_stored_forgets_the_oldest_beyond_its_capacity() {
-        let mut recent = RecentlyStored::new(3);
-        recent.remember(["a", "b", "c"]);
-        assert!(["a", "b", "c"].iter().all(|id| recent.contains(id)));
-        // Seen again: not a second entry, so it does not push another out.
-        recent.remember(["b"]);
-        assert!(recent.contains("a"));
-        recent.remember(["d"]);
-        assert!(!recent.contains("a"), "the oldest goes first");
-        assert!(["b", "c", "d"].iter().all(|id| recent.contains(id)));
-        assert!(!recent.contains("e"));
-    }
-
-    #[test]
-    fn recently_stored_of_no_capacity_knows_nothing() {
-        let mut recent = RecentlyStored::new(0);
-        recent.remember(["a"]);
-        assert!(!recent.contains("a"));
-    }
 }

@@ -1,6 +1,7 @@
 //! Month-to-date usage buckets and late usage, written in the batch transaction from the
 //! rows it inserted, and read back for the accumulators, the API and `cdrflow bill`.
 
+use super::caches::KnownBuckets;
 use super::StorageError;
 use crate::domain::batch::RatedCdr;
 use crate::domain::billing::{BillTo, Bucket, BucketKey, Usage};
@@ -8,11 +9,8 @@ use crate::domain::record::RecordType;
 use chrono::NaiveDate;
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::Transaction;
-use foldhash::HashSetExt;
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::hash::BuildHasher;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -245,103 +243,6 @@ const BUCKET_COPY_TYPES: [Type; 13] = [
     Type::NUMERIC,
 ];
 
-/// Bucket keys this process wrote lately (at most `capacity`, the oldest forgotten
-/// first), shared by the committers, so that a batch's new buckets can be copied in
-/// instead of upserted. A key is remembered as soon as a transaction writes it, before
-/// it commits: a key remembered wrongly (its transaction rolled back) is only upserted
-/// next time. What makes a copy fail is a key stored without this process knowing it:
-/// after a start mid-month, or written by another daemon or command. Then the copy is
-/// not tried again for a number of batches that doubles with each failure (up to 1,024)
-/// and is reset by a copy that goes through, which bounds the work lost to failed copies
-/// while the set fills up.
-pub struct KnownBuckets {
-    state: Mutex<Known>,
-    /// foldhash: SipHash, std's default, was about 3 % of the daemon's CPU over the maps
-    /// looked up per record.
-    hasher: foldhash::fast::RandomState,
-}
-
-struct Known {
-    keys: foldhash::HashSet<u64>,
-    order: VecDeque<u64>,
-    capacity: usize,
-    /// Batches to pass before the next copy, and how many the last failure set.
-    skip: u32,
-    backoff: u32,
-}
-
-/// The longest pause, in batches, between two tries of the copy.
-const MAX_COPY_BACKOFF: u32 = 1024;
-
-impl KnownBuckets {
-    pub fn new(capacity: usize) -> Self {
-        KnownBuckets {
-            hasher: foldhash::fast::RandomState::default(),
-            state: Mutex::new(Known {
-                keys: foldhash::HashSet::with_capacity(capacity.min(1 << 16)),
-                order: VecDeque::with_capacity(capacity.min(1 << 16)),
-                capacity,
-                skip: 0,
-                backoff: 0,
-            }),
-        }
-    }
-
-    /// A bucket's key as a number. Two keys with the same number make one of them look
-    /// stored: it is upserted, which is always right.
-    fn fingerprint(&self, customer: i64, period: NaiveDate, k: &BucketKey) -> u64 {
-        self.hasher.hash_one((customer, period, k))
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, Known> {
-        // The state is a cache: one a panicking holder left is still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether each key was known, in order; all of them are known afterwards.
-    fn learn(&self, keys: impl Iterator<Item = u64>) -> Vec<bool> {
-        let mut s = self.state();
-        keys.map(|key| {
-            if s.keys.contains(&key) {
-                return true;
-            }
-            if s.capacity == 0 {
-                return false;
-            }
-            if s.order.len() == s.capacity {
-                if let Some(old) = s.order.pop_front() {
-                    s.keys.remove(&old);
-                }
-            }
-            s.keys.insert(key);
-            s.order.push_back(key);
-            false
-        })
-        .collect()
-    }
-
-    /// Whether this batch may try the copy (not while paused after a failed one).
-    fn may_copy(&self) -> bool {
-        let mut s = self.state();
-        if s.skip > 0 {
-            s.skip -= 1;
-            return false;
-        }
-        true
-    }
-
-    /// What the copy came to: a failure pauses the copy, twice as long as the last time.
-    fn copy_done(&self, copied: bool) {
-        let mut s = self.state();
-        if copied {
-            s.backoff = 0;
-        } else {
-            s.backoff = (s.backoff * 2).clamp(1, MAX_COPY_BACKOFF);
-            s.skip = s.backoff;
-        }
-    }
-}
-
 #[derive(Default)]
 struct BucketColumns<'a> {
     customer: Vec<i64>,
@@ -427,7 +328,7 @@ pub async fn buckets<C: GenericClient>(
     for r in client.query(&stmt, &[&customers, &periods]).await? {
         let service: String = r.get(5);
         let service = RecordType::parse(&service).ok_or_else(|| {
-            StorageError::Config(format!("usage bucket with unknown service {service:?}"))
+            StorageError::Corrupt(format!("usage bucket with unknown service {service:?}"))
         })?;
         out.entry((r.get(0), r.get(1))).or_default().add_bucket(
             BucketKey {
@@ -705,51 +606,4 @@ pub async fn clear_checks<C: GenericClient>(
     Ok(client
         .execute(&stmt, &[&customers, &periods, &seqs])
         .await?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::KnownBuckets;
-
-    #[test]
-    fn known_buckets_tell_what_was_seen_and_forget_the_oldest_beyond_capacity() {
-        let known = KnownBuckets::new(3);
-        assert_eq!(known.learn([1, 2, 1].into_iter()), [false, false, true]);
-        assert_eq!(known.learn([3, 2].into_iter()), [false, true]);
-        // A fourth key pushes out the first one learned.
-        assert_eq!(known.learn([4].into_iter()), [false]);
-        assert_eq!(known.learn([1, 3, 4].into_iter()), [false, true, true]);
-        // Learning 1 again pushed out 2.
-        assert_eq!(known.learn([2].into_iter()), [false]);
-        let none = KnownBuckets::new(0);
-        assert_eq!(none.learn([7, 7].into_iter()), [false, false]);
-    }
-
-    #[test]
-    fn a_failed_copy_pauses_copies_for_twice_as_many_batches_each_time() {
-        let known = KnownBuckets::new(8);
-        assert!(known.may_copy());
-        let paused = |known: &KnownBuckets| {
-            let mut n = 0;
-            while !known.may_copy() {
-                n += 1;
-            }
-            n
-        };
-        known.copy_done(false);
-        assert_eq!(paused(&known), 1);
-        known.copy_done(false);
-        assert_eq!(paused(&known), 2);
-        known.copy_done(false);
-        assert_eq!(paused(&known), 4);
-        // A copy that goes through resets the pause.
-        known.copy_done(true);
-        assert!(known.may_copy());
-        known.copy_done(false);
-        assert_eq!(paused(&known), 1);
-        for _ in 0..20 {
-            known.copy_done(false);
-        }
-        assert_eq!(paused(&known), super::MAX_COPY_BACKOFF);
-    }
 }

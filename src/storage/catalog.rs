@@ -25,8 +25,6 @@ pub enum ApplyError {
     PlansInUse(Vec<(String, i64)>),
     #[error("{0}")]
     Storage(#[from] StorageError),
-    #[error("stored catalog version {0} no longer parses: {1}")]
-    Corrupt(i32, CatalogError),
 }
 
 impl From<tokio_postgres::Error> for ApplyError {
@@ -163,7 +161,7 @@ pub async fn active_version(client: &impl GenericClient) -> Result<Option<i32>, 
 pub async fn load(
     client: &impl GenericClient,
     version: Option<i32>,
-) -> Result<Option<Version>, ApplyError> {
+) -> Result<Option<Version>, StorageError> {
     let row = client
         .query_opt(
             "SELECT version, label, sha256, applied_at, source FROM catalog_versions
@@ -174,7 +172,9 @@ pub async fn load(
     let Some(row) = row else { return Ok(None) };
     let version: i32 = row.get(0);
     let source: String = row.get(4);
-    let catalog = Catalog::parse(&source).map_err(|e| ApplyError::Corrupt(version, e))?;
+    let catalog = Catalog::parse(&source).map_err(|e| {
+        StorageError::Catalog(format!("stored version {version} no longer parses: {e}"))
+    })?;
     Ok(Some(Version {
         version,
         label: row.get(1),

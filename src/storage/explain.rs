@@ -60,7 +60,7 @@ pub async fn event(
     };
     let normalized: serde_json::Value = r.get(0);
     let cdr: NormalizedCdr = serde_json::from_value(normalized).map_err(|e| {
-        StorageError::Config(format!("stored event {record_id} does not decode: {e}"))
+        StorageError::Corrupt(format!("stored event {record_id} does not decode: {e}"))
     })?;
     Ok(Some(StoredEvent {
         cdr,

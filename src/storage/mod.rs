@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod billing;
+pub mod caches;
 pub mod catalog;
 pub mod customers;
 pub mod explain;
@@ -10,6 +11,7 @@ pub mod invoices;
 pub mod offsets;
 pub mod reports;
 pub mod rerate;
+mod rows;
 pub mod stats;
 pub mod suspense;
 
@@ -24,7 +26,25 @@ refinery::embed_migrations!("migrations");
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("invalid database URL: {0}")]
-    Config(String),
+    Url(String),
+    /// The connection pool could not be set up with these settings.
+    #[error("database pool settings: {0}")]
+    PoolSetup(String),
+    /// Postgres did not answer within the time the caller allows.
+    #[error("no answer from Postgres within {0:?}")]
+    Timeout(Duration),
+    /// A row read back does not decode: the stored data is not what this build wrote.
+    #[error("stored data does not decode: {0}")]
+    Corrupt(String),
+    /// A value could not be encoded for storage.
+    #[error("cannot encode for storage: {0}")]
+    Encode(String),
+    /// The caller broke a rule of this module: a bug, not a database failure.
+    #[error("storage called wrongly: {0}")]
+    Misuse(String),
+    /// A stored rating catalog could not be loaded.
+    #[error("rating catalog: {0}")]
+    Catalog(String),
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database: {0}")]
@@ -49,7 +69,7 @@ pub enum ErrorKind {
 impl StorageError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StorageError::Pool(_) => ErrorKind::External,
+            StorageError::Pool(_) | StorageError::Timeout(_) => ErrorKind::External,
             StorageError::Db(e) if e.is_closed() || e.code().is_none() => ErrorKind::External,
             StorageError::Db(e) => match e.code().map(|c| c.code()) {
                 // connection exceptions, insufficient resources, operator intervention
@@ -70,7 +90,13 @@ impl StorageError {
                 }
                 _ => ErrorKind::Permanent,
             },
-            StorageError::Config(_) | StorageError::Migration(_) => ErrorKind::Permanent,
+            StorageError::Url(_)
+            | StorageError::PoolSetup(_)
+            | StorageError::Corrupt(_)
+            | StorageError::Encode(_)
+            | StorageError::Misuse(_)
+            | StorageError::Catalog(_)
+            | StorageError::Migration(_) => ErrorKind::Permanent,
         }
     }
 
@@ -87,7 +113,7 @@ impl StorageError {
 }
 
 pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StorageError> {
-    tokio_postgres::Config::from_str(url).map_err(|e| StorageError::Config(e.to_string()))
+    tokio_postgres::Config::from_str(url).map_err(|e| StorageError::Url(e.to_string()))
 }
 
 /// The URL's settings plus bounds on how long anything may hang: a silently dead network
@@ -146,7 +172,7 @@ fn pool_of(config: tokio_postgres::Config, size: usize) -> Result<Pool, StorageE
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))
         .build()
-        .map_err(|e| StorageError::Config(e.to_string()))
+        .map_err(|e| StorageError::PoolSetup(e.to_string()))
 }
 
 /// Connect once, outside any pool.

@@ -1,8 +1,69 @@
 //! Stored consumer offsets: the position each group has durably reached per partition.
+//! Every write to `consumer_offsets` is here: the claim of a new partition, the
+//! compare-and-set of each batch, the end of a re-rating range, a replay's rewind and
+//! the skip of a gap.
 
 use super::StorageError;
+use deadpool_postgres::Transaction;
 use std::collections::BTreeMap;
 use tokio_postgres::GenericClient;
+
+/// What a batch's compare-and-set found.
+pub enum Advanced {
+    /// The stored offset was where the batch started and now is where it ends. Up to
+    /// `rerate_below` (if any) a `replay --rerate` asked stored records to be priced
+    /// again, with catalog version `rerate_catalog_version` at least.
+    Moved {
+        rerate_below: Option<i64>,
+        rerate_catalog_version: Option<i32>,
+    },
+    /// Someone else moved the stored offset (a rebalance, a replay rewind, a zombie
+    /// instance): nothing of the batch may be committed.
+    Fenced,
+}
+
+/// Advance a partition's stored offset from `from` to `to` in the batch's transaction,
+/// only if it is at `from`. Taking the row lock first also serializes two writers of
+/// the same partition until the transaction ends.
+pub async fn advance(
+    tx: &Transaction<'_>,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    to: i64,
+) -> Result<Advanced, StorageError> {
+    let cas = tx
+        .prepare_cached(include_str!("sql/offsets_cas.sql"))
+        .await?;
+    Ok(
+        match tx
+            .query_opt(&cas, &[&group, &topic, &partition, &to, &from])
+            .await?
+        {
+            Some(row) => Advanced::Moved {
+                rerate_below: row.get(0),
+                rerate_catalog_version: row.get(1),
+            },
+            None => Advanced::Fenced,
+        },
+    )
+}
+
+/// A batch reached the end of the range a `replay --rerate` asked to price again: later
+/// batches skip what is stored, as usual.
+pub async fn rerate_done(
+    tx: &Transaction<'_>,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<(), StorageError> {
+    let clear = tx
+        .prepare_cached(include_str!("sql/rerate_done.sql"))
+        .await?;
+    tx.execute(&clear, &[&group, &topic, &partition]).await?;
+    Ok(())
+}
 
 /// The stored next offset of each partition, creating a row at 0 for partitions never
 /// seen, so that every later batch commit is a plain compare-and-set.

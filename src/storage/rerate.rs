@@ -15,7 +15,7 @@
 //! period with an UPDATE of that row, so it waits for a batch that is pricing the
 //! period's events in place, and a batch that comes after the close books adjustments.
 
-use super::batch::RatingColumns;
+use super::rows::{self, UsageSource};
 use super::StorageError;
 use crate::domain::batch::RatedCdr;
 use chrono::NaiveDate;
@@ -48,11 +48,14 @@ impl Stored {
 
 /// Price `events` again; returns how many changed and the customers whose open-period
 /// buckets were rebuilt (their month-to-date state must be read again).
-pub async fn rerate(
+pub(super) async fn rerate(
     tx: &Transaction<'_>,
-    events: &[&RatedCdr],
+    events: &[(&RatedCdr, UsageSource<'_>)],
 ) -> Result<(u32, Vec<i64>), StorageError> {
-    let ids: Vec<&str> = events.iter().map(|x| x.cdr.record_id.as_str()).collect();
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|(x, _)| x.cdr.record_id.as_str())
+        .collect();
     let stored: HashMap<String, Stored> = tx
         .query(
             &tx.prepare_cached(include_str!("sql/rerate_stored.sql"))
@@ -80,7 +83,7 @@ pub async fn rerate(
     // of it waits too.
     let periods: Vec<NaiveDate> = events
         .iter()
-        .filter_map(|x| {
+        .filter_map(|(x, _)| {
             let s = stored.get(&x.cdr.record_id)?;
             Some([s.period.unwrap_or(x.rating.period), x.rating.period])
         })
@@ -90,11 +93,11 @@ pub async fn rerate(
         .collect();
     let closed = super::billing::lock_periods(tx, &periods).await?;
 
-    let mut update_ids = Vec::new();
-    let mut update = RatingColumns::with_capacity(events.len());
+    let mut update: Vec<(&RatedCdr, UsageSource)> = Vec::new();
     let mut adj = Adjustments::default();
     let mut rebuild: BTreeSet<(i64, NaiveDate)> = BTreeSet::new();
-    for x in events {
+    for (x, source) in events {
+        let x = *x;
         let Some(s) = stored.get(&x.cdr.record_id) else {
             continue;
         };
@@ -113,19 +116,13 @@ pub async fn rerate(
             if s.amount != Some(new) {
                 adj.push(x, s.customer_id, period, old, new, true);
             }
-            update_ids.push(x.cdr.record_id.as_str());
-            update.push(x);
+            update.push((x, *source));
             rebuild.insert((s.customer_id, period));
             rebuild.insert((s.customer_id, x.rating.period));
         }
     }
-    if !update_ids.is_empty() {
-        let stmt = tx
-            .prepare_cached(include_str!("sql/rerate_update.sql"))
-            .await?;
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&update_ids];
-        params.extend(update.params());
-        tx.execute(&stmt, &params).await?;
+    if !update.is_empty() {
+        rows::update_rating(tx, &update).await?;
     }
     if !adj.record_id.is_empty() {
         let stmt = tx
@@ -166,7 +163,7 @@ pub async fn rerate(
     let mut customers: Vec<i64> = pairs.iter().map(|p| p.0).collect();
     customers.dedup();
     Ok((
-        (update_ids.len() + adj.in_place.iter().filter(|p| !**p).count()) as u32,
+        (update.len() + adj.in_place.iter().filter(|p| !**p).count()) as u32,
         customers,
     ))
 }

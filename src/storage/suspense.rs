@@ -9,8 +9,8 @@
 //! subscriber's activation (a recycled number's previous owner): it is looked at again
 //! only if the customer's activation date moves before it.
 
-use super::batch::UsageSource;
 use super::catalog::Version;
+use super::rows::{self, UsageSource};
 use super::StorageError;
 use crate::domain::batch::{rate_record, RatedCdr, Subscriber, Verdict};
 use crate::domain::normalize::NormalizedCdr;
@@ -56,7 +56,7 @@ pub async fn resolve(
             let record_id: String = row.get(0);
             let normalized: serde_json::Value = row.get(1);
             let cdr: NormalizedCdr = serde_json::from_value(normalized).map_err(|e| {
-                StorageError::Config(format!("suspense record {record_id} does not decode: {e}"))
+                StorageError::Corrupt(format!("suspense record {record_id} does not decode: {e}"))
             })?;
             let subscriber = Subscriber {
                 customer_id: row.get(5),
@@ -91,7 +91,7 @@ pub async fn resolve(
         let inserted = if usage.is_empty() {
             HashSet::new()
         } else {
-            super::batch::insert_usage_if_new(&tx, &usage).await?
+            rows::insert_usage_if_new(&tx, &usage).await?
         };
         let new_usage: Vec<&RatedCdr> = verdicts
             .iter()

@@ -220,3 +220,27 @@ async fn the_settings_file_is_used_and_the_environment_and_flags_override_it() {
     assert_eq!(code, Some(1), "{text}");
     assert!(!text.contains(&db.name), "{text}");
 }
+
+#[tokio::test]
+async fn a_report_piped_into_a_reader_that_stops_early_ends_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let db = TestDb::new().await;
+    let mut child = Command::new(BIN)
+        .args(["stats", "--format", "json", "--database-url", &db.url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the report is written, as `| head -0` would be.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
