@@ -5,6 +5,7 @@
 use crate::domain::batch::{BatchSummary, PartitionBatch};
 use crate::kafka::context::InFlightGuard;
 use crate::storage::StorageError;
+use crate::telemetry::events::FailureKind;
 use actix::Message;
 
 #[derive(Debug)]
@@ -59,4 +60,17 @@ pub enum PipelineError {
     /// again.
     #[error("priced with catalog version {used}, older than version {needed} that a rerate replay asked for")]
     CatalogBehind { used: i32, needed: i32 },
+}
+
+impl PipelineError {
+    /// Which part of the pipeline failed the batch. Every kind is retried from the
+    /// stored offset; what differs is what the operator looks at.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            PipelineError::Storage(_) => FailureKind::Database,
+            PipelineError::Publish(_) => FailureKind::Publish,
+            PipelineError::StageDown(_) | PipelineError::Panicked { .. } => FailureKind::Pipeline,
+            PipelineError::CatalogBehind { .. } => FailureKind::Catalog,
+        }
+    }
 }

@@ -25,7 +25,7 @@ use crate::domain::batch::{PartitionBatch, ProcessedRecord, SourceMeta, Verdict}
 use crate::kafka::client::consumer_config;
 use crate::kafka::context::{position, Assignment, Cursor, InFlight, Position, SourceContext};
 use crate::storage::{self, offsets};
-use crate::telemetry::events::{BatchFailed, FailureKind, OffsetBeyondLogEnd, OffsetGapRecorded};
+use crate::telemetry::events::{BatchFailed, OffsetBeyondLogEnd, OffsetGapRecorded};
 use crate::telemetry::metrics::StageMetrics;
 use crate::telemetry::Metrics;
 use actix::prelude::*;
@@ -512,12 +512,7 @@ impl SourceLoop {
                             BatchFailed {
                                 partition: ack.partition,
                                 from_offset: ack.from,
-                                kind: match error {
-                                    PipelineError::Storage(_) => FailureKind::Database,
-                                    PipelineError::Publish(_) => FailureKind::Publish,
-                                    PipelineError::StageDown(_) | PipelineError::Panicked { .. } => FailureKind::Pipeline,
-                                    PipelineError::CatalogBehind { .. } => FailureKind::Catalog,
-                                },
+                                kind: error.kind(),
                                 error: &error,
                                 backoff_secs: wait.as_secs().max(1),
                             }
