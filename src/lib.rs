@@ -32,6 +32,9 @@
 //! - [`telemetry`]: tracing set-up, the metrics registry, events that feed both.
 //! - [`cli`]: one module per subcommand.
 //!
+//! Beside the layers, [`retry`]: the back-off schedules, the retry loop for a dependency
+//! that may not be up yet, and which storage and Kafka errors are worth another try.
+//!
 //! Exactly-once: Kafka offsets live in Postgres and move in the same transaction as the
 //! batch's rows, by compare-and-set on where the batch started; usage rows are unique by
 //! `record_id`, rejects by source position.
@@ -42,5 +45,6 @@ pub mod http;
 pub mod kafka;
 pub mod pipeline;
 pub mod render;
+pub mod retry;
 pub mod storage;
 pub mod telemetry;

@@ -13,7 +13,7 @@
 
 use super::DatabaseArgs;
 use crate::kafka::client;
-use crate::pipeline::retry;
+use crate::retry::retry;
 use crate::storage::offsets::{self, Rewind, StoredOffset};
 use crate::storage::{self, ErrorKind, StorageError};
 use anyhow::Context as _;

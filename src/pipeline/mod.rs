@@ -26,6 +26,7 @@ use crate::domain::{NumberPlan, Validation};
 use crate::http;
 use crate::kafka::client;
 use crate::kafka::publisher::Publisher;
+use crate::retry::retry;
 use crate::storage;
 use crate::telemetry::Metrics;
 use actix::{Arbiter, Supervisor};
@@ -67,33 +68,6 @@ pub struct RunSettings {
     pub close_after_days: Option<u32>,
     /// How often the report aggregates are refreshed; None: never by this process.
     pub report_refresh: Option<Duration>,
-}
-
-/// Retry an external dependency at start-up with back-off, reporting each failure,
-/// until it answers or `give_up_after` has passed.
-pub async fn retry<T, E, F, Fut>(
-    what: &str,
-    give_up_after: Duration,
-    mut attempt: F,
-) -> Result<T, E>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let started = std::time::Instant::now();
-    let mut delay = Duration::from_millis(250);
-    loop {
-        match attempt().await {
-            Ok(v) => return Ok(v),
-            Err(error) if started.elapsed() + delay < give_up_after => {
-                warn!(%error, retry_in_ms = delay.as_millis() as u64, "Failed to reach {what}; retrying.");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(error) => return Err(error),
-        }
-    }
 }
 
 /// How long start-up waits for Postgres and the broker before giving up.
