@@ -18,10 +18,11 @@
 //!
 //! Layers, each in its own folder:
 //! - [`domain`]: pure code — records, validation, normalization, the catalog and rating,
-//!   billing (buckets, allowances, discounts, invoices), the generator model.
+//!   billing (buckets, allowances, discounts, invoices), the generator model, the replay
+//!   plan.
 //! - [`pipeline`]: the actors, thin shells that call the domain and forward with `send()`.
 //! - [`render`]: documents made from values, pure: the invoice as a PDF, a report as a
-//!   table, CSV or JSON, an event's explanation as text.
+//!   table, CSV or JSON, an event's explanation as text, a replay's plan as text.
 //! - [`kafka`]: client construction, the rebalance context, output publishing, reading a
 //!   record back by position.
 //! - [`storage`]: Postgres pool, migrations, the batch write, the catalog versions,
