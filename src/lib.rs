@@ -18,10 +18,11 @@
 //!
 //! Layers, each in its own folder:
 //! - [`domain`]: pure code — records, validation, normalization, the catalog and rating,
-//!   billing (buckets, allowances, discounts, invoices), the generator model.
+//!   billing (buckets, allowances, discounts, invoices), the generator model, the replay
+//!   plan.
 //! - [`pipeline`]: the actors, thin shells that call the domain and forward with `send()`.
 //! - [`render`]: documents made from values, pure: the invoice as a PDF, a report as a
-//!   table, CSV or JSON, an event's explanation as text.
+//!   table, CSV or JSON, an event's explanation as text, a replay's plan as text.
 //! - [`kafka`]: client construction, the rebalance context, output publishing, reading a
 //!   record back by position.
 //! - [`storage`]: Postgres pool, migrations, the batch write, the catalog versions,
@@ -31,6 +32,9 @@
 //!   dashboard.
 //! - [`telemetry`]: tracing set-up, the metrics registry, events that feed both.
 //! - [`cli`]: one module per subcommand.
+//!
+//! Beside the layers, [`retry`]: the back-off schedules, the retry loop for a dependency
+//! that may not be up yet, and which storage and Kafka errors are worth another try.
 //!
 //! Exactly-once: Kafka offsets live in Postgres and move in the same transaction as the
 //! batch's rows, by compare-and-set on where the batch started; usage rows are unique by
@@ -42,5 +46,6 @@ pub mod http;
 pub mod kafka;
 pub mod pipeline;
 pub mod render;
+pub mod retry;
 pub mod storage;
 pub mod telemetry;

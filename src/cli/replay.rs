@@ -3,27 +3,28 @@
 //! to the broker's first offset at or after a time, or by a shift — for some or all
 //! partitions, optionally asking for the replayed records to be priced again.
 //!
-//! Replay only ever moves offsets back: a forward move would skip records unprocessed,
-//! so it is refused as a whole. Every chosen row is locked and moved in one transaction;
-//! a running daemon notices when its next commit on the partition finds the offset it
-//! expected gone (`storage::batch::write` answers `Fenced`), and its source seeks to the
-//! new position. What the replayed records do is the committer's business: accepted ones
-//! are duplicates, rejects are not stored twice, and with `--rerate` the accepted ones
-//! below the old position are priced again (`storage::rerate`).
+//! This module reads the command line, asks the broker where a time falls
+//! ([`kafka::offsets`]), lets the domain plan and refuse
+//! ([`domain::replay`](crate::domain::replay)), applies the
+//! plan through [`storage::offsets`] and prints it ([`render::replay`]). Every chosen row
+//! is locked and moved in one transaction; a running daemon notices when its next commit
+//! on the partition finds the offset it expected gone (`storage::batch::write` answers
+//! `Fenced`), and its source seeks to the new position. What the replayed records do is
+//! the committer's business: accepted ones are duplicates, rejects are not stored twice,
+//! and with `--rerate` the accepted ones below the old position are priced again
+//! (`storage::rerate`).
 
 use super::DatabaseArgs;
-use crate::kafka::client;
-use crate::pipeline::retry;
-use crate::storage::offsets::{self, Rewind, StoredOffset};
-use crate::storage::{self, ErrorKind, StorageError};
-use anyhow::Context as _;
+use crate::domain::replay::{self, Destination, Doubt, Move, StoredOffset};
+use crate::kafka;
+use crate::render;
+use crate::retry::{retry, Transient};
+use crate::storage::offsets::{self, Rewind};
+use crate::storage::{self, StorageError};
 use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use clap::ArgGroup;
-use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -132,240 +133,10 @@ impl When {
     }
 }
 
-/// Where the chosen partitions go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
-    Offset(i64),
-    Shift(i64),
-    /// The broker's answers (checked); a partition without a record at or after the
-    /// time stays.
-    FirstAtOrAfter(Answers),
-}
-
-/// One chosen partition: where it stands and where it goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Move {
-    pub partition: i32,
-    pub stored: i64,
-    pub new: i64,
-    /// `rerate_below` once the command is applied.
-    pub rerate_below: Option<i64>,
-    /// This command raises `rerate_below` (--rerate on a partition that moves).
-    pub sets_rerate: bool,
-}
-
-impl Move {
-    pub fn to_replay(&self) -> i64 {
-        self.stored - self.new
-    }
-
-    pub fn moves(&self) -> bool {
-        self.new != self.stored
-    }
-}
-
-/// Why a replay is refused; nothing has been changed when one is returned.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
-    #[error("group `{group}` has no stored offsets on topic `{topic}`: it has consumed nothing there to replay (check --group and --topic)")]
-    NothingStored { group: String, topic: String },
-    #[error("{} no stored offset for group `{group}` on topic `{topic}`", partition_list(.partitions))]
-    NotStored {
-        partitions: Vec<i32>,
-        group: String,
-        topic: String,
-    },
-    #[error("refusing to move forward, which would skip records unprocessed: {}; nothing was changed", forward_list(.0))]
-    Forward(Vec<(i32, i64, i64)>),
-    #[error("the broker gave no offset for partition {0}")]
-    NoAnswer(i32),
-    #[error("could not read the record at offset {offset} of partition {partition} to check the broker's answer; nothing was changed")]
-    Unverified { partition: i32, offset: i64 },
-}
-
-/// The broker's offsets-for-times answer per partition; `None`: no record at or after
-/// the time.
-pub type Answers = BTreeMap<i32, Option<i64>>;
-
-/// A partition whose offsets-for-times answer points at a record older than the time
-/// asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Doubt {
-    pub partition: i32,
-    pub answered: i64,
-    pub record_time: DateTime<Utc>,
-}
-
-/// Check the broker's answers that would move a partition (`checked`: partition →
-/// answered offset) against the first record read from there. Kafka answers the first
-/// offset whose record is at or after the time, or "none"; a record there that is older
-/// means the broker found none and said so wrongly (tansu 0.6 answers 0 instead of
-/// "none") or is wrong in some other way. Either way the partition stays where it is:
-/// staying never skips a record, and the doubt is reported.
-pub fn check_answers(
-    mut found: Answers,
-    checked: &BTreeMap<i32, i64>,
-    records: &BTreeMap<i32, (i64, Option<DateTime<Utc>>)>,
-    at: DateTime<Utc>,
-) -> Result<(Answers, Vec<Doubt>), PlanError> {
-    let mut doubts = Vec::new();
-    for (&partition, &answered) in checked {
-        match records.get(&partition) {
-            Some(&(offset, Some(record_time))) if offset == answered && record_time < at => {
-                doubts.push(Doubt {
-                    partition,
-                    answered,
-                    record_time,
-                });
-                found.insert(partition, None);
-            }
-            Some(_) => {}
-            None => {
-                return Err(PlanError::Unverified {
-                    partition,
-                    offset: answered,
-                })
-            }
-        }
-    }
-    Ok((found, doubts))
-}
-
-fn partition_list(p: &[i32]) -> String {
-    let list: Vec<String> = p.iter().map(i32::to_string).collect();
-    match p.len() {
-        1 => format!("partition {} has", list[0]),
-        _ => format!("partitions {} have", list.join(", ")),
-    }
-}
-
-fn forward_list(f: &[(i32, i64, i64)]) -> String {
-    f.iter()
-        .map(|(p, stored, new)| format!("partition {p}: stored offset {stored}, new offset {new}"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// The stored rows the command acts on: those named in `wanted`, or all when it is empty.
-pub fn select(
-    stored: &BTreeMap<i32, StoredOffset>,
-    wanted: &[i32],
-    group: &str,
-    topic: &str,
-) -> Result<BTreeMap<i32, StoredOffset>, PlanError> {
-    if stored.is_empty() {
-        return Err(PlanError::NothingStored {
-            group: group.into(),
-            topic: topic.into(),
-        });
-    }
-    if wanted.is_empty() {
-        return Ok(stored.clone());
-    }
-    let mut missing: Vec<i32> = wanted
-        .iter()
-        .copied()
-        .filter(|p| !stored.contains_key(p))
-        .collect();
-    missing.sort_unstable();
-    missing.dedup();
-    if !missing.is_empty() {
-        return Err(PlanError::NotStored {
-            partitions: missing,
-            group: group.into(),
-            topic: topic.into(),
-        });
-    }
-    Ok(stored
-        .iter()
-        .filter(|(p, _)| wanted.contains(p))
-        .map(|(p, s)| (*p, *s))
-        .collect())
-}
-
-/// The new offset of every chosen partition, or why the whole command is refused.
-pub fn plan(
-    chosen: &BTreeMap<i32, StoredOffset>,
-    destination: &Destination,
-    rerate: bool,
-) -> Result<Vec<Move>, PlanError> {
-    let mut moves = Vec::with_capacity(chosen.len());
-    let mut forward = Vec::new();
-    for (&partition, s) in chosen {
-        let stored = s.next_offset;
-        let new = match destination {
-            Destination::Offset(n) => *n,
-            Destination::Shift(n) => stored.saturating_add(*n).max(0),
-            Destination::FirstAtOrAfter(found) => match found.get(&partition) {
-                Some(Some(n)) => *n,
-                Some(None) => stored,
-                None => return Err(PlanError::NoAnswer(partition)),
-            },
-        };
-        if new > stored {
-            forward.push((partition, stored, new));
-        }
-        let sets_rerate = rerate && new < stored;
-        moves.push(Move {
-            partition,
-            stored,
-            new,
-            rerate_below: if sets_rerate {
-                Some(s.rerate_below.unwrap_or(0).max(stored))
-            } else {
-                s.rerate_below
-            },
-            sets_rerate,
-        });
-    }
-    if forward.is_empty() {
-        Ok(moves)
-    } else {
-        Err(PlanError::Forward(forward))
-    }
-}
-
-/// The table both modes print.
-pub fn render(moves: &[Move]) -> String {
-    let mut out = format!(
-        "{:>9} {:>12} {:>12} {:>12}  {}\n",
-        "partition", "stored", "new", "to replay", "rerate"
-    );
-    for m in moves {
-        let rerate = match m.rerate_below {
-            Some(b) if m.sets_rerate => format!("below {b}"),
-            // Left by an earlier --rerate replay and still reaching into this range.
-            Some(b) if m.moves() && b > m.new => format!("below {b} (earlier)"),
-            _ => "-".into(),
-        };
-        let _ = writeln!(
-            out,
-            "{:>9} {:>12} {:>12} {:>12}  {}",
-            m.partition,
-            m.stored,
-            m.new,
-            m.to_replay(),
-            rerate
-        );
-    }
-    let moving = moves.iter().filter(|m| m.moves()).count();
-    let _ = writeln!(
-        out,
-        "{:>9} {:>12} {:>12} {:>12}  {} of {} partitions move",
-        "total",
-        "",
-        "",
-        moves.iter().map(Move::to_replay).sum::<i64>(),
-        moving,
-        moves.len()
-    );
-    out
-}
-
 /// How a replay attempt ended short of success.
 enum Failure {
     Db(StorageError),
-    Refused(PlanError),
+    Refused(replay::PlanError),
     /// The commit was sent and the connection failed: it may have been applied.
     CommitUnknown(StorageError),
     /// Something that cannot happen short of a bug; nothing was committed.
@@ -398,7 +169,7 @@ where
             Err(e) => Err(Failure::Db(e)),
         };
         match result {
-            Err(Failure::Db(e)) if e.kind() == ErrorKind::External => Err(e),
+            Err(Failure::Db(e)) if e.is_transient() => Err(e),
             other => Ok(other),
         }
     })
@@ -419,92 +190,19 @@ where
     }
 }
 
-/// Broker answers that asking again will not change.
-fn kafka_permanent(e: &KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::UnknownTopicOrPartition
-                | RDKafkaErrorCode::UnknownTopic
-                | RDKafkaErrorCode::UnknownPartition
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::InvalidTimestamp
-        )
-    )
-}
-
-/// For `retry`: an error worth another try stays an error, any other outcome is final.
-fn permanent_or_retry<T>(r: Result<T, KafkaError>) -> Result<Result<T, KafkaError>, KafkaError> {
-    match r {
-        Err(e) if !kafka_permanent(&e) => Err(e),
-        other => Ok(other),
-    }
-}
-
-/// Ask the broker where each chosen partition reaches `at`, checking first that the
-/// partitions exist and then that each answer that would move a partition points at a
-/// record at or after `at`.
-async fn broker_offsets(
-    args: &ReplayArgs,
-    chosen: &BTreeMap<i32, StoredOffset>,
-    at: DateTime<Utc>,
-    patience: Duration,
-) -> anyhow::Result<(Answers, Vec<Doubt>)> {
-    let failed = |e: KafkaError| {
-        anyhow::Error::new(e).context(format!(
-            "Failed to reach the Kafka broker at {} within {}s",
-            args.brokers,
-            patience.as_secs()
-        ))
-    };
-    let existing = retry("the Kafka broker", patience, || async {
-        permanent_or_retry(client::partition_ids(&args.brokers, &args.topic).await)
-    })
-    .await
-    .map_err(failed)?
-    .with_context(|| format!("Failed to read the partitions of topic `{}`", args.topic))?;
-    let absent: Vec<String> = chosen
-        .keys()
-        .filter(|p| !existing.contains(p))
-        .map(|p| format!("partition {p}"))
-        .collect();
-    if !absent.is_empty() {
-        anyhow::bail!(
-            "topic `{}` on {} has no {}",
-            args.topic,
-            args.brokers,
-            absent.join(", ")
-        );
-    }
-    let partitions: Vec<i32> = chosen.keys().copied().collect();
-    let found = retry("the Kafka broker", patience, || async {
-        permanent_or_retry(
-            client::offsets_for_time(&args.brokers, &args.topic, &partitions, at).await,
-        )
-    })
-    .await
-    .map_err(failed)?
-    .with_context(|| {
-        format!(
-            "Failed to look up offsets for {at} on topic `{}`",
-            args.topic
-        )
-    })?;
-    let checked: BTreeMap<i32, i64> = found
-        .iter()
-        .filter_map(|(p, n)| Some((*p, (*n)?)))
-        .filter(|(p, n)| chosen.get(p).is_some_and(|s| *n < s.next_offset))
-        .collect();
-    if checked.is_empty() {
-        return Ok((found, Vec::new()));
-    }
-    let records = retry("the Kafka broker", patience, || async {
-        permanent_or_retry(client::first_records(&args.brokers, &args.topic, &checked).await)
-    })
-    .await
-    .map_err(failed)?
-    .with_context(|| format!("Failed to read records of topic `{}`", args.topic))?;
-    Ok(check_answers(found, &checked, &records, at)?)
+/// The stored offsets as the plan takes them.
+fn positions(rows: BTreeMap<i32, offsets::StoredOffset>) -> BTreeMap<i32, StoredOffset> {
+    rows.into_iter()
+        .map(|(p, s)| {
+            (
+                p,
+                StoredOffset {
+                    next_offset: s.next_offset,
+                    rerate_below: s.rerate_below,
+                },
+            )
+        })
+        .collect()
 }
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -535,24 +233,67 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     wanted.sort_unstable();
     wanted.dedup();
 
-    let mut doubts = Vec::new();
-    let (destination, description) = match (args.to_offset, args.shift_by, at) {
-        (Some(n), _, _) => (Destination::Offset(n), format!("to offset {n}")),
-        (_, Some(n), _) => (Destination::Shift(n), format!("shifted by {n}")),
+    let (destination, description, doubts) = destination(&args, at, &mut wanted, patience).await?;
+
+    let request = Request {
+        group,
+        topic,
+        wanted: &wanted,
+        destination: &destination,
+        rerate: args.rerate,
+        dry_run: args.dry_run,
+    };
+    let moves = with_database(url, patience, |client| apply(client, &request)).await?;
+
+    print!(
+        "{}",
+        render::replay::summary(&render::replay::Summary {
+            group,
+            topic,
+            description: &description,
+            rerate: request.rerate,
+            dry_run: request.dry_run,
+            moves: &moves,
+            doubts: &doubts,
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the chosen partitions go, as a destination and in words, with the broker's
+/// answers taken as "no record". For a time, `wanted` becomes the partitions the broker
+/// was asked about (every stored one when none was named), so that the transaction that
+/// applies the plan acts on exactly those.
+async fn destination(
+    args: &ReplayArgs,
+    at: Option<DateTime<Utc>>,
+    wanted: &mut Vec<i32>,
+    patience: Duration,
+) -> anyhow::Result<(Destination, String, Vec<Doubt>)> {
+    let (group, topic, url) = (
+        args.group.as_str(),
+        args.topic.as_str(),
+        args.db.database_url.as_str(),
+    );
+    Ok(match (args.to_offset, args.shift_by, at) {
+        (Some(n), _, _) => (Destination::Offset(n), format!("to offset {n}"), Vec::new()),
+        (_, Some(n), _) => (Destination::Shift(n), format!("shifted by {n}"), Vec::new()),
         (_, _, Some(at)) => {
             // Which partitions first (without locking anything), then the broker: no row
             // stays locked while the broker is asked.
             let chosen = with_database(url, patience, |client| {
-                let wanted = &wanted;
+                let wanted = &*wanted;
                 async move {
                     let stored = offsets::positions(&client, group, topic, None, false).await?;
-                    select(&stored, wanted, group, topic).map_err(Failure::Refused)
+                    replay::select(&positions(stored), wanted, group, topic)
+                        .map_err(Failure::Refused)
                 }
             })
             .await?;
-            wanted = chosen.keys().copied().collect();
-            let (found, found_doubts) = broker_offsets(&args, &chosen, at, patience).await?;
-            doubts = found_doubts;
+            *wanted = chosen.keys().copied().collect();
+            let (found, doubts) =
+                kafka::offsets::first_at_or_after(&args.brokers, topic, &chosen, at, patience)
+                    .await?;
             (
                 Destination::FirstAtOrAfter(found),
                 format!(
@@ -561,328 +302,74 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     at.with_timezone(&args.timezone).format("%Y-%m-%d %H:%M:%S"),
                     args.timezone
                 ),
+                doubts,
             )
         }
         (None, None, None) => anyhow::bail!("give one of --to-offset, --to-datetime or --shift-by"),
-    };
-
-    let (dry_run, rerate) = (args.dry_run, args.rerate);
-    let moves = with_database(url, patience, |mut client| {
-        let (wanted, destination) = (&wanted, &destination);
-        async move {
-            let tx = client.transaction().await?;
-            // Lock the rows before reading them: a daemon committing one of these
-            // partitions now either finishes first (and we see its offset) or waits
-            // and then finds its expected offset gone.
-            let stored = offsets::positions(
-                &tx,
-                group,
-                topic,
-                Some(wanted).filter(|w| !w.is_empty()).map(|w| w.as_slice()),
-                !dry_run,
-            )
-            .await?;
-            let chosen = select(&stored, wanted, group, topic).map_err(Failure::Refused)?;
-            let moves = plan(&chosen, destination, rerate).map_err(Failure::Refused)?;
-            let rewinds: Vec<Rewind> = moves
-                .iter()
-                .filter(|m| m.moves())
-                .map(|m| Rewind {
-                    partition: m.partition,
-                    from: m.stored,
-                    to: m.new,
-                })
-                .collect();
-            if dry_run || rewinds.is_empty() {
-                tx.rollback().await?;
-                return Ok(moves);
-            }
-            let changed = offsets::rewind(&tx, group, topic, &rewinds, rerate).await?;
-            if changed != rewinds.len() as u64 {
-                // The rows are locked, so this cannot happen short of a bug; never commit
-                // half a replay.
-                tx.rollback().await?;
-                return Err(Failure::Bug(format!(
-                    "{changed} of {} locked offset rows changed; nothing was changed",
-                    rewinds.len()
-                )));
-            }
-            tx.commit()
-                .await
-                .map_err(|e| Failure::CommitUnknown(e.into()))?;
-            Ok(moves)
-        }
     })
-    .await?;
+}
 
-    let moving = moves.iter().filter(|m| m.moves()).count();
-    println!(
-        "replay of group `{group}` on topic `{topic}`, {description}{}{}:",
-        if rerate { ", re-rating" } else { "" },
-        if dry_run { " (dry run)" } else { "" }
-    );
-    print!("{}", render(&moves));
-    for d in &doubts {
-        println!(
-            "note: for partition {} the broker answered offset {}, but the record there is from \
-             {}, before the time asked for: taken as no record at or after it, so the partition \
-             stays.",
-            d.partition,
-            d.answered,
-            d.record_time
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        );
+/// What the command asks of the stored offsets.
+struct Request<'a> {
+    group: &'a str,
+    topic: &'a str,
+    /// The partitions named; empty: every stored one.
+    wanted: &'a [i32],
+    destination: &'a Destination,
+    rerate: bool,
+    dry_run: bool,
+}
+
+/// In one transaction: lock the chosen rows, plan their moves and, unless this is a dry
+/// run or nothing moves, apply them.
+async fn apply(mut client: tokio_postgres::Client, r: &Request<'_>) -> Result<Vec<Move>, Failure> {
+    let tx = client.transaction().await?;
+    // Lock the rows before reading them: a daemon committing one of these
+    // partitions now either finishes first (and we see its offset) or waits
+    // and then finds its expected offset gone.
+    let stored = offsets::positions(
+        &tx,
+        r.group,
+        r.topic,
+        Some(r.wanted).filter(|w| !w.is_empty()),
+        !r.dry_run,
+    )
+    .await?;
+    let chosen =
+        replay::select(&positions(stored), r.wanted, r.group, r.topic).map_err(Failure::Refused)?;
+    let moves = replay::plan(&chosen, r.destination, r.rerate).map_err(Failure::Refused)?;
+    let rewinds: Vec<Rewind> = moves
+        .iter()
+        .filter(|m| m.moves())
+        .map(|m| Rewind {
+            partition: m.partition,
+            from: m.stored,
+            to: m.new,
+        })
+        .collect();
+    if r.dry_run || rewinds.is_empty() {
+        tx.rollback().await?;
+        return Ok(moves);
     }
-    if dry_run {
-        println!("dry run: nothing changed.");
-    } else if moving == 0 {
-        println!("nothing to replay: no partition moves; nothing changed.");
-    } else {
-        println!(
-            "applied: {moving} partition(s) rewound in one transaction, {} records to replay.",
-            moves.iter().map(Move::to_replay).sum::<i64>()
-        );
-        println!(
-            "A running daemon picks the rewind up with its next batch on each rewound partition: \
-             the batch's compare-and-set on the stored offset fails, nothing of it is committed, \
-             and the source seeks to the new position. A partition that receives no new record \
-             is picked up when one arrives or when the daemon next starts."
-        );
+    let changed = offsets::rewind(&tx, r.group, r.topic, &rewinds, r.rerate).await?;
+    if changed != rewinds.len() as u64 {
+        // The rows are locked, so this cannot happen short of a bug; never commit
+        // half a replay.
+        tx.rollback().await?;
+        return Err(Failure::Bug(format!(
+            "{changed} of {} locked offset rows changed; nothing was changed",
+            rewinds.len()
+        )));
     }
-    if !rerate
-        && moves
-            .iter()
-            .any(|m| m.moves() && m.rerate_below.is_some_and(|b| b > m.new))
-    {
-        println!(
-            "note: partitions marked (earlier) keep the bound of an earlier --rerate replay that has not \
-             reached it yet: \
-             accepted records below it are priced again as they come back."
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    tx.commit()
+        .await
+        .map_err(|e| Failure::CommitUnknown(e.into()))?;
+    Ok(moves)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn stored(rows: &[(i32, i64)]) -> BTreeMap<i32, StoredOffset> {
-        rows.iter()
-            .map(|&(p, n)| {
-                (
-                    p,
-                    StoredOffset {
-                        next_offset: n,
-                        rerate_below: None,
-                    },
-                )
-            })
-            .collect()
-    }
-
-    fn new_offsets(moves: &[Move]) -> Vec<(i32, i64)> {
-        moves.iter().map(|m| (m.partition, m.new)).collect()
-    }
-
-    #[test]
-    fn to_offset_moves_every_chosen_partition_to_that_offset() {
-        let m = plan(
-            &stored(&[(0, 100), (1, 50)]),
-            &Destination::Offset(20),
-            false,
-        )
-        .unwrap();
-        assert_eq!(new_offsets(&m), [(0, 20), (1, 20)]);
-        assert_eq!(m.iter().map(Move::to_replay).collect::<Vec<_>>(), [80, 30]);
-    }
-
-    #[test]
-    fn to_offset_at_the_stored_offset_moves_nothing() {
-        let m = plan(&stored(&[(3, 40)]), &Destination::Offset(40), true).unwrap();
-        assert!(!m[0].moves());
-        assert_eq!(m[0].to_replay(), 0);
-        assert!(
-            !m[0].sets_rerate,
-            "nothing comes back, so nothing is re-rated"
-        );
-        assert_eq!(m[0].rerate_below, None);
-    }
-
-    #[test]
-    fn a_negative_shift_rewinds_and_stops_at_zero() {
-        let m = plan(
-            &stored(&[(0, 1500), (1, 300)]),
-            &Destination::Shift(-1000),
-            false,
-        )
-        .unwrap();
-        assert_eq!(new_offsets(&m), [(0, 500), (1, 0)]);
-    }
-
-    #[test]
-    fn a_positive_shift_is_refused_naming_the_partition_and_both_offsets() {
-        let e = plan(&stored(&[(2, 10)]), &Destination::Shift(5), false).unwrap_err();
-        assert_eq!(e, PlanError::Forward(vec![(2, 10, 15)]));
-        let text = e.to_string();
-        assert!(
-            text.contains("partition 2") && text.contains("10") && text.contains("15"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn one_forward_partition_refuses_the_whole_command() {
-        let e = plan(
-            &stored(&[(0, 100), (1, 5), (2, 7)]),
-            &Destination::Offset(6),
-            false,
-        )
-        .unwrap_err();
-        assert_eq!(e, PlanError::Forward(vec![(1, 5, 6)]));
-    }
-
-    #[test]
-    fn the_broker_answer_is_the_new_offset_and_no_answer_leaves_the_partition() {
-        let found = BTreeMap::from([(0, Some(30)), (1, None)]);
-        let m = plan(
-            &stored(&[(0, 100), (1, 80)]),
-            &Destination::FirstAtOrAfter(found),
-            false,
-        )
-        .unwrap();
-        assert_eq!(new_offsets(&m), [(0, 30), (1, 80)]);
-    }
-
-    #[test]
-    fn a_broker_offset_past_the_stored_one_is_refused() {
-        let found = BTreeMap::from([(0, Some(130))]);
-        let e = plan(
-            &stored(&[(0, 100)]),
-            &Destination::FirstAtOrAfter(found),
-            false,
-        )
-        .unwrap_err();
-        assert_eq!(e, PlanError::Forward(vec![(0, 100, 130)]));
-    }
-
-    #[test]
-    fn a_partition_the_broker_did_not_answer_for_is_an_error() {
-        let e = plan(
-            &stored(&[(0, 100)]),
-            &Destination::FirstAtOrAfter(BTreeMap::new()),
-            false,
-        )
-        .unwrap_err();
-        assert_eq!(e, PlanError::NoAnswer(0));
-    }
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
-
-    #[test]
-    fn a_broker_answer_pointing_at_an_older_record_is_taken_as_no_record_and_reported() {
-        let t = at("2026-09-14T08:00:00Z");
-        let found = BTreeMap::from([(0, Some(0)), (1, Some(40)), (2, None)]);
-        let checked = BTreeMap::from([(0, 0), (1, 40)]);
-        let records = BTreeMap::from([
-            (0, (0, Some(at("2026-09-14T07:59:59.999Z")))),
-            (1, (40, Some(t))),
-        ]);
-        let (found, doubts) = check_answers(found, &checked, &records, t).unwrap();
-        assert_eq!(found, BTreeMap::from([(0, None), (1, Some(40)), (2, None)]));
-        assert_eq!(
-            doubts,
-            [Doubt {
-                partition: 0,
-                answered: 0,
-                record_time: at("2026-09-14T07:59:59.999Z")
-            }]
-        );
-    }
-
-    #[test]
-    fn a_broker_answer_whose_record_cannot_be_read_refuses_the_command() {
-        let t = at("2026-09-14T08:00:00Z");
-        let e = check_answers(
-            BTreeMap::from([(3, Some(12))]),
-            &BTreeMap::from([(3, 12)]),
-            &BTreeMap::new(),
-            t,
-        )
-        .unwrap_err();
-        assert_eq!(
-            e,
-            PlanError::Unverified {
-                partition: 3,
-                offset: 12
-            }
-        );
-    }
-
-    #[test]
-    fn a_record_past_the_answered_offset_or_without_a_timestamp_is_no_reason_for_doubt() {
-        let t = at("2026-09-14T08:00:00Z");
-        let found = BTreeMap::from([(0, Some(5)), (1, Some(9))]);
-        let checked = BTreeMap::from([(0, 5), (1, 9)]);
-        // Offset 5 is a transaction marker, so the first record read is 6; partition 1's
-        // record carries no timestamp.
-        let records = BTreeMap::from([(0, (6, Some(at("2026-09-14T07:00:00Z")))), (1, (9, None))]);
-        let (checked_found, doubts) = check_answers(found.clone(), &checked, &records, t).unwrap();
-        assert_eq!(checked_found, found);
-        assert!(doubts.is_empty());
-    }
-
-    #[test]
-    fn rerate_raises_the_bound_to_the_old_offset_and_never_lowers_it() {
-        let mut s = stored(&[(0, 100), (1, 100)]);
-        s.get_mut(&1).unwrap().rerate_below = Some(250);
-        let m = plan(&s, &Destination::Offset(0), true).unwrap();
-        assert_eq!(m[0].rerate_below, Some(100));
-        assert_eq!(m[1].rerate_below, Some(250));
-        assert!(m.iter().all(|m| m.sets_rerate));
-    }
-
-    #[test]
-    fn without_rerate_the_bound_is_left_as_it_was() {
-        let mut s = stored(&[(0, 100)]);
-        s.get_mut(&0).unwrap().rerate_below = Some(60);
-        let m = plan(&s, &Destination::Offset(0), false).unwrap();
-        assert_eq!(m[0].rerate_below, Some(60));
-        assert!(!m[0].sets_rerate);
-    }
-
-    #[test]
-    fn no_partitions_named_means_every_stored_one() {
-        let s = stored(&[(0, 1), (4, 2)]);
-        assert_eq!(select(&s, &[], "g", "t").unwrap(), s);
-    }
-
-    #[test]
-    fn named_partitions_are_the_only_ones_chosen() {
-        let s = stored(&[(0, 1), (2, 2), (5, 3)]);
-        let chosen = select(&s, &[5, 0], "g", "t").unwrap();
-        assert_eq!(chosen.keys().copied().collect::<Vec<_>>(), [0, 5]);
-    }
-
-    #[test]
-    fn a_named_partition_without_a_stored_offset_is_named_in_the_error() {
-        let e = select(&stored(&[(0, 1)]), &[0, 7], "billing", "cdr.raw").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "partition 7 has no stored offset for group `billing` on topic `cdr.raw`"
-        );
-    }
-
-    #[test]
-    fn a_group_with_nothing_stored_on_the_topic_is_an_error() {
-        let e = select(&BTreeMap::new(), &[], "billing", "cdr.raw").unwrap_err();
-        assert!(matches!(e, PlanError::NothingStored { .. }));
-        assert!(e.to_string().contains("no stored offsets"), "{e}");
-    }
 
     #[test]
     fn rfc3339_times_are_instants_and_local_times_are_read_in_the_zone() {
@@ -924,35 +411,6 @@ mod tests {
     fn a_time_in_no_known_format_is_refused() {
         assert!(parse_when("yesterday").is_err());
         assert!(parse_when("14/09/2026 08:00").is_err());
-    }
-
-    #[test]
-    fn the_table_has_one_row_per_partition_and_the_total_to_replay() {
-        let mut s = stored(&[(0, 100), (1, 40)]);
-        s.get_mut(&1).unwrap().rerate_below = Some(90);
-        let m = plan(&s, &Destination::Offset(40), false).unwrap();
-        let text = render(&m);
-        let lines: Vec<Vec<&str>> = text
-            .lines()
-            .map(|l| l.split_whitespace().collect())
-            .collect();
-        assert_eq!(
-            lines[0],
-            ["partition", "stored", "new", "to", "replay", "rerate"]
-        );
-        assert_eq!(lines[1], ["0", "100", "40", "60", "-"]);
-        // Partition 1 does not move: an earlier bound does not matter to it.
-        assert_eq!(lines[2], ["1", "40", "40", "0", "-"]);
-        assert_eq!(
-            lines[3],
-            ["total", "60", "1", "of", "2", "partitions", "move"]
-        );
-    }
-
-    #[test]
-    fn the_table_shows_the_rerate_bound_this_replay_sets() {
-        let m = plan(&stored(&[(0, 100)]), &Destination::Offset(0), true).unwrap();
-        assert!(render(&m).lines().nth(1).unwrap().ends_with("below 100"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod normalize;
 pub mod rating;
 pub mod record;
 pub mod reject;
+pub mod replay;
 
 pub use msisdn::{Msisdn, NumberPlan, PeerClass};
 pub use normalize::{NormalizedCdr, Normalizer};

@@ -1,6 +1,9 @@
-//! Kafka: client construction, the source's rebalance context, and output publishing.
+//! Kafka: client construction, the source's rebalance context, output publishing, and
+//! the broker look-ups of `cdrflow explain` (a record by position) and `cdrflow replay`
+//! (offsets for a time).
 
 pub mod client;
 pub mod context;
 pub mod fetch;
+pub mod offsets;
 pub mod publisher;

@@ -7,11 +7,12 @@
 use super::accumulator::{self, Accumulator};
 use super::committer::{self, Committer};
 use super::supervision::Supervision;
-use super::{biller, rater, reporter, retry, source, stages, suspense, RunSettings, SourceExit};
+use super::{biller, rater, reporter, source, stages, suspense, RunSettings, SourceExit};
 use crate::domain::NumberPlan;
 use crate::http;
 use crate::kafka::client;
 use crate::kafka::publisher::Publisher;
+use crate::retry::retry;
 use crate::storage;
 use crate::telemetry::Metrics;
 use actix::{Addr, Arbiter, Supervisor};

@@ -26,10 +26,8 @@ pub mod supervision;
 pub mod suspense;
 
 use crate::domain::Validation;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tracing::warn;
 
 pub use app::{run, App, Stop};
 pub use source::{SourceExit, SourceSettings};
@@ -60,31 +58,4 @@ pub struct RunSettings {
     pub close_after_days: Option<u32>,
     /// How often the report aggregates are refreshed; None: never by this process.
     pub report_refresh: Option<Duration>,
-}
-
-/// Retry an external dependency at start-up with back-off, reporting each failure,
-/// until it answers or `give_up_after` has passed.
-pub async fn retry<T, E, F, Fut>(
-    what: &str,
-    give_up_after: Duration,
-    mut attempt: F,
-) -> Result<T, E>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let started = std::time::Instant::now();
-    let mut delay = Duration::from_millis(250);
-    loop {
-        match attempt().await {
-            Ok(v) => return Ok(v),
-            Err(error) if started.elapsed() + delay < give_up_after => {
-                warn!(%error, retry_in_ms = delay.as_millis() as u64, "Failed to reach {what}; retrying.");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(error) => return Err(error),
-        }
-    }
 }

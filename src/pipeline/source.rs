@@ -24,6 +24,7 @@ use super::supervision::{catch_future, Supervision};
 use crate::domain::batch::{PartitionBatch, ProcessedRecord, SourceMeta, Verdict};
 use crate::kafka::client::consumer_config;
 use crate::kafka::context::{position, Assignment, Cursor, InFlight, Position, SourceContext};
+use crate::retry::Backoff;
 use crate::storage::{self, offsets};
 use crate::telemetry::events::{BatchFailed, OffsetBeyondLogEnd, OffsetGapRecorded};
 use crate::telemetry::metrics::StageMetrics;
@@ -91,7 +92,9 @@ pub enum SourceError {
 /// with 8 in flight.)
 const PARTIAL_CUTS_BELOW: usize = 8;
 
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a partition waits after its batches failed, and a restarted consumer after
+/// its predecessor failed, by the failures in a row.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 /// With `exit_when_idle`, how long an instance that was never assigned a partition waits.
 const NEVER_ASSIGNED_WAIT: Duration = Duration::from_secs(30);
 /// How often new positions are checked against the broker's log, and held partitions
@@ -108,14 +111,6 @@ const OFFSET_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(6);
 /// A seek waits for librdkafka's own threads, never for the network.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn backoff(failures: u32) -> Duration {
-    if failures == 0 {
-        return Duration::ZERO;
-    }
-    (Duration::from_millis(500) * 2u32.saturating_pow(failures.saturating_sub(1).min(8)))
-        .min(MAX_BACKOFF)
-}
 
 pub struct KafkaSource {
     settings: Arc<SourceSettings>,
@@ -156,7 +151,7 @@ impl Actor for KafkaSource {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.supervision.recover("source", ctx);
-        let delay = backoff(self.failures.load(Ordering::Relaxed));
+        let delay = BACKOFF.after(self.failures.load(Ordering::Relaxed));
         let run = SourceLoop {
             settings: self.settings.clone(),
             next: self.next.clone(),
@@ -465,7 +460,7 @@ impl SourceLoop {
                         Ok(_) => {}
                         Err(error) => {
                             offset_read_failures += 1;
-                            let wait = backoff(offset_read_failures);
+                            let wait = BACKOFF.after(offset_read_failures);
                             next_offset_read = Instant::now() + wait;
                             warn!(%error, retry_in_ms = wait.as_millis() as u64, "Failed to read the stored offsets of assigned partitions; they wait.");
                         }
@@ -504,10 +499,10 @@ impl SourceLoop {
                             // one, so it is read again after the shortest back-off, and
                             // the back-off of real failures does not grow with it.
                             let wait = if let PipelineError::CatalogBehind { .. } = error {
-                                backoff(1)
+                                BACKOFF.after(1)
                             } else {
                                 consecutive_failures += 1;
-                                backoff(consecutive_failures)
+                                BACKOFF.after(consecutive_failures)
                             };
                             BatchFailed {
                                 partition: ack.partition,
@@ -994,10 +989,12 @@ mod tests {
 
     #[test]
     fn back_off_doubles_from_half_a_second_and_caps_at_thirty() {
-        assert_eq!(backoff(0), Duration::ZERO);
-        assert_eq!(backoff(1), Duration::from_millis(500));
-        assert_eq!(backoff(2), Duration::from_secs(1));
-        assert_eq!(backoff(4), Duration::from_secs(4));
-        assert_eq!(backoff(20), MAX_BACKOFF);
+        assert_eq!(BACKOFF.after(0), Duration::ZERO);
+        assert_eq!(BACKOFF.after(1), Duration::from_millis(500));
+        assert_eq!(BACKOFF.after(2), Duration::from_secs(1));
+        assert_eq!(BACKOFF.after(4), Duration::from_secs(4));
+        assert_eq!(BACKOFF.after(6), Duration::from_secs(16));
+        assert_eq!(BACKOFF.after(7), Duration::from_secs(30));
+        assert_eq!(BACKOFF.after(20), Duration::from_secs(30));
     }
 }

@@ -11,6 +11,7 @@
 //! ends with a non-zero status so that the service manager starts it afresh. So does an
 //! actor found dead, one whose failure escaped its handler's guard.
 
+use crate::retry::Backoff;
 use crate::telemetry::events::{ActorPanicked, ActorRestarted};
 use crate::telemetry::Metrics;
 use actix::prelude::*;
@@ -27,9 +28,10 @@ use tokio::sync::watch;
 pub const CRASH_LOOP_RESTARTS: usize = 5;
 pub const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(60);
 
-/// The first restart waits this long; each further restart within the window twice as
-/// long, so a failure that repeats at once does not spin.
-const FIRST_RESTART_DELAY: Duration = Duration::from_millis(250);
+/// The first restart waits 250 ms; each further restart within the window twice as
+/// long, so a failure that repeats at once does not spin. No cap: a crash loop ends the
+/// process after [`CRASH_LOOP_RESTARTS`], long before the wait grows large.
+const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), Duration::MAX);
 
 /// Tells an actor whose failure was caught outside its context (in a detached future)
 /// to stop, so that its supervisor restarts it.
@@ -172,7 +174,7 @@ impl Supervision {
             }
             state.restarts.get(actor).map_or(1, VecDeque::len)
         };
-        let delay = FIRST_RESTART_DELAY * 2u32.saturating_pow(recent.saturating_sub(1) as u32);
+        let delay = RESTART_BACKOFF.after(u32::try_from(recent.max(1)).unwrap_or(u32::MAX));
         let sup = self.clone();
         ctx.wait(
             actix::fut::wrap_future::<_, A>(tokio::time::sleep(delay)).map(move |_, _, _| {
@@ -268,6 +270,14 @@ mod tests {
         sup.panicked("committer", "batch", &Panic("x".into()));
         assert_eq!(sup.down(), vec!["committer"]);
         assert!(sup.fatal().borrow().is_none());
+    }
+
+    #[test]
+    fn each_restart_within_the_window_waits_twice_as_long_as_the_last() {
+        let waits: Vec<u128> = (1..=CRASH_LOOP_RESTARTS as u32)
+            .map(|n| RESTART_BACKOFF.after(n).as_millis())
+            .collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000]);
     }
 
     #[test]

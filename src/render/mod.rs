@@ -4,4 +4,5 @@
 
 pub mod explain;
 pub mod pdf;
+pub mod replay;
 pub mod report;
