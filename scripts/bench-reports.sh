@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Report benchmark (issue 6): every report of docs/reports.md answered through the daemon's
+# Report benchmark: every report of docs/reports.md answered through the daemon's
 # HTTP API over a generated year (100,000 customers, >= 10 million rated events, 12 months).
 #
 #   scripts/bench-reports.sh                      # full size, database recreated

@@ -15,10 +15,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Give freed memory back to the OS only after 10 s without use instead of mimalloc's
-/// default 1 s. Each batch frees and reallocates megabytes; purged right away, they came
-/// back as transparent huge pages that the kernel zeroes on the page fault: 7 % of the
-/// daemon's CPU in `perf`, and two and a half times the page faults (95,587 against 36,963 over a
-/// 1,000,000-record backlog). `MIMALLOC_PURGE_DELAY` in the environment still decides.
+/// default 1 s. Each batch frees and reallocates megabytes; purged right away, they come
+/// back as transparent huge pages that the kernel zeroes on the page fault, a cost paid
+/// again for every batch. `MIMALLOC_PURGE_DELAY` in the environment still decides.
 fn set_allocator_options() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets one integer option of the allocator; any value is valid.

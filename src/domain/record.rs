@@ -1,7 +1,7 @@
 //! The CDR as it arrives: decoding the JSON payload and checking every field, turning
 //! bytes into a [`ValidCdr`] or a [`Rejection`] with its reason.
 //!
-//! Accepted shapes (DESIGN.md §3):
+//! Accepted shapes (docs/design.md, "Input records"):
 //! voice `timestamp caller_id callee_id duration_sec cell_id technology`,
 //! sms `timestamp sender_id receiver_id cell_id technology`,
 //! data `timestamp user_id data_volume_mb session_duration_sec cell_id technology`;

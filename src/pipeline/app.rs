@@ -156,8 +156,7 @@ impl App {
             supervision.watch("accumulator", a);
         }
         // The Rater gets a thread of its own: on the mediation thread its lookups' results
-        // waited behind every batch queued for validation and normalization (at start, with 32
-        // batches in flight, the first commit came 1.5 s after the first fetch).
+        // would wait behind every batch queued for validation and normalization.
         let rating = Arbiter::new();
         let rater = {
             let (pool, catalog, metrics) = (pool.clone(), catalog.clone(), metrics.clone());

@@ -2,8 +2,8 @@
 //! `report_refresh` every `--report-refresh-secs`, in the catalog's time zone. A refresh
 //! recomputes from the stored rows, so a failed or skipped one loses nothing: the next
 //! one catches up. It never runs twice at once, and the next refresh starts no sooner
-//! than `PACE` times the last one's duration after it ended: on a year of data a refresh
-//! takes minutes (README, "Reports on a year of data"), and the pipeline shares the
+//! than `PACE` times the last one's duration after it ended: a refresh
+//! takes minutes on a long history (docs/performance.md), and the pipeline shares the
 //! database. A RefreshNow (a month was invoiced) that arrives during a refresh gets
 //! another one right after it: the running one may have read before the invoices.
 

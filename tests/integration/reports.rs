@@ -1,4 +1,4 @@
-//! Issue 6's reports (`docs/reports.md`) on a small hand-made data set whose every answer
+//! The reports of `docs/reports.md` on a small hand-made data set whose every answer
 //! is worked out by hand in the comments: each report's exact rows (money as exact
 //! decimal strings, RFM scores and segments included) under each kind of filter and the
 //! *latest* default; the table, CSV and JSON renderings carrying the same cells; bad
