@@ -229,23 +229,25 @@ pub fn plan(
     }
 }
 
+/// Stored offsets of (partition, next offset), none in a rerate range: for tests.
+#[cfg(test)]
+pub(crate) fn stored(rows: &[(i32, i64)]) -> BTreeMap<i32, StoredOffset> {
+    rows.iter()
+        .map(|&(p, n)| {
+            (
+                p,
+                StoredOffset {
+                    next_offset: n,
+                    rerate_below: None,
+                },
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn stored(rows: &[(i32, i64)]) -> BTreeMap<i32, StoredOffset> {
-        rows.iter()
-            .map(|&(p, n)| {
-                (
-                    p,
-                    StoredOffset {
-                        next_offset: n,
-                        rerate_below: None,
-                    },
-                )
-            })
-            .collect()
-    }
 
     fn new_offsets(moves: &[Move]) -> Vec<(i32, i64)> {
         moves.iter().map(|m| (m.partition, m.new)).collect()

@@ -123,22 +123,7 @@ pub fn table(moves: &[Move]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::replay::{plan, Destination, StoredOffset};
-    use std::collections::BTreeMap;
-
-    fn stored(rows: &[(i32, i64)]) -> BTreeMap<i32, StoredOffset> {
-        rows.iter()
-            .map(|&(p, n)| {
-                (
-                    p,
-                    StoredOffset {
-                        next_offset: n,
-                        rerate_below: None,
-                    },
-                )
-            })
-            .collect()
-    }
+    use crate::domain::replay::{plan, stored, Destination};
 
     #[test]
     fn the_table_has_one_row_per_partition_and_the_total_to_replay() {

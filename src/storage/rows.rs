@@ -228,9 +228,33 @@ pub(super) async fn insert_usage_if_new(
     let columns = names(USAGE);
     stage(tx, "usage_resolved", "usage_events", &columns).await?;
     copy_usage_into(tx, "usage_resolved", false, rows).await?;
+    insert_staged(
+        tx,
+        "usage_events",
+        "usage_resolved",
+        &columns,
+        "record_id",
+        "record_id",
+    )
+    .await
+}
+
+/// Insert the rows of `staged` into `table` unless its unique `key` has them already,
+/// and return the `returning` column of those inserted.
+async fn insert_staged<T>(
+    tx: &Transaction<'_>,
+    table: &str,
+    staged: &str,
+    columns: &str,
+    key: &str,
+    returning: &str,
+) -> Result<std::collections::HashSet<T>, StorageError>
+where
+    T: for<'r> tokio_postgres::types::FromSql<'r> + Eq + std::hash::Hash,
+{
     let insert = format!(
-        "INSERT INTO usage_events ({columns}) SELECT {columns} FROM usage_resolved
-         ON CONFLICT (record_id) DO NOTHING RETURNING record_id"
+        "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staged}
+         ON CONFLICT ({key}) DO NOTHING RETURNING {returning}"
     );
     Ok(tx
         .query(&insert, &[])
@@ -312,16 +336,15 @@ pub(super) async fn insert_rejects_if_new(
     let columns = names(REJECT);
     stage(tx, "rejects_staged", "rejected_records", &columns).await?;
     copy_rejects_into(tx, "rejects_staged", false, topic, partition, rows).await?;
-    let insert = format!(
-        "INSERT INTO rejected_records ({columns}) SELECT {columns} FROM rejects_staged
-         ON CONFLICT (src_topic, src_partition, src_offset) DO NOTHING RETURNING src_offset"
-    );
-    Ok(tx
-        .query(&insert, &[])
-        .await?
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect())
+    insert_staged(
+        tx,
+        "rejected_records",
+        "rejects_staged",
+        &columns,
+        "src_topic, src_partition, src_offset",
+        "src_offset",
+    )
+    .await
 }
 
 #[cfg(test)]
