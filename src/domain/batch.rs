@@ -188,11 +188,6 @@ impl BatchSummary {
     pub fn rejected_total(&self) -> u32 {
         self.rejected.values().sum()
     }
-
-    /// Every consumed record has exactly one outcome.
-    pub fn balances(&self) -> bool {
-        self.consumed == self.accepted + self.duplicates + self.suspense + self.rejected_total()
-    }
 }
 
 #[cfg(test)]

@@ -250,10 +250,10 @@ pub(super) async fn copied_unless_stored(
     constraint: &str,
     copy: impl std::future::Future<Output = Result<usize, StorageError>>,
 ) -> Result<bool, StorageError> {
-    tx.batch_execute("SAVEPOINT copy_new").await?;
+    tx.batch_execute(SAVEPOINT_COPY).await?;
     match copy.await {
         Ok(_) => {
-            tx.batch_execute("RELEASE SAVEPOINT copy_new").await?;
+            tx.batch_execute(RELEASE_COPY).await?;
             Ok(true)
         }
         Err(StorageError::Db(e))
@@ -262,12 +262,17 @@ pub(super) async fn copied_unless_stored(
                     && d.constraint() == Some(constraint)
             }) =>
         {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT copy_new").await?;
+            tx.batch_execute(ROLLBACK_COPY).await?;
             Ok(false)
         }
         Err(e) => Err(e),
     }
 }
+
+/// The savepoint `copied_unless_stored` sets, keeps and rolls back to.
+const SAVEPOINT_COPY: &str = "SAVEPOINT copy_new";
+const RELEASE_COPY: &str = "RELEASE SAVEPOINT copy_new";
+const ROLLBACK_COPY: &str = "ROLLBACK TO SAVEPOINT copy_new";
 
 /// The unique keys of a usage row's record id and of a reject's source position
 /// (V1__spine.sql).

@@ -54,14 +54,10 @@ pub async fn apply(client: &mut tokio_postgres::Client, text: &str) -> Result<Ap
     let catalog = Catalog::parse(text)?;
     let digest = sha256(text);
     let tx = client.transaction().await?;
-    // One applier at a time, so versions are gap-free and "the highest" is well defined.
-    tx.execute("LOCK TABLE catalog_versions IN EXCLUSIVE MODE", &[])
+    tx.execute(include_str!("sql/lock_catalog.sql"), &[])
         .await?;
     let active = tx
-        .query_opt(
-            "SELECT version, sha256 FROM catalog_versions ORDER BY version DESC LIMIT 1",
-            &[],
-        )
+        .query_opt(include_str!("sql/latest_catalog.sql"), &[])
         .await?;
     if let Some(row) = &active {
         if row.get::<_, String>(1) == digest {
@@ -72,7 +68,7 @@ pub async fn apply(client: &mut tokio_postgres::Client, text: &str) -> Result<Ap
     }
     let missing: Vec<(String, i64)> = tx
         .query(
-            "SELECT plan, count(*) FROM customers WHERE plan <> ALL($1::text[]) GROUP BY plan ORDER BY plan",
+            include_str!("sql/plans_in_use.sql"),
             &[&catalog.plans.keys().collect::<Vec<_>>()],
         )
         .await?
@@ -84,7 +80,7 @@ pub async fn apply(client: &mut tokio_postgres::Client, text: &str) -> Result<Ap
     }
     let version: i32 = active.map_or(1, |r| r.get::<_, i32>(0) + 1);
     tx.execute(
-        "INSERT INTO catalog_versions (version, label, source, sha256) VALUES ($1, $2, $3, $4)",
+        include_str!("sql/insert_catalog_version.sql"),
         &[&version, &catalog.label, &text, &digest],
     )
     .await?;
@@ -126,11 +122,7 @@ async fn store_relational(
         }
     }
     tx.execute(
-        "INSERT INTO catalog_tariffs (version, tariff_id, plan, service, zone, band, unit, price,
-                                      wholesale, charging, connection_fee, minimum_charge)
-         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                  $7::text[], $8::numeric[], $9::numeric[], $10::text[],
-                                  $11::numeric[], $12::numeric[])",
+        include_str!("sql/insert_catalog_tariffs.sql"),
         &[
             &version, &ids, &plans, &services, &zones, &bands, &units, &prices, &wholesale,
             &charging, &fees, &minimums,
@@ -141,8 +133,7 @@ async fn store_relational(
     let names: Vec<&str> = catalog.plans.values().map(|p| p.name.as_str()).collect();
     let fees: Vec<_> = catalog.plans.values().map(|p| p.monthly_fee).collect();
     tx.execute(
-        "INSERT INTO catalog_plans (version, plan, name, monthly_fee)
-         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::numeric[])",
+        include_str!("sql/insert_catalog_plans.sql"),
         &[&version, &codes, &names, &fees],
     )
     .await?;
@@ -152,7 +143,7 @@ async fn store_relational(
 /// The number of the active version, if any (a cheap check for a newer catalog).
 pub async fn active_version(client: &impl GenericClient) -> Result<Option<i32>, StorageError> {
     Ok(client
-        .query_one("SELECT max(version) FROM catalog_versions", &[])
+        .query_one(include_str!("sql/active_catalog_version.sql"), &[])
         .await?
         .get(0))
 }
@@ -163,11 +154,7 @@ pub async fn load(
     version: Option<i32>,
 ) -> Result<Option<Version>, StorageError> {
     let row = client
-        .query_opt(
-            "SELECT version, label, sha256, applied_at, source FROM catalog_versions
-              WHERE version = COALESCE($1, (SELECT max(version) FROM catalog_versions))",
-            &[&version],
-        )
+        .query_opt(include_str!("sql/load_catalog.sql"), &[&version])
         .await?;
     let Some(row) = row else { return Ok(None) };
     let version: i32 = row.get(0);

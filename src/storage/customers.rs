@@ -8,17 +8,13 @@ use foldhash::HashMap;
 use tokio_postgres::GenericClient;
 
 /// What rating needs of the customers with these MSISDNs. The rater asks every batch, so
-/// the statement is cached and the list stays open to the unique index: an
-/// `OR $1 IS NULL` folds away only in a plan made for the value, and a generic plan with
-/// it scans every customer.
+/// the statement is cached; `sql/subscribers.sql` says why it has no `OR $1 IS NULL`.
 pub async fn subscribers(
     client: &impl deadpool_postgres::GenericClient,
     msisdns: &[String],
 ) -> Result<HashMap<String, Subscriber>, StorageError> {
     let stmt = client
-        .prepare_cached(
-            "SELECT msisdn, customer_id, plan, activated_on FROM customers WHERE msisdn = ANY($1::text[])",
-        )
+        .prepare_cached(include_str!("sql/subscribers.sql"))
         .await?;
     Ok(subscriber_map(client.query(&stmt, &[&msisdns]).await?))
 }
@@ -27,7 +23,7 @@ pub async fn subscribers(
 /// customers commits.
 pub async fn changes(client: &impl GenericClient) -> Result<i64, StorageError> {
     Ok(client
-        .query_one("SELECT version FROM customer_changes", &[])
+        .query_one(include_str!("sql/customer_changes.sql"), &[])
         .await?
         .get(0))
 }
@@ -38,10 +34,7 @@ pub async fn all_subscribers(
     max: i64,
 ) -> Result<Option<HashMap<String, Subscriber>>, StorageError> {
     let rows = client
-        .query(
-            "SELECT msisdn, customer_id, plan, activated_on FROM customers LIMIT $1",
-            &[&max],
-        )
+        .query(include_str!("sql/all_subscribers.sql"), &[&max])
         .await?;
     Ok((rows.len() < max as usize).then(|| subscriber_map(rows)))
 }
@@ -83,26 +76,11 @@ pub async fn upsert(
     customers: &[Customer],
     on_existing: OnExisting,
 ) -> Result<Upserted, StorageError> {
-    let conflict = match on_existing {
-        OnExisting::Keep => "DO NOTHING",
-        OnExisting::Update => {
-            "DO UPDATE SET name = EXCLUDED.name, plan = EXCLUDED.plan, region = EXCLUDED.region,
-                 is_student = EXCLUDED.is_student, activated_on = EXCLUDED.activated_on,
-                 credit_limit = EXCLUDED.credit_limit, updated_at = now()
-             WHERE (customers.name, customers.plan, customers.region, customers.is_student,
-                    customers.activated_on, customers.credit_limit)
-                IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.plan, EXCLUDED.region,
-                    EXCLUDED.is_student, EXCLUDED.activated_on, EXCLUDED.credit_limit)"
-        }
+    let sql = match on_existing {
+        OnExisting::Keep => include_str!("sql/insert_customers.sql"),
+        OnExisting::Update => include_str!("sql/upsert_customers.sql"),
     };
-    let sql = format!(
-        "INSERT INTO customers (msisdn, name, plan, region, is_student, activated_on, credit_limit)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
-                              $6::date[], $7::numeric[])
-         ON CONFLICT (msisdn) {conflict}
-         RETURNING (xmax = 0) AS added"
-    );
-    let stmt = client.prepare(&sql).await?;
+    let stmt = client.prepare(sql).await?;
     let mut out = Upserted::default();
     for chunk in customers.chunks(10_000) {
         let msisdns: Vec<&str> = chunk.iter().map(|c| c.msisdn.as_str()).collect();
@@ -137,12 +115,7 @@ pub async fn profile(
     customer_id: i64,
 ) -> Result<Option<serde_json::Value>, StorageError> {
     Ok(client
-        .query_opt(
-            "SELECT customer_id, msisdn, name, plan, coalesce(region, 'unknown'), is_student,
-                    activated_on, credit_limit
-               FROM customers WHERE customer_id = $1",
-            &[&customer_id],
-        )
+        .query_opt(include_str!("sql/customer_profile.sql"), &[&customer_id])
         .await?
         .map(|r| {
             serde_json::json!({
@@ -168,13 +141,7 @@ pub async fn events(
 ) -> Result<serde_json::Value, StorageError> {
     let rows = client
         .query(
-            "SELECT record_id, event_time, record_type, peer_msisdn, duration_sec, volume_bytes,
-                    zone, band, units, amount, region, technology, roaming_country, period
-               FROM usage_events
-              WHERE customer_id = $1
-                AND period = coalesce($2, (SELECT max(period) FROM usage_events WHERE customer_id = $1))
-              ORDER BY event_time DESC, record_id
-              LIMIT $3",
+            include_str!("sql/customer_events.sql"),
             &[&customer_id, &period, &limit],
         )
         .await?;

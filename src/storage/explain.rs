@@ -85,11 +85,7 @@ pub async fn adjustments(
     record_id: &str,
 ) -> Result<Vec<Adjustment>, StorageError> {
     Ok(client
-        .query(
-            "SELECT period, catalog_version, old_amount, new_amount, delta, in_place, created_at
-               FROM rating_adjustments WHERE record_id = $1 ORDER BY id",
-            &[&record_id],
-        )
+        .query(include_str!("sql/explain_adjustments.sql"), &[&record_id])
         .await?
         .into_iter()
         .map(|r| Adjustment {
@@ -109,11 +105,7 @@ pub async fn held(
     record_id: &str,
 ) -> Result<Option<Held>, StorageError> {
     Ok(client
-        .query_opt(
-            "SELECT reason, raw, normalized, src_topic, src_partition, src_offset, created_at
-               FROM suspense_records WHERE record_id = $1 AND resolved_at IS NULL",
-            &[&record_id],
-        )
+        .query_opt(include_str!("sql/explain_held.sql"), &[&record_id])
         .await?
         .map(|r| Held {
             reason: r.get(0),

@@ -54,16 +54,15 @@ pub async fn bill_period(
     chunk: i64,
 ) -> Result<BillReport, BillError> {
     let locked: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&BILL_LOCK])
+        .query_one(include_str!("sql/bill_lock.sql"), &[&BILL_LOCK])
         .await?
         .get(0);
     if !locked {
         return Err(BillError::Busy);
     }
     let result = bill_locked(client, catalog, period, chunk).await;
-    // Released on disconnect anyway; explicit so a pooled connection does not keep it.
     client
-        .execute("SELECT pg_advisory_unlock($1)", &[&BILL_LOCK])
+        .execute(include_str!("sql/bill_unlock.sql"), &[&BILL_LOCK])
         .await?;
     result
 }
@@ -82,10 +81,7 @@ async fn bill_locked(
         ..Default::default()
     };
     report.existing = client
-        .query_one(
-            "SELECT count(*) FROM invoices WHERE period = $1",
-            &[&period],
-        )
+        .query_one(include_str!("sql/count_invoices.sql"), &[&period])
         .await?
         .get::<_, i64>(0) as u64;
     let end = billing::period_end(period);
@@ -122,11 +118,7 @@ async fn bill_locked(
         }
         let n = invoices.len() as i64;
         let last_value: i64 = tx
-            .query_one(
-                "UPDATE invoice_sequence SET last_value = last_value + $1
-                  WHERE series = 'invoice' RETURNING last_value",
-                &[&n],
-            )
+            .query_one(include_str!("sql/take_invoice_numbers.sql"), &[&n])
             .await?
             .get(0);
         let issued_at = Utc::now();
@@ -145,8 +137,7 @@ async fn bill_locked(
         }
         if !billed_ids.is_empty() {
             tx.execute(
-                "UPDATE rating_adjustments a SET billed_on = b.number
-                   FROM UNNEST($1::int8[], $2::text[]) AS b (id, number) WHERE a.id = b.id",
+                include_str!("sql/adjustments_billed.sql"),
                 &[&billed_ids, &billed_on],
             )
             .await?;
@@ -156,12 +147,7 @@ async fn bill_locked(
         report.adjustments += billed_ids.len() as u64;
     }
     client
-        .execute(
-            "UPDATE billing_periods SET billed_at = COALESCE(billed_at, now()),
-                    invoices = (SELECT count(*) FROM invoices WHERE period = $1)
-              WHERE period = $1",
-            &[&period],
-        )
+        .execute(include_str!("sql/period_billed.sql"), &[&period])
         .await?;
     Ok(report)
 }
@@ -179,16 +165,10 @@ pub async fn close_period<C: GenericClient>(
     period: NaiveDate,
 ) -> Result<bool, StorageError> {
     client
-        .execute(
-            "INSERT INTO billing_periods (period) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&period],
-        )
+        .execute(include_str!("sql/add_period.sql"), &[&period])
         .await?;
     Ok(client
-        .execute(
-            "UPDATE billing_periods SET closed_at = now() WHERE period = $1 AND closed_at IS NULL",
-            &[&period],
-        )
+        .execute(include_str!("sql/close_period.sql"), &[&period])
         .await?
         == 1)
 }
@@ -216,11 +196,7 @@ async fn adjustments<C: GenericClient>(
 ) -> Result<Owed, StorageError> {
     let rows = client
         .query(
-            "SELECT a.id, a.customer_id, a.kind, (u.event_time AT TIME ZONE $3)::date, a.delta
-               FROM rating_adjustments a
-               JOIN usage_events u ON u.record_id = a.record_id
-              WHERE a.customer_id = ANY($1::int8[]) AND NOT a.in_place
-                AND a.billed_on IS NULL AND a.period < $2",
+            include_str!("sql/owed_adjustments.sql"),
             &[&customers, &period, &tz],
         )
         .await?;
@@ -269,12 +245,7 @@ async fn store(
     let totals: Vec<Decimal> = invoices.iter().map(|i| i.total).collect();
     let documents: Vec<String> = invoices.iter().map(document).collect::<Result<_, _>>()?;
     tx.execute(
-        "INSERT INTO invoices (number, seq, customer_id, period, catalog_version, currency,
-                               subtotal, vat, total, document, issued_at)
-         SELECT n, s, c, p, v, cur, st, vat, t, d, $11
-           FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::date[], $5::int4[], $6::text[],
-                       $7::numeric[], $8::numeric[], $9::numeric[], $10::text[])
-             AS x (n, s, c, p, v, cur, st, vat, t, d)",
+        include_str!("sql/insert_invoices.sql"),
         &[
             &numbers,
             &seqs,
@@ -315,10 +286,7 @@ async fn store(
         }
     }
     tx.execute(
-        "INSERT INTO invoice_lines (number, line_no, kind, service, description, event_date,
-                                    quantity, unit, rated, amount)
-         SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[],
-                              $6::date[], $7::numeric[], $8::text[], $9::numeric[], $10::numeric[])",
+        include_str!("sql/insert_invoice_lines.sql"),
         &[
             &l_number,
             &l_no,
@@ -347,10 +315,7 @@ pub async fn stored_document<C: GenericClient>(
     number: &str,
 ) -> Result<Option<String>, StorageError> {
     Ok(client
-        .query_opt(
-            "SELECT document FROM invoices WHERE number = $1",
-            &[&number],
-        )
+        .query_opt(include_str!("sql/invoice_document.sql"), &[&number])
         .await?
         .map(|r| r.get(0)))
 }
@@ -377,10 +342,7 @@ pub async fn list<C: GenericClient>(
 ) -> Result<Vec<InvoiceSummary>, StorageError> {
     Ok(client
         .query(
-            "SELECT number, customer_id, period, currency, subtotal, vat, total, issued_at
-               FROM invoices
-              WHERE ($1::date IS NULL OR period = $1) AND ($2::int8 IS NULL OR customer_id = $2)
-              ORDER BY seq LIMIT $3",
+            include_str!("sql/list_invoices.sql"),
             &[&period, &customer, &limit],
         )
         .await?

@@ -151,8 +151,8 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, StorageError> {
 
 /// The daemon's pool: `pool` with JIT compilation off. Its statements are short and run
 /// thousands of times, and a plan whose cost estimate crosses `jit_above_cost` (a
-/// month-summary read of a few thousand customers did) is compiled again on every
-/// execution: 10 ms of compiling for a 20 ms query.
+/// month-summary read of many customers can) is compiled again on every execution, which
+/// can cost as much as running the query.
 pub fn pipeline_pool(url: &str, size: usize) -> Result<Pool, StorageError> {
     pool_of(bounded_with(url, "-c jit=off")?, size)
 }
@@ -227,11 +227,11 @@ pub async fn migrate(url: &str) -> Result<usize, StorageError> {
     // refinery takes no lock of its own; two instances starting together must not both
     // apply the same migration.
     client
-        .batch_execute("SELECT pg_advisory_lock(7243101)")
+        .batch_execute(include_str!("sql/migrate_lock.sql"))
         .await?;
     let report = migrations::runner().run_async(&mut client).await;
     client
-        .batch_execute("SELECT pg_advisory_unlock(7243101)")
+        .batch_execute(include_str!("sql/migrate_unlock.sql"))
         .await?;
     Ok(report?.applied_migrations().len())
 }

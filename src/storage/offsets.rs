@@ -75,9 +75,7 @@ pub async fn claim(
 ) -> Result<BTreeMap<i32, i64>, StorageError> {
     client
         .execute(
-            "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
-             SELECT $1, $2, p, 0 FROM UNNEST($3::int4[]) AS p
-             ON CONFLICT DO NOTHING",
+            include_str!("sql/claim_offsets.sql"),
             &[&group, &topic, &partitions],
         )
         .await?;
@@ -93,8 +91,7 @@ pub async fn stored(
 ) -> Result<BTreeMap<i32, i64>, StorageError> {
     let rows = client
         .query(
-            "SELECT partition, next_offset FROM consumer_offsets
-              WHERE group_id = $1 AND topic = $2 AND ($3::int4[] IS NULL OR partition = ANY($3))",
+            include_str!("sql/stored_offsets.sql"),
             &[&group, &topic, &partitions],
         )
         .await?;
@@ -121,13 +118,9 @@ pub async fn positions(
     for_update: bool,
 ) -> Result<BTreeMap<i32, StoredOffset>, StorageError> {
     let sql = if for_update {
-        "SELECT partition, next_offset, rerate_below FROM consumer_offsets
-          WHERE group_id = $1 AND topic = $2 AND ($3::int4[] IS NULL OR partition = ANY($3))
-          ORDER BY partition
-            FOR UPDATE"
+        include_str!("sql/positions_for_update.sql")
     } else {
-        "SELECT partition, next_offset, rerate_below FROM consumer_offsets
-          WHERE group_id = $1 AND topic = $2 AND ($3::int4[] IS NULL OR partition = ANY($3))"
+        include_str!("sql/positions.sql")
     };
     let rows = client.query(sql, &[&group, &topic, &partitions]).await?;
     Ok(rows
@@ -208,11 +201,7 @@ pub async fn skip_gap(
 /// Every gap recorded for a group, oldest offset first.
 pub async fn gaps(client: &impl GenericClient, group: &str) -> Result<Vec<Gap>, StorageError> {
     let rows = client
-        .query(
-            "SELECT topic, partition, from_offset, to_offset, detected_at FROM offset_gaps
-              WHERE group_id = $1 ORDER BY topic, partition, from_offset",
-            &[&group],
-        )
+        .query(include_str!("sql/offset_gaps.sql"), &[&group])
         .await?;
     Ok(rows
         .iter()

@@ -365,7 +365,7 @@ pub async fn refreshed_at<C: GenericClient>(
     client: &C,
 ) -> Result<Option<DateTime<Utc>>, StorageError> {
     Ok(client
-        .query_opt("SELECT refreshed_at FROM report_refreshes", &[])
+        .query_opt(include_str!("sql/report_refreshed_at.sql"), &[])
         .await?
         .map(|r| r.get(0)))
 }
@@ -373,10 +373,11 @@ pub async fn refreshed_at<C: GenericClient>(
 /// Recompute every report aggregate in the operator's time zone; returns the seconds
 /// Postgres took.
 ///
-/// A refresh over a year of usage takes minutes (179 s for 10 million events here), far
-/// beyond the 60 s `statement_timeout` cdrflow's connections have. It is lifted for this
-/// one statement only: both run in one implicit transaction (a simple query of two
-/// statements), so `SET LOCAL` ends with it whether the refresh succeeds or fails.
+/// A refresh over a year of usage takes minutes, far beyond the 60 s `statement_timeout`
+/// cdrflow's connections have. It is lifted for this one statement only: both run in one
+/// implicit transaction (a simple query of two statements), so `SET LOCAL` ends with it
+/// whether the refresh succeeds or fails. Built at run time because the zone is part of
+/// the text: a simple query takes no parameters.
 pub async fn refresh<C: GenericClient>(
     client: &C,
     timezone: &str,
@@ -400,29 +401,19 @@ pub async fn filter_values<C: GenericClient>(
     client: &C,
 ) -> Result<serde_json::Value, StorageError> {
     let periods: Vec<NaiveDate> = client
-        .query(
-            "SELECT DISTINCT period FROM report_segment_mv ORDER BY period DESC",
-            &[],
-        )
+        .query(include_str!("sql/report_periods.sql"), &[])
         .await?
         .iter()
         .map(|r| r.get(0))
         .collect();
     let regions: Vec<String> = client
-        .query(
-            "SELECT DISTINCT coalesce(region, 'unknown') FROM customers ORDER BY 1",
-            &[],
-        )
+        .query(include_str!("sql/report_regions.sql"), &[])
         .await?
         .iter()
         .map(|r| r.get(0))
         .collect();
     let plans: Vec<String> = client
-        .query(
-            "SELECT plan FROM catalog_plans
-              WHERE version = (SELECT max(version) FROM catalog_versions) ORDER BY plan",
-            &[],
-        )
+        .query(include_str!("sql/report_plans.sql"), &[])
         .await?
         .iter()
         .map(|r| r.get(0))

@@ -78,7 +78,7 @@ pub struct StoredRows {
 pub async fn load(client: &tokio_postgres::Client, group: &str) -> Result<Stats, StorageError> {
     let mut per: BTreeMap<(String, i32), (Outcomes, Option<i64>)> = BTreeMap::new();
     for row in client
-        .query("SELECT topic, partition, outcome, reason, records FROM pipeline_counters WHERE group_id = $1", &[&group])
+        .query(include_str!("sql/stats_counters.sql"), &[&group])
         .await?
     {
         let (o, _) = per.entry((row.get(0), row.get(1))).or_default();
@@ -92,10 +92,7 @@ pub async fn load(client: &tokio_postgres::Client, group: &str) -> Result<Stats,
         }
     }
     for row in client
-        .query(
-            "SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1",
-            &[&group],
-        )
+        .query(include_str!("sql/stats_offsets.sql"), &[&group])
         .await?
     {
         per.entry((row.get(0), row.get(1))).or_default().1 = Some(row.get(2));
@@ -124,14 +121,7 @@ pub async fn load(client: &tokio_postgres::Client, group: &str) -> Result<Stats,
         .collect();
     let lost_records: i64 = lost.values().sum();
     let counts = client
-        .query_one(
-            "SELECT u.n, (SELECT count(*) FROM rejected_records), s.n, s.held, u.unrated, u.amount
-               FROM (SELECT count(*) AS n, count(*) FILTER (WHERE amount IS NULL) AS unrated,
-                            COALESCE(sum(amount), 0) AS amount FROM usage_events) u,
-                    (SELECT count(*) AS n, count(*) FILTER (WHERE resolved_at IS NULL) AS held
-                       FROM suspense_records) s",
-            &[],
-        )
+        .query_one(include_str!("sql/stats_stored_rows.sql"), &[])
         .await?;
     Ok(Stats {
         group: group.to_string(),

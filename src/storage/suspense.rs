@@ -115,21 +115,14 @@ pub async fn resolve(
             })
             .collect();
         tx.execute(
-            "UPDATE suspense_records s SET resolved_at = now(), resolution = r.resolution
-               FROM UNNEST($1::text[], $2::text[]) AS r (record_id, resolution)
-              WHERE s.record_id = r.record_id",
+            include_str!("sql/suspense_resolved.sql"),
             &[&taken, &resolution],
         )
         .await?;
         if !unratable.is_empty() {
             let (ids, why): (Vec<&str>, Vec<&str>) = unratable.iter().copied().unzip();
-            tx.execute(
-                "UPDATE suspense_records s SET reason = r.reason
-                   FROM UNNEST($1::text[], $2::text[]) AS r (record_id, reason)
-                  WHERE s.record_id = r.record_id",
-                &[&ids, &why],
-            )
-            .await?;
+            tx.execute(include_str!("sql/suspense_unratable.sql"), &[&ids, &why])
+                .await?;
         }
         tx.commit().await?;
         total.rated += inserted.len() as u64;

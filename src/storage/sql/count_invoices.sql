@@ -1,0 +1,2 @@
+-- How many invoices period $1 has.
+SELECT count(*) FROM invoices WHERE period = $1
