@@ -15,7 +15,7 @@
 //! (`storage::rerate`).
 
 use super::DatabaseArgs;
-use crate::domain::replay::{self, Destination, Doubt, Move, StoredOffset};
+use crate::domain::replay::{self, Destination, Doubt, Move};
 use crate::kafka;
 use crate::render;
 use crate::retry::{retry, Transient};
@@ -24,7 +24,6 @@ use crate::storage::{self, StorageError};
 use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use clap::ArgGroup;
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -190,21 +189,6 @@ where
     }
 }
 
-/// The stored offsets as the plan takes them.
-fn positions(rows: BTreeMap<i32, offsets::StoredOffset>) -> BTreeMap<i32, StoredOffset> {
-    rows.into_iter()
-        .map(|(p, s)| {
-            (
-                p,
-                StoredOffset {
-                    next_offset: s.next_offset,
-                    rerate_below: s.rerate_below,
-                },
-            )
-        })
-        .collect()
-}
-
 pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     storage::parse_url(&args.db.database_url)
         .map_err(|e| anyhow::anyhow!("--database-url: {e}"))?;
@@ -285,8 +269,7 @@ async fn destination(
                 let wanted = &*wanted;
                 async move {
                     let stored = offsets::positions(&client, group, topic, None, false).await?;
-                    replay::select(&positions(stored), wanted, group, topic)
-                        .map_err(Failure::Refused)
+                    replay::select(&stored, wanted, group, topic).map_err(Failure::Refused)
                 }
             })
             .await?;
@@ -335,8 +318,7 @@ async fn apply(mut client: tokio_postgres::Client, r: &Request<'_>) -> Result<Ve
         !r.dry_run,
     )
     .await?;
-    let chosen =
-        replay::select(&positions(stored), r.wanted, r.group, r.topic).map_err(Failure::Refused)?;
+    let chosen = replay::select(&stored, r.wanted, r.group, r.topic).map_err(Failure::Refused)?;
     let moves = replay::plan(&chosen, r.destination, r.rerate).map_err(Failure::Refused)?;
     let rewinds: Vec<Rewind> = moves
         .iter()

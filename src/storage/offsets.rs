@@ -98,13 +98,7 @@ pub async fn stored(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// A partition's stored position, with up to where a `replay --rerate` asked for
-/// re-pricing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoredOffset {
-    pub next_offset: i64,
-    pub rerate_below: Option<i64>,
-}
+pub use crate::domain::replay::StoredOffset;
 
 /// Stored offsets of a group on a topic with their rerate bound, for some or all
 /// partitions. With `for_update` the rows stay locked until the caller's transaction
