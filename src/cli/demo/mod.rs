@@ -47,7 +47,7 @@ mod summary;
 
 /// The catalog the demo applies unless `--catalog` names another: built in, so the
 /// binary runs the demo from any folder.
-const DEFAULT_CATALOG: &str = include_str!("../../catalog/default.toml");
+const DEFAULT_CATALOG: &str = include_str!("../../../catalog/default.toml");
 /// Partitions of the demo topic: enough for both committers and a visible spread.
 const PARTITIONS: i32 = 6;
 /// Seconds without a record after which the daemon counts the topic as drained.
