@@ -4,14 +4,20 @@
 pub mod batch;
 pub mod billing;
 pub mod catalog;
+pub mod catalog_source;
 pub mod customers;
+pub mod database;
 pub mod explain;
+pub mod invoice_pages;
 pub mod invoices;
 pub mod offsets;
+pub mod periods;
 pub mod reports;
 pub mod rerate;
 pub mod stats;
+pub mod summary;
 pub mod suspense;
+pub mod topic_suspense;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::str::FromStr;
