@@ -3,5 +3,8 @@
 //! the same value always renders to the same bytes and callers decide where they go.
 
 pub mod explain;
+pub mod numbers;
 pub mod pdf;
 pub mod report;
+pub mod summary;
+pub mod table;
