@@ -90,8 +90,8 @@ impl<'a> Demo<'a> {
         })
     }
 
-    /// 1. Everything outside the process answers, before any work is done: the HTTP
-    /// address is free, the database is migrated and unused, the topic exists.
+    /// Step 1, before any work is done: everything outside the process answers. The
+    /// HTTP address is free, the database is migrated and unused, the topic exists.
     pub(super) async fn prepare(&mut self) -> anyhow::Result<Db> {
         let (args, topic, shown_db) = (self.args, &self.topic, &self.shown_db);
         let url = &args.db.database_url;
@@ -148,8 +148,8 @@ impl<'a> Demo<'a> {
         })
     }
 
-    /// 2. The catalog: `--catalog`'s file or the built-in one, as a new version unless
-    /// it is the active one already.
+    /// Step 2, the catalog: `--catalog`'s file or the built-in one, as a new version
+    /// unless it is the active one already.
     pub(super) async fn apply_catalog(&mut self, db: &mut Db) -> anyhow::Result<Version> {
         let (catalog_text, catalog_name) = match &self.args.catalog {
             Some(path) => (
@@ -179,7 +179,7 @@ impl<'a> Demo<'a> {
         Ok(catalog)
     }
 
-    /// 3. Customers, on the catalog's plans; the generator draws the same numbers.
+    /// Step 3, customers on the catalog's plans; the generator draws the same numbers.
     pub(super) async fn create_customers(
         &mut self,
         db: &Db,
@@ -202,8 +202,8 @@ impl<'a> Demo<'a> {
         Ok(())
     }
 
-    /// 4. A month of traffic to Kafka, with anomalies; the generator's report says what
-    /// each record has to become.
+    /// Step 4, a month of traffic to Kafka with anomalies; the generator's report says
+    /// what each record has to become.
     pub(super) async fn send_month(
         &mut self,
         month: &Month,
@@ -271,7 +271,7 @@ impl<'a> Demo<'a> {
         })
     }
 
-    /// 5. The daemon, until the topic is drained.
+    /// Step 5, the daemon until the topic is drained.
     pub(super) async fn drain(&mut self, tz: Tz, sent: &Sent) -> anyhow::Result<Drained> {
         let (args, topic) = (self.args, &self.topic);
         self.steps.begin(
@@ -324,8 +324,8 @@ impl<'a> Demo<'a> {
         })
     }
 
-    /// 6. Suspense: the unknown subscribers become customers before the month closes, or
-    /// their usage would be missing from this month's invoices.
+    /// Step 6, suspense: the unknown subscribers become customers before the month
+    /// closes, or their usage would be missing from this month's invoices.
     pub(super) async fn resolve_suspense(
         &mut self,
         db: &Db,
@@ -389,7 +389,7 @@ impl<'a> Demo<'a> {
         })
     }
 
-    /// 7. The month's invoices, in Postgres and as files.
+    /// Step 7, the month's invoices in Postgres and as files.
     pub(super) async fn bill(
         &mut self,
         db: &Db,
@@ -431,8 +431,8 @@ impl<'a> Demo<'a> {
         Ok(())
     }
 
-    /// 8. The summary: the reconciliation, the month's money, the throughput, and where
-    /// to look next.
+    /// Step 8, the summary: the reconciliation, the month's money, the throughput, and
+    /// where to look next.
     pub(super) async fn summarize(
         &mut self,
         db: &Db,
