@@ -6,7 +6,7 @@ use super::DatabaseArgs;
 use crate::domain::billing::{self, Invoice};
 use crate::render::pdf::invoice_pdf;
 use crate::storage::reports;
-use crate::storage::{self, invoices};
+use crate::storage::{self, invoice_pages, invoices};
 use anyhow::Context as _;
 use chrono::NaiveDate;
 use std::path::{Path, PathBuf};
@@ -117,23 +117,16 @@ pub async fn write_files(
     let (mut json, mut pdfs) = (0_u64, 0_u64);
     let mut after = 0_i64;
     loop {
-        let rows = client
-            .query(
-                "SELECT seq, number, document FROM invoices WHERE period = $1 AND seq > $2
-                  ORDER BY seq LIMIT 1000",
-                &[&period, &after],
-            )
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.get(0);
-        for r in &rows {
-            let number: String = r.get(1);
-            let document: String = r.get(2);
-            std::fs::write(dir.join(format!("{number}.json")), &document)
+        let page = invoice_pages::page(client, period, after).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for stored in &page {
+            let number = &stored.number;
+            std::fs::write(dir.join(format!("{number}.json")), &stored.document)
                 .with_context(|| format!("Failed to write {number}.json"))?;
             json += 1;
             if pdf {
-                let invoice: Invoice = serde_json::from_str(&document)
+                let invoice: Invoice = serde_json::from_str(&stored.document)
                     .with_context(|| format!("stored invoice {number} does not decode"))?;
                 let bytes = invoice_pdf(&invoice)
                     .with_context(|| format!("Failed to render {number}.pdf"))?;

@@ -90,13 +90,8 @@ pub async fn run(cmd: CatalogCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             };
             if source {
-                let row = client
-                    .query_one(
-                        "SELECT source FROM catalog_versions WHERE version = $1",
-                        &[&v.version],
-                    )
-                    .await?;
-                print!("{}", row.get::<_, String>(0));
+                let source = storage::catalog_source::source(&client, v.version).await?;
+                print!("{source}");
             } else {
                 print!("{}", summary(&v));
             }

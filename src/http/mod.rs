@@ -118,8 +118,7 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<State>) -> HttpResponse {
     let postgres = match tokio::time::timeout(Duration::from_secs(3), async {
         let client = state.pool.get().await.map_err(|e| e.to_string())?;
-        client
-            .simple_query("SELECT 1")
+        crate::storage::database::ping(&**client)
             .await
             .map_err(|e| e.to_string())
     })

@@ -145,23 +145,12 @@ async fn pass(pool: &Pool, grace_days: u32, metrics: &Metrics) -> anyhow::Result
 
 /// Periods not invoiced yet whose grace has passed on `today`.
 async fn due(
-    client: &deadpool_postgres::Client,
+    client: &tokio_postgres::Client,
     grace_days: u32,
     today: Option<NaiveDate>,
 ) -> anyhow::Result<Vec<NaiveDate>> {
     let Some(today) = today else {
         return Ok(Vec::new());
     };
-    Ok(client
-        .query(
-            "SELECT period FROM billing_periods
-              WHERE billed_at IS NULL
-                AND (period + interval '1 month')::date + $1::int4 <= $2
-              ORDER BY period",
-            &[&(grace_days as i32), &today],
-        )
-        .await?
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect())
+    Ok(storage::periods::due(client, grace_days, today).await?)
 }

@@ -3,6 +3,9 @@
 //! the same value always renders to the same bytes and callers decide where they go.
 
 pub mod explain;
+pub mod numbers;
 pub mod pdf;
 pub mod replay;
 pub mod report;
+pub mod summary;
+pub mod table;

@@ -1,0 +1,2 @@
+-- The invoices issued for period $1.
+SELECT count(*) FROM invoices WHERE period = $1

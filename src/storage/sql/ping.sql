@@ -1,0 +1,2 @@
+-- The cheapest statement that shows the connection works.
+SELECT 1
