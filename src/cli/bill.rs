@@ -6,7 +6,7 @@ use super::DatabaseArgs;
 use crate::domain::billing::{self, Invoice};
 use crate::render::pdf::invoice_pdf;
 use crate::storage::reports;
-use crate::storage::{self, invoice_pages, invoices};
+use crate::storage::{self, invoices};
 use anyhow::Context as _;
 use chrono::NaiveDate;
 use std::path::{Path, PathBuf};
@@ -117,7 +117,7 @@ pub async fn write_files(
     let (mut json, mut pdfs) = (0_u64, 0_u64);
     let mut after = 0_i64;
     loop {
-        let page = invoice_pages::page(client, period, after).await?;
+        let page = invoices::documents_page(client, period, after).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for stored in &page {

@@ -90,7 +90,7 @@ pub async fn run(cmd: CatalogCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             };
             if source {
-                let source = storage::catalog_source::source(&client, v.version).await?;
+                let source = storage::catalog::source(&client, v.version).await?;
                 print!("{source}");
             } else {
                 print!("{}", summary(&v));

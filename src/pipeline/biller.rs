@@ -152,5 +152,5 @@ async fn due(
     let Some(today) = today else {
         return Ok(Vec::new());
     };
-    Ok(storage::periods::due(client, grace_days, today).await?)
+    Ok(storage::invoices::periods_due(client, grace_days, today).await?)
 }

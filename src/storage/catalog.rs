@@ -170,3 +170,11 @@ pub async fn load(
         catalog,
     }))
 }
+
+/// The text of catalog `version`; an error if there is no such version.
+pub async fn source(client: &impl GenericClient, version: i32) -> Result<String, StorageError> {
+    let row = client
+        .query_one(include_str!("sql/catalog_source.sql"), &[&version])
+        .await?;
+    Ok(row.get(0))
+}

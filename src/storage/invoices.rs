@@ -359,3 +359,62 @@ pub async fn list<C: GenericClient>(
         })
         .collect())
 }
+
+/// Periods not invoiced yet whose grace of `grace_days` days after their end is over on
+/// `today`, oldest first.
+pub async fn periods_due(
+    client: &impl tokio_postgres::GenericClient,
+    grace_days: u32,
+    today: NaiveDate,
+) -> Result<Vec<NaiveDate>, StorageError> {
+    Ok(client
+        .query(
+            include_str!("sql/periods_due.sql"),
+            &[&(grace_days as i32), &today],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// An issued invoice as stored: its JSON document, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInvoice {
+    pub seq: i64,
+    pub number: String,
+    pub document: String,
+}
+
+/// The invoices issued for `period`.
+pub async fn count_issued(
+    client: &impl tokio_postgres::GenericClient,
+    period: NaiveDate,
+) -> Result<i64, StorageError> {
+    let row = client
+        .query_one(include_str!("sql/count_invoices.sql"), &[&period])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// The next page (up to 1000) of `period`'s invoices in issue order, after sequence
+/// number `after` (0 for the first page). Empty after the last one.
+pub async fn documents_page(
+    client: &impl tokio_postgres::GenericClient,
+    period: NaiveDate,
+    after: i64,
+) -> Result<Vec<StoredInvoice>, StorageError> {
+    Ok(client
+        .query(
+            include_str!("sql/invoice_documents_page.sql"),
+            &[&period, &after],
+        )
+        .await?
+        .iter()
+        .map(|r| StoredInvoice {
+            seq: r.get(0),
+            number: r.get(1),
+            document: r.get(2),
+        })
+        .collect())
+}

@@ -18,7 +18,7 @@ use crate::render::{
     summary::{Files, Records, Summary, Suspense, Urls},
 };
 use crate::storage::{self, catalog::Applied, catalog::Version, customers::OnExisting};
-use crate::storage::{invoice_pages, invoices, topic_suspense};
+use crate::storage::{invoices, suspense};
 use crate::telemetry::metrics::Registry;
 use crate::telemetry::Metrics;
 use anyhow::{bail, Context as _};
@@ -336,7 +336,7 @@ impl<'a> Demo<'a> {
             "suspense",
             "Resolving suspense: unknown subscribers become customers, their records are rated",
         );
-        let held = topic_suspense::held_subscribers(&db.client, &self.topic).await?;
+        let held = suspense::held_subscribers_of_topic(&db.client, &self.topic).await?;
         let plan = if catalog.catalog.plans.contains_key("basic") {
             "basic".to_string()
         } else {
@@ -369,7 +369,7 @@ impl<'a> Demo<'a> {
             .await
             .context("Failed to connect to PostgreSQL")?;
         storage::suspense::resolve(&mut pooled, catalog).await?;
-        let ended = topic_suspense::resolutions(&db.client, &self.topic).await?;
+        let ended = suspense::resolutions_of_topic(&db.client, &self.topic).await?;
         self.steps.done(format!(
             "{} held records of {} subscribers: {} customers added (plan {plan}), {} records rated, {} still held",
             count(held_records),
@@ -600,7 +600,7 @@ async fn write_invoices(
     dir: &Path,
     steps: &mut Steps,
 ) -> anyhow::Result<u64> {
-    let total = invoice_pages::count(client, period).await?;
+    let total = invoices::count_issued(client, period).await?;
     let (written, _) = bill::write_files(client, period, dir, true, |n| {
         steps.progress(format!("{} of {} invoices written", count(n), count(total)))
     })
