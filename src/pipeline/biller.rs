@@ -6,7 +6,8 @@
 use super::faults;
 use super::reporter::{RefreshNow, ReportRefresher};
 use super::supervision::{catch_future, Supervision};
-use crate::storage::{self, invoices};
+use crate::storage::invoices::{self, BillError};
+use crate::storage::{self, StorageError};
 use crate::telemetry::events::{DatabaseFailed, InvoicesIssued};
 use crate::telemetry::Metrics;
 use actix::prelude::*;
@@ -108,8 +109,8 @@ impl Supervised for Biller {
 }
 
 /// Returns the invoices issued.
-async fn pass(pool: &Pool, grace_days: u32, metrics: &Metrics) -> anyhow::Result<u64> {
-    let mut client = pool.get().await?;
+async fn pass(pool: &Pool, grace_days: u32, metrics: &Metrics) -> Result<u64, BillError> {
+    let mut client = pool.get().await.map_err(StorageError::from)?;
     // The operator's today is at most a day away from UTC's: look with UTC's first and
     // load (parse) the catalog only when something may be due.
     if due(&client, grace_days, Utc::now().date_naive().succ_opt())
@@ -136,8 +137,8 @@ async fn pass(pool: &Pool, grace_days: u32, metrics: &Metrics) -> anyhow::Result
                 .emit(metrics)
             }
             // `cdrflow bill` is at it: it finishes the period itself.
-            Err(invoices::BillError::Busy) => return Ok(issued),
-            Err(e) => return Err(e.into()),
+            Err(BillError::Busy) => return Ok(issued),
+            Err(e) => return Err(e),
         }
     }
     Ok(issued)
@@ -148,9 +149,9 @@ async fn due(
     client: &tokio_postgres::Client,
     grace_days: u32,
     today: Option<NaiveDate>,
-) -> anyhow::Result<Vec<NaiveDate>> {
+) -> Result<Vec<NaiveDate>, StorageError> {
     let Some(today) = today else {
         return Ok(Vec::new());
     };
-    Ok(storage::invoices::periods_due(client, grace_days, today).await?)
+    storage::invoices::periods_due(client, grace_days, today).await
 }

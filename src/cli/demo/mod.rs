@@ -20,9 +20,9 @@
 
 use super::config::FileSettings;
 use super::{Cli, Command, DatabaseArgs};
-use crate::pipeline::{self, RunSettings, SourceExit};
+use crate::pipeline::{self, RunSettings};
 use crate::telemetry::Metrics;
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use chrono::Utc;
 use chrono_tz::Tz;
 use clap::{CommandFactory as _, FromArgMatches as _};
@@ -92,7 +92,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             args.http, args.http
         );
         let settings = daemon_settings(&args, &done.topic, done.timezone, None)?;
-        run_daemon(settings, done.metrics).await?;
+        pipeline::run(settings, done.metrics).await?;
     }
     Ok(if done.reconciled {
         ExitCode::SUCCESS
@@ -178,22 +178,6 @@ fn daemon_settings(
     // usage on the next month's invoices.
     run.close_after_days = None;
     run.settings()
-}
-
-/// The daemon in an actix system of its own, on a thread of its own. `pipeline::run`
-/// stops the arbiters it creates before it returns, but not the source actor it starts
-/// on the calling system's arbiter: in a system of its own, that actor ends with this
-/// thread instead of staying beside the demo's next steps and a `--serve` daemon.
-async fn run_daemon(settings: RunSettings, metrics: Metrics) -> anyhow::Result<SourceExit> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("cdrflow-daemon".into())
-        .spawn(move || {
-            let result = actix_rt::System::new().block_on(pipeline::run(settings, metrics));
-            let _ = tx.send(result);
-        })
-        .context("Failed to start the daemon's thread")?;
-    rx.await.context("The daemon stopped without an answer")?
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -5,13 +5,13 @@
 use super::month::Month;
 use super::progress::Steps;
 use super::summary;
-use super::{daemon_settings, run_daemon, DemoArgs};
+use super::{daemon_settings, DemoArgs};
 use crate::cli::{bill, generate};
 use crate::domain::generator::{
     customer_pool_on, AnomalyRates, Customer, Generator, GeneratorConfig, GeneratorReport,
 };
 use crate::kafka::client;
-use crate::pipeline::SourceExit;
+use crate::pipeline::{self, SourceExit};
 use crate::render::numbers::count;
 use crate::render::{
     self,
@@ -285,7 +285,8 @@ impl<'a> Demo<'a> {
         let group = settings.source.group.clone();
         let metrics = Metrics::new(Registry::new())?;
         let started = Utc::now();
-        let daemon = run_daemon(settings, metrics.clone());
+        // When it returns, every thread the daemon started is stopped.
+        let daemon = pipeline::run(settings, metrics.clone());
         tokio::pin!(daemon);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let since = Instant::now();
