@@ -34,7 +34,7 @@ pub struct BillArgs {
     pub force: bool,
     /// Do not refresh the report aggregates after issuing invoices (the daemon refreshes
     /// them on its own; `cdrflow report --refresh` does it by hand). On a year of usage a
-    /// refresh takes minutes (README, "Reports on a year of data").
+    /// refresh takes minutes on a long history (docs/performance.md).
     #[arg(long)]
     pub no_report_refresh: bool,
     /// Customers invoiced per transaction.
