@@ -16,7 +16,7 @@
 
 use super::config::FileSettings;
 use super::{Cli, Command, DatabaseArgs};
-use crate::domain::generator::{
+use crate::generator::{
     customer_pool_on, AnomalyRates, Customer, Generator, GeneratorConfig, GeneratorReport,
 };
 use crate::kafka::client;

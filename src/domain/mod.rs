@@ -1,5 +1,4 @@
-//! The pure core: records, validation, normalization, the catalog and rating, the
-//! synthetic generator's model.
+//! The pure core: records, validation, normalization, the catalog and rating, billing.
 //! No actix, rdkafka, tokio, postgres, prometheus or tracing here; everything is
 //! unit-tested without a server.
 
@@ -7,7 +6,6 @@ pub mod batch;
 pub mod billing;
 pub mod catalog;
 pub mod cells;
-pub mod generator;
 pub mod msisdn;
 pub mod normalize;
 pub mod rating;

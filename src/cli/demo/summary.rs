@@ -3,7 +3,7 @@
 //! floats — the reconciliation against the generator's report, and the text a billing
 //! manager reads, in aligned tables.
 
-use crate::domain::generator::{ExpectedOutcomes, GeneratorReport};
+use crate::generator::{ExpectedOutcomes, GeneratorReport};
 use crate::storage::{invoices, stats};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -767,7 +767,7 @@ fn grouped(digits: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::generator::PartitionDelivery;
+    use crate::generator::PartitionDelivery;
     use std::str::FromStr;
 
     #[test]
