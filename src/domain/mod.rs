@@ -1,4 +1,5 @@
-//! The pure core: records, validation, normalization, the catalog and rating, billing.
+//! The pure core: records, validation, normalization, the catalog and rating, billing,
+//! report tables.
 //! No actix, rdkafka, tokio, postgres, prometheus or tracing here; everything is
 //! unit-tested without a server.
 
@@ -11,6 +12,7 @@ pub mod normalize;
 pub mod rating;
 pub mod record;
 pub mod reject;
+pub mod report;
 
 pub use msisdn::{Msisdn, NumberPlan, PeerClass};
 pub use normalize::{NormalizedCdr, Normalizer};
