@@ -101,10 +101,6 @@ impl NumberPlan {
         })
     }
 
-    pub fn home_region(&self) -> &str {
-        self.home.as_ref()
-    }
-
     /// Parse one number, national or international, into E.164: a valid number of the
     /// plan, as the subscriber's own number must be.
     pub fn parse(&self, raw: &str) -> Result<ParsedNumber, Rejection> {
