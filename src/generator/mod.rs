@@ -8,8 +8,8 @@
 //! does not import: nothing cdrflow does to a record depends on them.
 //!
 //! - this file: the anomaly mix and the record stream ([`Generator`]);
-//! - [`customers`]: the subscriber pool a seed gives;
-//! - [`report`]: what a run sent and what cdrflow must make of it.
+//! - `customers`: the subscriber pool a seed gives;
+//! - `report`: what a run sent and what cdrflow must make of it.
 
 mod customers;
 mod report;

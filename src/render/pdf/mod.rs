@@ -5,10 +5,10 @@
 //! The same invoice always gives the same bytes: the only date inside is `issued_at`.
 //!
 //! - this file: the entry point and the checks an invoice passes before it is drawn;
-//! - [`invoice`]: the layout, page by page, and the assembled file;
-//! - [`draw`]: the drawing primitives of one page;
-//! - [`font`]: Helvetica's widths, measuring and wrapping text;
-//! - [`encoding`]: text as WinAnsiEncoding bytes.
+//! - `invoice`: the layout, page by page, and the assembled file;
+//! - `draw`: the drawing primitives of one page;
+//! - `font`: Helvetica's widths, measuring and wrapping text;
+//! - `encoding`: text as WinAnsiEncoding bytes.
 
 mod draw;
 mod encoding;
