@@ -129,7 +129,7 @@ impl ReportTable {
     }
 }
 
-/// The JSON answer, written straight from the cells: a 100,000-row report serializes
+/// The JSON answer, written straight from the cells: a report of any length serializes
 /// without building a value per cell first. Row objects keep the columns' order.
 impl Serialize for ReportTable {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
