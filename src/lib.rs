@@ -18,8 +18,9 @@
 //!
 //! Layers, each in its own folder:
 //! - [`domain`]: pure code — records, validation, normalization, the catalog and rating,
-//!   billing (buckets, allowances, discounts, invoices), the generator model, the replay
-//!   plan.
+//!   billing (buckets, allowances, discounts, invoices), the replay plan.
+//! - [`generator`]: the seeded synthetic CDR stream and subscriber pool behind
+//!   `cdrflow generate`, each record with the outcome cdrflow must give it.
 //! - [`pipeline`]: the actors, thin shells that call the domain and forward with `send()`.
 //! - [`render`]: documents made from values, pure: the invoice as a PDF, a report as a
 //!   table, CSV or JSON, an event's explanation as text, a replay's plan as text.
@@ -42,6 +43,7 @@
 
 pub mod cli;
 pub mod domain;
+pub mod generator;
 pub mod http;
 pub mod kafka;
 pub mod pipeline;

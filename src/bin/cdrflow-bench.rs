@@ -5,8 +5,8 @@
 use anyhow::Context;
 use cdrflow::domain::batch::{rate_record, PartitionBatch, ProcessedRecord, SourceMeta};
 
-use cdrflow::domain::generator::{AnomalyRates, Generator, GeneratorConfig};
 use cdrflow::domain::{Normalizer, NumberPlan, Validation};
+use cdrflow::generator::{AnomalyRates, Generator, GeneratorConfig};
 use cdrflow::storage;
 use chrono::{Duration, TimeZone, Utc};
 use clap::{Parser, Subcommand};

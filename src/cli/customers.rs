@@ -4,8 +4,8 @@
 
 use super::DatabaseArgs;
 use crate::domain::catalog::Catalog;
-use crate::domain::generator::{customer_pool_on, Customer};
 use crate::domain::NumberPlan;
+use crate::generator::{customer_pool_on, Customer};
 use crate::storage::{self, customers::OnExisting};
 use anyhow::Context as _;
 use chrono::NaiveDate;

@@ -1,7 +1,7 @@
 //! `cdrflow generate`: synthetic CDRs to Kafka (keyed by subscriber) or to a JSONL file,
 //! with a report of exactly what was sent, for reconciliation.
 
-use crate::domain::generator::{
+use crate::generator::{
     AnomalyRates, GeneratedRecord, Generator, GeneratorConfig, GeneratorReport, PartitionDelivery,
 };
 use crate::kafka::client;

@@ -1,5 +1,5 @@
-//! The pure core: records, validation, normalization, the catalog and rating, the
-//! synthetic generator's model.
+//! The pure core: records, validation, normalization, the catalog and rating, billing,
+//! report tables.
 //! No actix, rdkafka, tokio, postgres, prometheus or tracing here; everything is
 //! unit-tested without a server.
 
@@ -7,13 +7,13 @@ pub mod batch;
 pub mod billing;
 pub mod catalog;
 pub mod cells;
-pub mod generator;
 pub mod msisdn;
 pub mod normalize;
 pub mod rating;
 pub mod record;
 pub mod reject;
 pub mod replay;
+pub mod report;
 
 pub use msisdn::{Msisdn, NumberPlan, PeerClass};
 pub use normalize::{NormalizedCdr, Normalizer};

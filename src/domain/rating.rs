@@ -163,7 +163,7 @@ pub fn rate(catalog: &Catalog, plan: &str, cdr: &NormalizedCdr) -> Result<Rating
                     tariff,
                     cdr.event_time,
                     charged,
-                    per_mb,
+                    |price| per_mb(price, charged),
                 )]
             } else {
                 Vec::new()
@@ -200,7 +200,7 @@ pub fn rate(catalog: &Catalog, plan: &str, cdr: &NormalizedCdr) -> Result<Rating
     })
 }
 
-fn tariff_price_one(price: Decimal, _units: i64) -> Decimal {
+fn tariff_price_one(price: Decimal) -> Decimal {
     round_amount(price)
 }
 
@@ -213,7 +213,7 @@ fn single_part(
     tariff: &Tariff,
     at: DateTime<Utc>,
     units: i64,
-    amount: fn(Decimal, i64) -> Decimal,
+    amount: impl FnOnce(Decimal) -> Decimal,
 ) -> Part {
     let band = band_at(catalog, at).0;
     let price = tariff.prices[band];
@@ -222,7 +222,7 @@ fn single_part(
         from: at,
         units,
         price,
-        amount: amount(price, units),
+        amount: amount(price),
     }
 }
 

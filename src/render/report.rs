@@ -1,50 +1,19 @@
-//! A report's answer as a value ([`ReportTable`]) and its three renderings: an aligned
-//! text table for the terminal, CSV and JSON. All three come from the same cells, so
-//! they cannot disagree: money stays an exact decimal in each (a JSON string, never a
-//! float), periods print as `YYYY-MM`, dates as `YYYY-MM-DD`.
+//! A report's answer ([`ReportTable`], a value of `domain::report`) in its three
+//! renderings: an aligned text table for the terminal, CSV and JSON. All three come from
+//! the same cells, so they cannot disagree: money stays an exact decimal in each (a JSON
+//! string, never a float), periods print as `YYYY-MM`, dates as `YYYY-MM-DD`.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use rust_decimal::Decimal;
+pub use crate::domain::report::{Cell, Column, ColumnType, ReportTable};
+
+use chrono::SecondsFormat;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 use serde_json::json;
 
-/// How a column's values are typed in JSON and aligned in a table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnType {
-    Text,
-    Integer,
-    Decimal,
-    Period,
-    Date,
-    Timestamp,
-}
-
 impl ColumnType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ColumnType::Text => "text",
-            ColumnType::Integer => "integer",
-            ColumnType::Decimal => "decimal",
-            ColumnType::Period => "period",
-            ColumnType::Date => "date",
-            ColumnType::Timestamp => "timestamp",
-        }
-    }
-
     fn right_aligned(self) -> bool {
         matches!(self, ColumnType::Integer | ColumnType::Decimal)
     }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    Null,
-    Text(String),
-    Integer(i64),
-    Decimal(Decimal),
-    Date(NaiveDate),
-    Timestamp(DateTime<Utc>),
 }
 
 impl Cell {
@@ -60,24 +29,6 @@ impl Cell {
             Cell::Timestamp(t) => t.to_rfc3339_opts(SecondsFormat::Secs, true),
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Column {
-    pub name: String,
-    pub kind: ColumnType,
-}
-
-/// One report's answer, with what it was asked and how fresh it is.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReportTable {
-    pub name: String,
-    pub title: String,
-    /// The filters as given (name, value), in the registry's order.
-    pub filters: Vec<(&'static str, String)>,
-    pub refreshed_at: Option<DateTime<Utc>>,
-    pub columns: Vec<Column>,
-    pub rows: Vec<Vec<Cell>>,
 }
 
 impl ReportTable {
@@ -178,7 +129,7 @@ impl ReportTable {
     }
 }
 
-/// The JSON answer, written straight from the cells: a 100,000-row report serializes
+/// The JSON answer, written straight from the cells: a report of any length serializes
 /// without building a value per cell first. Row objects keep the columns' order.
 impl Serialize for ReportTable {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -245,6 +196,7 @@ impl Serialize for ReportTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
     use serde_json::Value;
 
     fn sample() -> ReportTable {

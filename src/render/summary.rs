@@ -7,7 +7,7 @@
 use super::numbers::{self, count};
 use super::table::Table;
 use crate::domain::billing::LineKind;
-use crate::domain::generator::ExpectedOutcomes;
+use crate::generator::ExpectedOutcomes;
 use crate::storage::stats;
 use crate::storage::summary::{AlertCount, LineTotal, RegionRevenue, ServiceRevenue, TopCustomer};
 use rust_decimal::Decimal;

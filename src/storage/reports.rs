@@ -5,8 +5,8 @@
 
 use super::StorageError;
 use crate::domain::billing::parse_period;
+use crate::domain::report::{Cell, Column, ColumnType, ReportTable};
 use crate::domain::RecordType;
-use crate::render::report::{Cell, Column, ColumnType, ReportTable};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use tokio_postgres::types::Type;

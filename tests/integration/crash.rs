@@ -47,7 +47,7 @@ async fn killing_the_daemon_at_random_moments_loses_and_doubles_nothing() {
         vec!["--rate".into(), "2000".into()],
     );
     // The reference database needs the same customers: same seed, same pool.
-    let pool = cdrflow::domain::generator::customer_pool(5, 500);
+    let pool = cdrflow::generator::customer_pool(5, 500);
     cdrflow::storage::customers::upsert(
         &reference.client().await,
         &pool,

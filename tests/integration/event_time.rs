@@ -17,7 +17,7 @@ fn voice_at(timestamp: &str) -> Vec<u8> {
 async fn records_older_than_the_age_limit_are_rejected_as_too_old_and_open_no_period() {
     let db = TestDb::new().await;
     let topic = topic("cdr.raw.too-old", 1).await;
-    let customer = cdrflow::domain::generator::Customer::on_plan(
+    let customer = cdrflow::generator::Customer::on_plan(
         "+212612345678",
         "Test",
         "basic",

@@ -2,7 +2,7 @@
 //! at the end), its own topics on the real broker, and the real `cdrflow` binary driven as
 //! a user drives it.
 
-use cdrflow::domain::generator::GeneratorReport;
+use cdrflow::generator::GeneratorReport;
 use rand::Rng;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::DefaultProducerContext;

@@ -8,7 +8,7 @@ async fn poison_records_are_rejected_and_the_partition_moves_on() {
     let db = TestDb::new().await;
     let topic = topic("cdr.raw.poison", 1).await;
     // Active before the valid record's call.
-    let customer = cdrflow::domain::generator::Customer::on_plan(
+    let customer = cdrflow::generator::Customer::on_plan(
         "+212612345678",
         "Test",
         "basic",

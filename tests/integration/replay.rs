@@ -4,7 +4,7 @@
 //! and a mistaken command changes nothing.
 
 use crate::helpers::*;
-use cdrflow::domain::generator::GeneratorReport;
+use cdrflow::generator::GeneratorReport;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@ use super::progress::Steps;
 use super::summary;
 use super::{daemon_settings, DemoArgs};
 use crate::cli::{bill, generate};
-use crate::domain::generator::{
+use crate::generator::{
     customer_pool_on, AnomalyRates, Customer, Generator, GeneratorConfig, GeneratorReport,
 };
 use crate::kafka::client;

@@ -2,7 +2,7 @@
 //! reconciliation against what the generator sent and expected, the month's invoices and
 //! the daemon's throughput, read through `storage::summary`.
 
-use crate::domain::generator::GeneratorReport;
+use crate::generator::GeneratorReport;
 use crate::render::numbers::count;
 use crate::render::summary::{line_kind_rank, InvoiceTotals, Throughput};
 use crate::storage::{stats, summary};
@@ -136,7 +136,7 @@ pub(super) async fn throughput(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::generator::{ExpectedOutcomes, PartitionDelivery};
+    use crate::generator::{ExpectedOutcomes, PartitionDelivery};
     use crate::render::summary::tests::example;
     use crate::render::summary::text;
 

@@ -1,22 +1,18 @@
-//! The rating catalog: plans, tariffs, zones, time bands, allowances, discounts, taxes,
-//! fees and the cell → city → region reference, as the operator writes it (TOML) and
-//! as rating trusts it once checked.
-//!
-//! `Catalog::parse` is the only way to get a `Catalog`: it reads the file into plain
-//! `Raw*` structs (serde, unknown fields refused), then checks everything an operator can
-//! get wrong and names the place of each problem (`plans[basic].tariffs[voice/domestic]
-//! .prices.peak: ...`). After that, rating never meets a missing price, an unknown zone or
-//! a minute of the week without a band.
+//! The catalog's checks: everything an operator can get wrong in the file, each problem
+//! named with its place, all of them reported at once; and, when there are none, the
+//! checked [`Catalog`] built from the file.
 
-use super::record::RecordType;
+use super::file::{RawBand, RawCatalog, RawOperator, RawPlan, RawRegion, RawTariff, RawZone};
+use super::model::{
+    service_index, Allowance, Catalog, Charging, Discounts, Operator, Plan, Tariff, Zone, ZoneKind,
+    MINUTES_PER_WEEK, SERVICES,
+};
+use crate::domain::record::RecordType;
 use chrono::Weekday;
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
-use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-
-pub const MINUTES_PER_WEEK: usize = 7 * 24 * 60;
 
 /// A problem in a catalog file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +36,7 @@ impl fmt::Display for CatalogError {
 }
 
 impl CatalogError {
-    fn one(place: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub(super) fn one(place: impl Into<String>, problem: impl Into<String>) -> Self {
         CatalogError(vec![CatalogProblem {
             place: place.into(),
             problem: problem.into(),
@@ -48,347 +44,9 @@ impl CatalogError {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// The file as written.
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCatalog {
-    label: String,
-    operator: RawOperator,
-    discounts: RawDiscounts,
-    bands: Vec<RawBand>,
-    zones: Vec<RawZone>,
-    #[serde(default)]
-    regions: Vec<RawRegion>,
-    #[serde(default)]
-    cells: BTreeMap<String, String>,
-    plans: Vec<RawPlan>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOperator {
-    name: String,
-    currency: String,
-    timezone: String,
-    home_country: String,
-    vat_rate: String,
-    regulatory_fee: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDiscounts {
-    student: String,
-    loyalty: String,
-    loyalty_after_months: u32,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBand {
-    name: String,
-    days: Vec<String>,
-    from: String,
-    to: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawZone {
-    name: String,
-    kind: String,
-    #[serde(default)]
-    countries: Vec<String>,
-    #[serde(default)]
-    rest_of_world: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRegion {
-    name: String,
-    cities: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPlan {
-    code: String,
-    name: String,
-    monthly_fee: String,
-    #[serde(default)]
-    allowances: Vec<RawAllowance>,
-    tariffs: Vec<RawTariff>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAllowance {
-    service: String,
-    zones: Vec<String>,
-    units: i64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTariff {
-    service: String,
-    zone: String,
-    prices: BTreeMap<String, String>,
-    wholesale: String,
-    charging: Option<String>,
-    block_kb: Option<i64>,
-    connection_fee: Option<String>,
-    minimum_charge: Option<String>,
-}
-
-// ---------------------------------------------------------------------------------------
-// The checked catalog.
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ZoneKind {
-    Domestic,
-    International,
-    Roaming,
-}
-
-impl ZoneKind {
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "domestic" => Some(ZoneKind::Domestic),
-            "international" => Some(ZoneKind::International),
-            "roaming" => Some(ZoneKind::Roaming),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Zone {
-    pub name: String,
-    pub kind: ZoneKind,
-}
-
-/// Voice charging: the first `first` seconds are charged as a block, then every started
-/// `step` seconds (`60/1`: a first minute, then per second; `60/60`: per started minute).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Charging {
-    pub first: i64,
-    pub step: i64,
-}
-
-impl Charging {
-    pub fn parse(s: &str) -> Option<Self> {
-        let (a, b) = s.split_once('/')?;
-        let first: i64 = a.trim().parse().ok()?;
-        let step: i64 = b.trim().parse().ok()?;
-        (first >= 1 && step >= 1 && first <= 3600 && step <= 3600)
-            .then_some(Charging { first, step })
-    }
-
-    /// Seconds charged for a call of `seconds`: none for an unanswered (zero) call.
-    pub fn charged_seconds(&self, seconds: i64) -> i64 {
-        if seconds <= 0 {
-            0
-        } else if seconds <= self.first {
-            self.first
-        } else {
-            let rest = seconds - self.first;
-            self.first + (rest + self.step - 1) / self.step * self.step
-        }
-    }
-}
-
-impl fmt::Display for Charging {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.first, self.step)
-    }
-}
-
-/// One priced plan × service × zone, with a price per band.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tariff {
-    /// `plan.service.zone`, e.g. `basic.voice.domestic`.
-    pub id: String,
-    pub service: RecordType,
-    pub zone: usize,
-    /// Price per unit (minute, message, MB) for each band, indexed like `Catalog::bands`.
-    pub prices: Vec<Decimal>,
-    /// Interconnect / wholesale cost per unit, whatever the band.
-    pub wholesale: Decimal,
-    /// Voice only.
-    pub charging: Option<Charging>,
-    /// Data only: volume is charged per started block of this many KB.
-    pub block_kb: i64,
-    pub connection_fee: Decimal,
-    pub minimum_charge: Decimal,
-}
-
-impl Tariff {
-    /// The unit prices are per: "min", "sms" or "MB".
-    pub fn unit(&self) -> &'static str {
-        match self.service {
-            RecordType::Voice => "min",
-            RecordType::Sms => "sms",
-            RecordType::Data => "MB",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Allowance {
-    pub service: RecordType,
-    pub zones: Vec<usize>,
-    /// Seconds for voice (the file says minutes), messages for SMS, KB for data (the
-    /// file says MB): the units usage is counted in.
-    pub units: i64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub code: String,
-    pub name: String,
-    pub monthly_fee: Decimal,
-    pub allowances: Vec<Allowance>,
-    /// Indexed by `service_index(service) * zones + zone`.
-    tariffs: Vec<Option<Tariff>>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Operator {
-    pub name: String,
-    pub currency: String,
-    pub timezone: Tz,
-    pub home_country: String,
-    pub vat_rate: Decimal,
-    pub regulatory_fee: Decimal,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Discounts {
-    pub student: Decimal,
-    pub loyalty: Decimal,
-    pub loyalty_after_months: u32,
-}
-
-/// A checked, rate-ready catalog.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Catalog {
-    pub label: String,
-    pub operator: Operator,
-    pub discounts: Discounts,
-    /// Band names, in the order of the file (first appearance).
-    pub bands: Vec<String>,
-    /// Band index for each minute of the local week, Monday 00:00 first.
-    week: Vec<u8>,
-    /// For each minute of the week, how many minutes until the band changes (at least 1;
-    /// a whole week if it never does).
-    run: Vec<u32>,
-    pub zones: Vec<Zone>,
-    domestic: usize,
-    international: HashMap<String, usize>,
-    international_rest: usize,
-    roaming: HashMap<String, usize>,
-    roaming_rest: usize,
-    /// City → region.
-    pub regions: BTreeMap<String, String>,
-    /// Cell prefix (the part before `_N`) → city.
-    pub cells: BTreeMap<String, String>,
-    pub plans: BTreeMap<String, Plan>,
-}
-
-pub fn service_index(s: RecordType) -> usize {
-    match s {
-        RecordType::Voice => 0,
-        RecordType::Sms => 1,
-        RecordType::Data => 2,
-    }
-}
-
-const SERVICES: [RecordType; 3] = [RecordType::Voice, RecordType::Sms, RecordType::Data];
-
-impl Catalog {
-    /// Parse and check a catalog file.
-    pub fn parse(text: &str) -> Result<Catalog, CatalogError> {
-        let raw: RawCatalog = toml::from_str(text)
-            .map_err(|e| CatalogError::one("file", e.to_string().trim_end().to_string()))?;
-        Checker::default().check(raw)
-    }
-
-    pub fn band_name(&self, band: usize) -> &str {
-        &self.bands[band]
-    }
-
-    /// The band in force at a local minute of the week (Monday 00:00 = 0), and how many
-    /// minutes it stays in force.
-    pub fn band_at(&self, minute_of_week: usize) -> (usize, u32) {
-        (self.week[minute_of_week] as usize, self.run[minute_of_week])
-    }
-
-    pub fn zone(&self, zone: usize) -> &Zone {
-        &self.zones[zone]
-    }
-
-    pub fn domestic_zone(&self) -> usize {
-        self.domestic
-    }
-
-    /// The international zone of a destination country.
-    pub fn international_zone(&self, country: Option<&str>) -> usize {
-        country
-            .and_then(|c| self.international.get(c))
-            .copied()
-            .unwrap_or(self.international_rest)
-    }
-
-    /// The roaming zone of a visited country.
-    pub fn roaming_zone(&self, country: &str) -> usize {
-        self.roaming
-            .get(country)
-            .copied()
-            .unwrap_or(self.roaming_rest)
-    }
-
-    pub fn plan(&self, code: &str) -> Option<&Plan> {
-        self.plans.get(code)
-    }
-
-    /// City and region of a cell id (`CASABLANCA_12`), through the catalog's reference.
-    pub fn locate(&self, cell_id: &str) -> Option<(&str, &str)> {
-        let prefix = match cell_id.rsplit_once('_') {
-            Some((city, sector)) if sector.bytes().all(|b| b.is_ascii_digit()) => city,
-            _ => cell_id,
-        };
-        // Normalized cell ids are upper case already; anything else is looked up as written.
-        let city = match self.cells.get(prefix) {
-            Some(city) => city,
-            None => self.cells.get(&prefix.to_ascii_uppercase())?,
-        };
-        let region = self.regions.get(city)?;
-        Some((city.as_str(), region.as_str()))
-    }
-
-    /// Every tariff with its plan, for storing the catalog relationally.
-    pub fn tariffs(&self) -> impl Iterator<Item = (&Plan, &Tariff)> {
-        self.plans
-            .values()
-            .flat_map(|p| p.tariffs.iter().flatten().map(move |t| (p, t)))
-    }
-}
-
-impl Plan {
-    pub fn tariff(&self, zones: usize, service: RecordType, zone: usize) -> Option<&Tariff> {
-        self.tariffs
-            .get(service_index(service) * zones + zone)
-            .and_then(Option::as_ref)
-    }
-}
-
 /// Collects problems while building the checked catalog.
 #[derive(Default)]
-struct Checker {
+pub(super) struct Checker {
     problems: Vec<CatalogProblem>,
 }
 
@@ -442,7 +100,7 @@ impl Checker {
         s
     }
 
-    fn check(mut self, raw: RawCatalog) -> Result<Catalog, CatalogError> {
+    pub(super) fn check(mut self, raw: RawCatalog) -> Result<Catalog, CatalogError> {
         let operator = self.operator(&raw.operator);
         let discounts = Discounts {
             student: self.rate("discounts.student", &raw.discounts.student),
@@ -1022,14 +680,9 @@ fn runs(week: &[u8]) -> Vec<u32> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
+    use super::super::tests::DEFAULT;
     use super::*;
-
-    pub const DEFAULT: &str = include_str!("../../catalog/default.toml");
-
-    pub fn default_catalog() -> Catalog {
-        Catalog::parse(DEFAULT).expect("the shipped catalog is valid")
-    }
 
     fn problems(text: &str) -> Vec<String> {
         Catalog::parse(text)
@@ -1038,58 +691,6 @@ pub(crate) mod tests {
             .into_iter()
             .map(|p| format!("{}: {}", p.place, p.problem))
             .collect()
-    }
-
-    #[test]
-    fn the_shipped_catalog_is_valid_and_complete() {
-        let c = default_catalog();
-        assert!(c.plans.len() >= 4);
-        assert_eq!(c.operator.currency, "MAD");
-        assert_eq!(c.operator.vat_rate, Decimal::new(20, 2));
-        assert_eq!(c.operator.regulatory_fee, Decimal::ONE);
-        assert_eq!(c.discounts.student, Decimal::new(10, 2));
-        assert_eq!(c.discounts.loyalty, Decimal::new(5, 2));
-        let regions: HashSet<&String> = c.regions.values().collect();
-        assert_eq!(regions.len(), 12);
-        assert_eq!(
-            c.locate("CASABLANCA_12"),
-            Some(("Casablanca", "Casablanca-Settat"))
-        );
-        assert!(c.plans.values().any(|p| p
-            .allowances
-            .iter()
-            .any(|a| a.service == RecordType::Sms && a.units == 100)));
-    }
-
-    #[test]
-    fn the_shipped_cells_match_the_built_in_reference() {
-        let c = default_catalog();
-        for prefix in c.cells.keys() {
-            let cell = format!("{prefix}_1");
-            let built_in =
-                crate::domain::cells::locate(&cell).expect("every catalog city is built in");
-            assert_eq!((built_in.city, built_in.region), c.locate(&cell).unwrap());
-        }
-        assert_eq!(c.cells.len(), crate::domain::cells::city_keys().count());
-    }
-
-    #[test]
-    fn the_week_has_peak_offpeak_and_weekend_where_design_puts_them() {
-        let c = default_catalog();
-        let band = |day: usize, h: usize, m: usize| {
-            c.band_name(c.band_at(day * 1440 + h * 60 + m).0)
-                .to_string()
-        };
-        assert_eq!(band(0, 8, 0), "peak");
-        assert_eq!(band(0, 7, 59), "offpeak");
-        assert_eq!(band(4, 19, 59), "peak");
-        assert_eq!(band(4, 20, 0), "offpeak");
-        assert_eq!(band(5, 12, 0), "weekend");
-        assert_eq!(band(6, 23, 59), "weekend");
-        // Monday 08:00 peak lasts 12 hours.
-        assert_eq!(c.band_at(8 * 60).1, 12 * 60);
-        // Sunday 23:59 weekend runs into Monday 00:00 offpeak: one minute.
-        assert_eq!(c.band_at(MINUTES_PER_WEEK - 1).1, 1);
     }
 
     #[test]
@@ -1174,17 +775,5 @@ pub(crate) mod tests {
             p.iter().any(|p| p.contains("FR is already in zone")),
             "{p:?}"
         );
-    }
-
-    #[test]
-    fn charging_schemes_round_up_to_their_steps() {
-        let c = |s: &str| Charging::parse(s).unwrap();
-        assert_eq!(c("60/1").charged_seconds(1), 60);
-        assert_eq!(c("60/1").charged_seconds(61), 61);
-        assert_eq!(c("60/60").charged_seconds(61), 120);
-        assert_eq!(c("30/30").charged_seconds(31), 60);
-        assert_eq!(c("30/30").charged_seconds(0), 0);
-        assert_eq!(Charging::parse("0/1"), None);
-        assert_eq!(Charging::parse("60"), None);
     }
 }

@@ -3,19 +3,30 @@
 //! a controlled mix of anomalies. Every record knows the outcome cdrflow must give it,
 //! so a run reconciles count for count against `cdrflow stats`.
 //!
-//! Pure: no I/O. The CLI sends what this yields to Kafka or a file.
+//! Pure: no I/O. The CLI sends what this yields to Kafka or a file. It lives beside
+//! `domain` rather than in it because it draws from `rand` and `fake`, which the domain
+//! does not import: nothing cdrflow does to a record depends on them.
+//!
+//! - this file: the anomaly mix and the record stream ([`Generator`]);
+//! - `customers`: the subscriber pool a seed gives;
+//! - `report`: what a run sent and what cdrflow must make of it.
 
-use super::record::RecordType;
-use super::reject::RejectReason;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+mod customers;
+mod report;
+
+pub use customers::{customer_pool, customer_pool_on, Customer, DEFAULT_PLANS};
+pub use report::{ExpectedOutcomes, GeneratorReport, PartitionDelivery};
+
+use crate::domain::cells;
+use crate::domain::record::RecordType;
+use crate::domain::reject::RejectReason;
+use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use fake::Fake;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 /// Share of records carrying each anomaly (0.0–1.0). Probabilities, not money.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,38 +126,6 @@ pub enum Expected {
     Rejected(RejectReason),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Customer {
-    /// E.164.
-    pub msisdn: String,
-    pub name: String,
-    /// A plan code of the catalog.
-    pub plan: String,
-    pub region: Option<String>,
-    pub is_student: bool,
-    pub activated_on: NaiveDate,
-    /// The month-to-date spend at which billing alerts the customer (MAD).
-    pub credit_limit: Decimal,
-}
-
-impl Customer {
-    /// A customer on `plan` with nothing else known: activated today, the default limit.
-    pub fn on_plan(msisdn: &str, name: &str, plan: &str, today: NaiveDate) -> Customer {
-        Customer {
-            msisdn: msisdn.to_string(),
-            name: name.to_string(),
-            plan: plan.to_string(),
-            region: None,
-            is_student: false,
-            activated_on: today,
-            credit_limit: Decimal::new(500, 0),
-        }
-    }
-}
-
-/// The plans of the shipped catalog, for pools generated without a catalog at hand.
-pub const DEFAULT_PLANS: &[&str] = &["basic", "student", "business", "data-max"];
-
 #[derive(Debug, Clone)]
 pub struct GeneratedRecord {
     /// Kafka key: the subscriber's E.164 number, or the raw text when it has none.
@@ -173,124 +152,10 @@ pub struct GeneratorConfig {
     pub rates: AnomalyRates,
 }
 
-/// Expected outcomes, the part of the report `cdrflow stats` must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExpectedOutcomes {
-    pub accepted: u64,
-    pub duplicates: u64,
-    pub suspense: u64,
-    pub rejected: BTreeMap<String, u64>,
-}
-
-/// What a generator run sent, for reconciliation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GeneratorReport {
-    pub seed: u64,
-    pub sent: u64,
-    pub by_type: BTreeMap<String, u64>,
-    pub anomalies: BTreeMap<String, u64>,
-    pub expected: ExpectedOutcomes,
-    /// Per Kafka partition, as the broker acknowledged: filled in by whoever sends.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub partitions: BTreeMap<i32, PartitionDelivery>,
-}
-
-/// What the broker acknowledged for one partition.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionDelivery {
-    pub records: u64,
-    /// The offset after the last acknowledged record.
-    pub end_offset: i64,
-}
-
-impl GeneratorReport {
-    pub fn record(&mut self, r: &GeneratedRecord) {
-        self.sent += 1;
-        let kind = match (r.record_type, r.anomaly) {
-            (Some(t), _) => t.as_str(),
-            (None, Some(Anomaly::NonJson)) => "non_json",
-            (None, _) => "unknown",
-        };
-        *self.by_type.entry(kind.to_string()).or_default() += 1;
-        if let Some(a) = r.anomaly {
-            *self.anomalies.entry(a.as_str().to_string()).or_default() += 1;
-        }
-        match r.expected {
-            Expected::Accepted => self.expected.accepted += 1,
-            Expected::Duplicate => self.expected.duplicates += 1,
-            Expected::Suspense => self.expected.suspense += 1,
-            Expected::Rejected(reason) => {
-                *self
-                    .expected
-                    .rejected
-                    .entry(reason.as_str().to_string())
-                    .or_default() += 1
-            }
-        }
-    }
-}
-
 const CELL_SECTORS: u32 = 40;
 const ROAMING: &[&str] = &["FR", "ES", "IT", "BE", "AE", "SA", "TR"];
 /// Recently accepted records a duplicate may repeat.
 const RECENT: usize = 1024;
-
-/// The subscriber pool for a seed: the same seed always gives the same customers,
-/// whatever the record count, so `--customers` written once serves later runs.
-pub fn customer_pool(seed: u64, n: usize) -> Vec<Customer> {
-    customer_pool_on(seed, n, DEFAULT_PLANS)
-}
-
-/// The pool for a seed with plans drawn from `plans` (a catalog's plan codes). Numbers
-/// and names depend on the seed only; plans, regions, students, activation dates (spread
-/// over eight years) and credit limits come from a second stream of the same seed.
-pub fn customer_pool_on(seed: u64, n: usize, plans: &[&str]) -> Vec<Customer> {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_C057_0E25);
-    let mut traits = StdRng::seed_from_u64(seed ^ 0x0C05_7E25_7A17);
-    let regions: Vec<&str> = {
-        let mut r: Vec<&str> = super::cells::city_keys()
-            .filter_map(|k| super::cells::locate(k).map(|l| l.region))
-            .collect();
-        r.sort_unstable();
-        r.dedup();
-        r
-    };
-    let first_day = NaiveDate::from_ymd_opt(2018, 1, 1).expect("a date");
-    let mut seen = HashSet::with_capacity(n);
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let msisdn = format!(
-            "+2126{}{:07}",
-            pick(&mut rng, &['0', '1', '2', '3', '4', '5', '6', '7', '9']),
-            rng.random_range(0..10_000_000)
-        );
-        if seen.insert(msisdn.clone()) {
-            let name: String = fake::faker::name::fr_fr::Name().fake_with_rng(&mut rng);
-            let plan = if plans.is_empty() {
-                "basic"
-            } else {
-                pick(&mut traits, plans)
-            };
-            let is_student = plan.contains("student") || traits.random_range(0..100) < 2;
-            let base = match plan {
-                "business" => 2000,
-                "student" => 150,
-                "basic" => 200,
-                _ => 500,
-            };
-            out.push(Customer {
-                msisdn,
-                name,
-                plan: plan.to_string(),
-                region: Some(pick(&mut traits, &regions).to_string()),
-                is_student,
-                activated_on: first_day + Duration::days(traits.random_range(0..8 * 365)),
-                credit_limit: Decimal::new(base + 50 * traits.random_range(0..5), 0),
-            });
-        }
-    }
-    out
-}
 
 pub struct Generator {
     cfg: GeneratorConfig,
@@ -320,7 +185,7 @@ impl Generator {
         Ok(Generator {
             rng: StdRng::seed_from_u64(cfg.seed),
             pool: customer_pool(cfg.seed, cfg.customers),
-            cities: super::cells::city_keys().collect(),
+            cities: cells::city_keys().collect(),
             produced: 0,
             recent: VecDeque::with_capacity(RECENT),
             used: HashSet::new(),
@@ -667,12 +532,6 @@ mod tests {
             .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
-    }
-
-    #[test]
-    fn the_pool_does_not_depend_on_the_record_count() {
-        assert_eq!(customer_pool(3, 50), customer_pool(3, 50));
-        assert_eq!(customer_pool(3, 50)[..10], customer_pool(3, 80)[..10]);
     }
 
     #[test]
