@@ -7,6 +7,7 @@ pub mod batch;
 pub mod billing;
 pub mod catalog;
 pub mod cells;
+pub mod customer;
 pub mod msisdn;
 pub mod normalize;
 pub mod rating;

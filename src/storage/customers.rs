@@ -2,7 +2,7 @@
 
 use super::StorageError;
 use crate::domain::batch::Subscriber;
-use crate::generator::Customer;
+use crate::domain::customer::Customer;
 // The rater looks these up per record: foldhash rather than SipHash.
 use foldhash::HashMap;
 use tokio_postgres::GenericClient;
