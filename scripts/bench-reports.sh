@@ -24,7 +24,7 @@
 #  3. refreshes the report aggregates (`cdrflow report --refresh`) and times it (should it
 #     fail, says why and refreshes with psql instead), times each aggregate's REFRESH on
 #     its own (report_refresh() ANALYZEs them: REFRESH collects no statistics);
-#  4. starts tansu (memory storage) and `cdrflow run --report-refresh-secs 0 --no-publish`
+#  4. starts tansu (sqlite storage) and `cdrflow run --report-refresh-secs 0 --no-publish`
 #     and times every report of GET /api/reports with curl, RUNS times per filter set:
 #     none, a middle period, period+service, period+region, period+plan and, for the
 #     customer-level reports, period+limit (only the filters the report accepts);
@@ -690,7 +690,7 @@ while pgrep -f 'cargo install tansu' >/dev/null 2>&1; do
   sleep 20
 done
 ensure_tansu
-start_broker memory "$work"
+start_broker sqlite "$work"
 port=$(free_port)
 API=http://127.0.0.1:$port
 "$BIN" run --brokers "$BROKER" --topic cdr.bench-reports --group bench-reports \
