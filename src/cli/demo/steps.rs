@@ -35,8 +35,10 @@ use std::time::{Duration, Instant};
 const DEFAULT_CATALOG: &str = include_str!("../../../catalog/default.toml");
 /// Partitions of the demo topic: enough for both committers and a visible spread.
 const PARTITIONS: i32 = 6;
-/// Seconds without a record after which the daemon counts the topic as drained.
-const IDLE_SECS: u64 = 3;
+/// Seconds without a record after which the daemon counts the topic as drained. The
+/// idle time counts from the partitions' assignment, and the broker's first fetch of a
+/// topic just written can take a few seconds: the wait must outlast it.
+const IDLE_SECS: u64 = 10;
 /// How long the broker may take to answer the first request before the demo gives up.
 const BROKER_PATIENCE: Duration = Duration::from_secs(20);
 
