@@ -148,7 +148,7 @@ fn bounded_with(url: &str, settings: &str) -> Result<tokio_postgres::Config, Sto
 /// A pool that fails fast when the server is away, so callers see the error and back off
 /// instead of hanging.
 pub fn pool(url: &str, size: usize) -> Result<Pool, StorageError> {
-    pool_of(bounded(url)?, size)
+    pool_of(bounded(url)?, size, Duration::from_secs(10))
 }
 
 /// The daemon's pool: `pool` with JIT compilation off. Its statements are short and run
@@ -156,10 +156,29 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, StorageError> {
 /// month-summary read of many customers can) is compiled again on every execution, which
 /// can cost as much as running the query.
 pub fn pipeline_pool(url: &str, size: usize) -> Result<Pool, StorageError> {
-    pool_of(bounded_with(url, "-c jit=off")?, size)
+    pool_of(bounded_with(url, "-c jit=off")?, size, Duration::from_secs(10))
 }
 
-fn pool_of(config: tokio_postgres::Config, size: usize) -> Result<Pool, StorageError> {
+/// The HTTP API's pool, apart from the pipeline's so that slow or many requests cannot
+/// take the committers' connections: few connections, each statement cut off after
+/// `statement_timeout`, and a caller waits at most 2 s for a free one.
+pub fn api_pool(
+    url: &str,
+    size: usize,
+    statement_timeout: Duration,
+) -> Result<Pool, StorageError> {
+    let settings = format!(
+        "-c jit=off -c statement_timeout={}",
+        statement_timeout.as_millis()
+    );
+    pool_of(bounded_with(url, &settings)?, size, Duration::from_secs(2))
+}
+
+fn pool_of(
+    config: tokio_postgres::Config,
+    size: usize,
+    wait: Duration,
+) -> Result<Pool, StorageError> {
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -170,7 +189,7 @@ fn pool_of(config: tokio_postgres::Config, size: usize) -> Result<Pool, StorageE
     Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(10)))
+        .wait_timeout(Some(wait))
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))
         .build()
