@@ -2,6 +2,7 @@
 //! them through `scripts/test.sh`, which starts the broker and sets
 //! `CDRFLOW_TEST_BROKERS`.
 
+mod certs;
 mod helpers;
 
 mod alerts;
