@@ -27,8 +27,9 @@ struct Cli {
 enum Cmd {
     /// Read `count` records from the start of a topic; print records/s.
     Consume {
-        #[arg(long)]
-        brokers: String,
+        /// The brokers and how to reach them, as for `cdrflow run`.
+        #[command(flatten)]
+        kafka: cdrflow::kafka::KafkaSettings,
         #[arg(long)]
         topic: String,
         #[arg(long)]
@@ -69,18 +70,22 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         match cli.command {
             Cmd::Consume {
-                brokers,
+                kafka,
                 topic,
                 count,
-            } => consume(&brokers, &topic, count).await,
+            } => consume(&kafka, &topic, count).await,
             Cmd::Insert(args) => insert(args).await,
         }
     })
 }
 
-async fn consume(brokers: &str, topic: &str, count: u64) -> anyhow::Result<()> {
+async fn consume(
+    kafka: &cdrflow::kafka::KafkaSettings,
+    topic: &str,
+    count: u64,
+) -> anyhow::Result<()> {
     let consumer: StreamConsumer = cdrflow::kafka::client::consumer_config(
-        brokers,
+        kafka,
         &format!("bench-bare-{}", std::process::id()),
         10_000,
     )

@@ -7,7 +7,18 @@
 //! `CDRFLOW_CONFIG`. Its values become the command's defaults, so the environment
 //! overrides the file and a flag overrides both. Each value is checked with the flag's
 //! own parser before anything starts, and an error names the file and the key.
+//!
+//! The file's `[kafka]` table holds librdkafka properties passed through to every Kafka
+//! client (`--kafka-property` adds to and overrides it; see [`crate::kafka::settings`]).
+//!
+//! A secret ([`SECRETS`]) can also come from a file, for Docker and Kubernetes secrets:
+//! `<key>_file` in the settings file or `CDRFLOW_<KEY>_FILE` in the environment names a
+//! file whose content, without its trailing newline, is the value. The order, first
+//! wins: the flag, `CDRFLOW_<KEY>`, `CDRFLOW_<KEY>_FILE`, then the settings file's
+//! `<key>` or `<key>_file` (giving both in the file, or both variables, is an error). A
+//! secret's value is never shown, in `--help` or in an error.
 
+use crate::kafka::settings::check_property;
 use clap::{Arg, Command};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -16,8 +27,17 @@ use std::path::{Path, PathBuf};
 /// The file read when neither `--config` nor `CDRFLOW_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "cdrflow.toml";
 
-/// Settings whose values are never shown (`--help` defaults, errors).
-const SECRETS: [&str; 1] = ["database_url"];
+/// Settings whose values are never shown (`--help` defaults, errors), each of which can
+/// also be read from a file. A key no command has is skipped.
+pub const SECRETS: [&str; 4] = [
+    "database_url",
+    "kafka_sasl_password",
+    "kafka_ssl_key_password",
+    "api_token",
+];
+
+/// The settings file's table of librdkafka properties.
+const KAFKA_TABLE: &str = "kafka";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -28,6 +48,15 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// A secret's file (never its content).
+    #[error("`{setting}`: cannot read {path}: {source}")]
+    SecretFile {
+        setting: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Environment(String),
 }
 
 /// The settings file's values, by key, as text.
@@ -35,6 +64,8 @@ pub enum ConfigError {
 pub struct FileSettings {
     pub path: Option<PathBuf>,
     values: BTreeMap<String, String>,
+    /// The `[kafka]` table.
+    kafka: BTreeMap<String, String>,
 }
 
 /// Which file to read: `--config FILE` (or `--config=FILE`) among the arguments, else
@@ -85,36 +116,99 @@ impl FileSettings {
             invalid(format!("{at}{}", e.message().trim_end()))
         })?;
         let mut values = BTreeMap::new();
+        let mut kafka = BTreeMap::new();
         for (key, value) in table {
-            let text = match value {
-                toml::Value::String(s) => s,
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                other => {
-                    return Err(invalid(format!(
-                        "`{key}` must be a string, a number or a boolean, not {}",
-                        other.type_str()
-                    )))
+            if let (KAFKA_TABLE, toml::Value::Table(properties)) = (key.as_str(), &value) {
+                for (property, value) in properties {
+                    let text = scalar(value.clone()).map_err(|kind| {
+                        invalid(format!(
+                            "[kafka] `{property}` must be a string, a number or a boolean, not {kind}"
+                        ))
+                    })?;
+                    kafka.insert(property.clone(), text);
                 }
-            };
+                continue;
+            }
+            let text = scalar(value).map_err(|kind| {
+                invalid(format!(
+                    "`{key}` must be a string, a number or a boolean, not {kind}"
+                ))
+            })?;
             values.insert(key, text);
         }
         Ok(FileSettings {
             path: Some(path.to_path_buf()),
             values,
+            kafka,
         })
     }
 
-    /// The command with the file's values as defaults, after checking that every key is
-    /// a setting and every value passes that setting's parser.
+    /// The command with the file's values and the secrets' files as defaults, after
+    /// checking that every key is a setting and every value passes that setting's parser.
     pub fn apply(&self, command: Command) -> Result<Command, ConfigError> {
-        let Some(path) = &self.path else {
-            return Ok(command);
-        };
+        self.apply_with(command, &|name| std::env::var_os(name))
+    }
+
+    /// [`FileSettings::apply`] with the environment given as a function.
+    fn apply_with(
+        &self,
+        command: Command,
+        env: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Command, ConfigError> {
         let mut known = BTreeMap::new();
         settings(&command, &mut known);
-        for (key, value) in &self.values {
+        let mut defaults = self.checked(&known)?;
+        for key in SECRETS.iter().filter(|key| known.contains_key(**key)) {
+            let env_key = format!("CDRFLOW_{}", key.to_ascii_uppercase());
+            let env_file = format!("{env_key}_FILE");
+            let Some(file) = env(&env_file).filter(|f| !f.is_empty()) else {
+                continue;
+            };
+            if env(&env_key).is_some_and(|v| !v.is_empty()) {
+                return Err(ConfigError::Environment(format!(
+                    "both {env_key} and {env_file} are set: set one"
+                )));
+            }
+            let value = read_secret(&env_file, Path::new(&file))?;
+            let (sub, arg) = &known[*key];
+            check(sub, arg, &value)
+                .map_err(|message| ConfigError::Environment(format!("{env_file}: {message}")))?;
+            defaults.insert(key.to_string(), value);
+        }
+        let properties: Vec<String> = self.kafka.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Ok(with_defaults(command, &defaults, &properties))
+    }
+
+    /// The file's values by setting, each checked, with the secrets of `<key>_file` keys
+    /// read.
+    fn checked(
+        &self,
+        known: &BTreeMap<String, (Command, Arg)>,
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
+        let Some(path) = &self.path else {
+            return Ok(BTreeMap::new());
+        };
+        let mut values = self.values.clone();
+        for key in SECRETS.iter().filter(|key| known.contains_key(**key)) {
+            let file_key = format!("{key}_file");
+            let Some(file) = values.remove(&file_key) else {
+                continue;
+            };
+            if values.contains_key(*key) {
+                return Err(ConfigError::Invalid {
+                    path: path.clone(),
+                    message: format!("both `{key}` and `{file_key}` are given: keep one"),
+                });
+            }
+            values.insert(key.to_string(), read_secret(&file_key, Path::new(&file))?);
+        }
+        for (property, value) in &self.kafka {
+            check_property(property, value).map_err(|e| ConfigError::Invalid {
+                path: path.clone(),
+                message: format!("[kafka] {e}"),
+            })?;
+        }
+        for (key, value) in &values {
             let Some((sub, arg)) = known.get(key) else {
                 let mut names: Vec<&str> = known.keys().map(String::as_str).collect();
                 names.sort_unstable();
@@ -131,8 +225,30 @@ impl FileSettings {
                 message: format!("`{key}`: {message}"),
             })?;
         }
-        Ok(with_defaults(command, &self.values))
+        Ok(values)
     }
+}
+
+/// A TOML value as a flag's text, or the name of its type if it has none.
+fn scalar(value: toml::Value) -> Result<String, &'static str> {
+    match value {
+        toml::Value::String(s) => Ok(s),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        other => Err(other.type_str()),
+    }
+}
+
+/// A secret's value from the file `path` that `setting` names: its content without the
+/// trailing newline. An error names the setting and the file, never what it holds.
+fn read_secret(setting: &str, path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        setting: setting.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
 /// Run `value` through the argument's own parser, as if given as its flag.
@@ -187,7 +303,22 @@ fn settings(command: &Command, out: &mut BTreeMap<String, (Command, Arg)>) {
     }
 }
 
-fn with_defaults(mut command: Command, values: &BTreeMap<String, String>) -> Command {
+/// `command` with `values` as its settings' defaults, and `kafka_properties` (the
+/// `[kafka]` table as `KEY=VALUE`) as the hidden flag's that carries them.
+fn with_defaults(
+    mut command: Command,
+    values: &BTreeMap<String, String>,
+    kafka_properties: &[String],
+) -> Command {
+    let table: Option<clap::Id> = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(super::FILE_PROPERTY_FLAG))
+        .map(|a| a.get_id().clone());
+    if let (Some(id), false) = (table, kafka_properties.is_empty()) {
+        let properties: Vec<clap::builder::OsStr> =
+            kafka_properties.iter().map(|p| p.into()).collect();
+        command = command.mut_arg(id, |a| a.default_values(properties));
+    }
     let found: Vec<(clap::Id, String, String)> = command
         .get_arguments()
         .filter_map(|a| {
@@ -206,7 +337,7 @@ fn with_defaults(mut command: Command, values: &BTreeMap<String, String>) -> Com
         .map(|s| s.get_name().to_string())
         .collect();
     for name in subs {
-        command = command.mut_subcommand(name, |s| with_defaults(s, values));
+        command = command.mut_subcommand(name, |s| with_defaults(s, values, kafka_properties));
     }
     command
 }

@@ -4,7 +4,7 @@
 //! when recomputing the price does not give the stored amount.
 
 use super::DatabaseArgs;
-use crate::kafka::fetch;
+use crate::kafka::{fetch, KafkaSettings};
 use crate::render;
 use crate::storage::{self, explain};
 use std::process::ExitCode;
@@ -16,9 +16,9 @@ pub struct ExplainArgs {
     pub record_id: String,
     #[command(flatten)]
     pub db: DatabaseArgs,
-    /// Kafka bootstrap servers, to read the record as received back from its topic.
-    #[arg(long, env = "CDRFLOW_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
+    /// The brokers, to read the record as received back from its topic.
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
     /// Do not ask the broker for the original bytes.
     #[arg(long)]
     pub no_broker: bool,
@@ -32,7 +32,7 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             (Some(raw), _) => Some(raw.clone()),
             (None, true) => None,
             (None, false) => fetch::record_at(
-                &args.brokers,
+                &args.kafka,
                 &e.src_topic,
                 e.src_partition,
                 e.src_offset,

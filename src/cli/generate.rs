@@ -4,7 +4,7 @@
 use crate::generator::{
     AnomalyRates, GeneratedRecord, Generator, GeneratorConfig, GeneratorReport, PartitionDelivery,
 };
-use crate::kafka::client;
+use crate::kafka::{client, KafkaSettings};
 use crate::storage;
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
@@ -21,9 +21,8 @@ use std::time::{Duration as StdDuration, Instant};
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "CDRFLOW_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
     #[arg(long, env = "CDRFLOW_TOPIC", default_value = "cdr.raw")]
     pub topic: String,
     /// Records to produce (duplicates included).
@@ -205,16 +204,16 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
         None => {
-            client::ensure_topics(&args.brokers, &[&args.topic], args.partitions)
+            client::ensure_topics(&args.kafka, &[&args.topic], args.partitions)
                 .await
                 .with_context(|| {
                     format!(
                         "Failed to reach the broker at {} to create {}",
-                        args.brokers, args.topic
+                        args.kafka.brokers, args.topic
                     )
                 })?;
             produce(
-                &args.brokers,
+                &args.kafka,
                 &args.topic,
                 generator,
                 args.rate,
@@ -245,7 +244,7 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
 /// `report` with what was sent and what the broker acknowledged per partition; fails if
 /// any record was not delivered. Blocking: run it on a thread of its own.
 pub fn produce(
-    brokers: &str,
+    kafka: &KafkaSettings,
     topic: &str,
     records: impl Iterator<Item = GeneratedRecord>,
     rate: u64,
@@ -253,7 +252,7 @@ pub fn produce(
     report: &mut GeneratorReport,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut config = client::base_config(brokers);
+    let mut config = client::base_config(kafka);
     config
         .set("linger.ms", "10")
         .set("batch.num.messages", "10000")

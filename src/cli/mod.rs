@@ -15,7 +15,12 @@ pub mod report;
 pub mod run;
 pub mod stats;
 
+use crate::kafka::settings::{
+    check_property, ClientCertificate, KafkaSettings, Sasl, SaslMechanism, Secret,
+    SecurityProtocol,
+};
 use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -79,6 +84,208 @@ pub struct DatabaseArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/cdrflow"
     )]
     pub database_url: String,
+}
+
+/// The hidden flag that carries the settings file's `[kafka]` table (one `KEY=VALUE` per
+/// entry, set as its default by [`config`]); `--kafka-property` values override it.
+pub const FILE_PROPERTY_FLAG: &str = "kafka-file-property";
+
+/// The shared Kafka flags, as given. Flattened into a command as [`KafkaSettings`], which
+/// parses them into settings checked as a whole (a wrong one stops the command with exit
+/// status 2, like a bad flag), so a command holds only settings that make sense.
+#[derive(Clone, clap::Args)]
+pub struct KafkaFlags {
+    /// Kafka bootstrap servers (host:port, comma-separated).
+    #[arg(long, env = "CDRFLOW_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// How to reach the brokers: ssl and sasl_ssl speak TLS, sasl_plaintext and sasl_ssl
+    /// authenticate with SASL.
+    #[arg(long, env = "CDRFLOW_KAFKA_SECURITY_PROTOCOL", value_enum, default_value_t = SecurityProtocol::Plaintext)]
+    pub kafka_security_protocol: SecurityProtocol,
+    /// SASL mechanism (sasl_plaintext and sasl_ssl).
+    #[arg(long, env = "CDRFLOW_KAFKA_SASL_MECHANISM", value_enum, ignore_case = true)]
+    pub kafka_sasl_mechanism: Option<SaslMechanism>,
+    /// SASL user name.
+    #[arg(long, env = "CDRFLOW_KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+    /// SASL password. Also read from a file: CDRFLOW_KAFKA_SASL_PASSWORD_FILE, or
+    /// `kafka_sasl_password_file` in the settings file.
+    #[arg(long, env = "CDRFLOW_KAFKA_SASL_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub kafka_sasl_password: Option<Secret>,
+    /// CA certificates (PEM) to check the brokers' certificates against (ssl, sasl_ssl);
+    /// default: the system's.
+    #[arg(long, env = "CDRFLOW_KAFKA_SSL_CA", value_name = "FILE")]
+    pub kafka_ssl_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for brokers that authenticate clients by TLS.
+    #[arg(long, env = "CDRFLOW_KAFKA_SSL_CERTIFICATE", value_name = "FILE")]
+    pub kafka_ssl_certificate: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "CDRFLOW_KAFKA_SSL_KEY", value_name = "FILE")]
+    pub kafka_ssl_key: Option<PathBuf>,
+    /// Password of the private key, if encrypted. Also read from a file:
+    /// CDRFLOW_KAFKA_SSL_KEY_PASSWORD_FILE, or `kafka_ssl_key_password_file` in the
+    /// settings file.
+    #[arg(long, env = "CDRFLOW_KAFKA_SSL_KEY_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub kafka_ssl_key_password: Option<Secret>,
+    /// Another librdkafka property for every Kafka client, as KEY=VALUE (repeatable);
+    /// overrides the settings file's [kafka] table. Properties cdrflow sets itself are
+    /// refused, with the setting that covers them.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = property)]
+    pub kafka_properties: Vec<(String, String)>,
+    #[arg(long = FILE_PROPERTY_FLAG, hide = true, value_parser = property)]
+    pub kafka_file_properties: Vec<(String, String)>,
+}
+
+/// A secret's value, as given; never quoted in an error.
+fn secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret::new(text))
+}
+
+/// `KEY=VALUE`, checked later as a whole (see [`KafkaFlags::settings`]): an error from
+/// here would quote the value, which may be a credential.
+fn property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err("expected KEY=VALUE, KEY a librdkafka property".to_string()),
+    }
+}
+
+impl KafkaFlags {
+    /// The settings, if they make sense together, with every error naming the setting.
+    pub fn settings(self) -> Result<KafkaSettings, String> {
+        let protocol = self.kafka_security_protocol;
+        let mut settings = KafkaSettings::plaintext(self.brokers);
+        settings.protocol = protocol;
+        let sasl_given = [
+            ("--kafka-sasl-mechanism", self.kafka_sasl_mechanism.is_some()),
+            ("--kafka-sasl-username", self.kafka_sasl_username.is_some()),
+            ("--kafka-sasl-password", self.kafka_sasl_password.is_some()),
+        ];
+        let needs = |flag: &str| {
+            format!(
+                "--kafka-security-protocol {} needs {flag}",
+                protocol.as_str()
+            )
+        };
+        if protocol.sasl() {
+            settings.sasl = Some(Sasl {
+                mechanism: self
+                    .kafka_sasl_mechanism
+                    .ok_or_else(|| needs("--kafka-sasl-mechanism"))?,
+                username: self
+                    .kafka_sasl_username
+                    .ok_or_else(|| needs("--kafka-sasl-username"))?,
+                password: self
+                    .kafka_sasl_password
+                    .ok_or_else(|| needs("--kafka-sasl-password"))?,
+            });
+        } else if let Some((flag, _)) = sasl_given.iter().find(|(_, given)| *given) {
+            return Err(format!(
+                "{flag} is set, but --kafka-security-protocol is {}: SASL is only used with \
+                 sasl_plaintext or sasl_ssl",
+                protocol.as_str()
+            ));
+        }
+        let tls_given = [
+            ("--kafka-ssl-ca", self.kafka_ssl_ca.is_some()),
+            ("--kafka-ssl-certificate", self.kafka_ssl_certificate.is_some()),
+            ("--kafka-ssl-key", self.kafka_ssl_key.is_some()),
+            (
+                "--kafka-ssl-key-password",
+                self.kafka_ssl_key_password.is_some(),
+            ),
+        ];
+        if let Some((flag, _)) = tls_given.iter().find(|(_, given)| *given) {
+            if !protocol.tls() {
+                return Err(format!(
+                    "{flag} is set, but --kafka-security-protocol is {}: TLS is only used \
+                     with ssl or sasl_ssl",
+                    protocol.as_str()
+                ));
+            }
+        }
+        for (flag, path) in [
+            ("--kafka-ssl-ca", &self.kafka_ssl_ca),
+            ("--kafka-ssl-certificate", &self.kafka_ssl_certificate),
+            ("--kafka-ssl-key", &self.kafka_ssl_key),
+        ] {
+            if let Some(path) = path {
+                readable(flag, path)?;
+            }
+        }
+        settings.ssl_ca = self.kafka_ssl_ca;
+        settings.client_certificate = match (
+            self.kafka_ssl_certificate,
+            self.kafka_ssl_key,
+            self.kafka_ssl_key_password,
+        ) {
+            (Some(certificate), Some(key), key_password) => Some(ClientCertificate {
+                certificate,
+                key,
+                key_password,
+            }),
+            (None, None, None) => None,
+            (Some(_), None, _) => {
+                return Err("--kafka-ssl-certificate needs --kafka-ssl-key, its private key".into())
+            }
+            (None, Some(_), _) => {
+                return Err("--kafka-ssl-key needs --kafka-ssl-certificate, the certificate of \
+                            the key"
+                    .into())
+            }
+            (None, None, Some(_)) => {
+                return Err("--kafka-ssl-key-password is set without --kafka-ssl-key".into())
+            }
+        };
+        // The file's table first: a flag overrides a key of it.
+        for (key, value) in self
+            .kafka_file_properties
+            .into_iter()
+            .chain(self.kafka_properties)
+        {
+            check_property(&key, &value).map_err(|e| format!("--kafka-property: {e}"))?;
+            settings.properties.insert(key, value);
+        }
+        settings
+            .check()
+            .map_err(|e| format!("the Kafka client settings: {e}"))?;
+        Ok(settings)
+    }
+}
+
+/// A file given for `flag` exists and can be read.
+fn readable(flag: &str, path: &Path) -> Result<(), String> {
+    let opened = std::fs::File::open(path).and_then(|f| f.metadata());
+    match opened {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(format!("{flag} {}: not a file", path.display())),
+        Err(e) => Err(format!("{flag} {}: cannot read it: {e}", path.display())),
+    }
+}
+
+impl clap::Args for KafkaSettings {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        KafkaFlags::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        KafkaFlags::augment_args_for_update(cmd)
+    }
+}
+
+impl clap::FromArgMatches for KafkaSettings {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        KafkaFlags::from_arg_matches(matches)?
+            .settings()
+            .map_err(|message| clap::Error::raw(clap::error::ErrorKind::ValueValidation, message))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 impl Command {

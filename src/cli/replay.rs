@@ -16,7 +16,7 @@
 
 use super::DatabaseArgs;
 use crate::domain::replay::{self, Destination, Doubt, Move};
-use crate::kafka;
+use crate::kafka::{self, KafkaSettings};
 use crate::render;
 use crate::retry::{retry, Transient};
 use crate::storage::offsets::{self, Rewind};
@@ -43,9 +43,9 @@ pub struct ReplayArgs {
     /// Topic of raw CDRs.
     #[arg(long, env = "CDRFLOW_TOPIC", default_value = "cdr.raw")]
     pub topic: String,
-    /// Kafka bootstrap servers; asked only for --to-datetime.
-    #[arg(long, env = "CDRFLOW_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
+    /// The brokers, asked only for --to-datetime.
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
     /// Partitions to rewind, comma-separated (0,2,5); default: every partition the group
     /// has a stored offset for on the topic.
     #[arg(long, value_name = "P,...", value_delimiter = ',', value_parser = clap::value_parser!(i32).range(0..))]
@@ -275,7 +275,7 @@ async fn destination(
             .await?;
             *wanted = chosen.keys().copied().collect();
             let (found, doubts) =
-                kafka::offsets::first_at_or_after(&args.brokers, topic, &chosen, at, patience)
+                kafka::offsets::first_at_or_after(&args.kafka, topic, &chosen, at, patience)
                     .await?;
             (
                 Destination::FirstAtOrAfter(found),

@@ -2,6 +2,7 @@
 
 use super::DatabaseArgs;
 use crate::domain::{NumberPlan, Validation};
+use crate::kafka::KafkaSettings;
 use crate::pipeline::{self, RunSettings, SourceSettings};
 use crate::telemetry::Metrics;
 use std::net::SocketAddr;
@@ -10,9 +11,8 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "CDRFLOW_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
     /// Topic of raw CDRs.
     #[arg(long, env = "CDRFLOW_TOPIC", default_value = "cdr.raw")]
     pub topic: String,
@@ -122,7 +122,7 @@ impl RunArgs {
         }
         Ok(RunSettings {
             source: SourceSettings {
-                brokers: self.brokers,
+                kafka: self.kafka,
                 topic: self.topic,
                 group: self.group,
                 database_url: self.db.database_url,

@@ -316,7 +316,7 @@ pub async fn explain(state: web::Data<State>, id: web::Path<String>) -> HttpResp
         let raw = match &e.raw {
             Some(raw) => Some(raw.clone()),
             None => fetch::record_at(
-                &state.brokers,
+                &state.kafka,
                 &e.src_topic,
                 e.src_partition,
                 e.src_offset,

@@ -28,7 +28,7 @@ pub struct State {
     producer: FutureProducer,
     topic: String,
     /// For `explain`: the original bytes of an event are read back from its topic.
-    brokers: String,
+    kafka: crate::kafka::KafkaSettings,
     /// Which actors are down, for `/readyz`.
     supervision: Supervision,
 }
@@ -39,7 +39,7 @@ impl State {
         pool: Pool,
         producer: FutureProducer,
         topic: String,
-        brokers: String,
+        kafka: crate::kafka::KafkaSettings,
         supervision: Supervision,
     ) -> Self {
         State {
@@ -47,7 +47,7 @@ impl State {
             pool,
             producer,
             topic,
-            brokers,
+            kafka,
             supervision,
         }
     }

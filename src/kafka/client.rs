@@ -1,5 +1,7 @@
 //! Building Kafka clients with the settings cdrflow relies on, and making sure its topics
-//! exist.
+//! exist. Every client cdrflow makes starts from [`base_config`], so each one reaches the
+//! brokers the same way (TLS, SASL, passthrough properties). A `ClientConfig` holds the
+//! passwords in clear: never log one.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -9,20 +11,43 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 
-pub fn base_config(brokers: &str) -> ClientConfig {
+use super::settings::KafkaSettings;
+
+/// The configuration every client starts from: the passthrough properties, then what
+/// cdrflow sets (which the passthrough may not name, see [`super::settings::RESERVED`]).
+pub fn base_config(kafka: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
+    for (key, value) in &kafka.properties {
+        c.set(key, value);
+    }
+    c.set("bootstrap.servers", &kafka.brokers)
         // Fail a metadata or connection attempt within seconds; callers retry with back-off.
         .set("socket.timeout.ms", "10000")
-        .set("log_level", "4");
+        .set("log_level", "4")
+        .set("security.protocol", kafka.protocol.as_str());
+    if let Some(sasl) = &kafka.sasl {
+        c.set("sasl.mechanism", sasl.mechanism.as_str())
+            .set("sasl.username", &sasl.username)
+            .set("sasl.password", sasl.password.expose());
+    }
+    if let Some(ca) = &kafka.ssl_ca {
+        c.set("ssl.ca.location", ca.to_string_lossy());
+    }
+    if let Some(own) = &kafka.client_certificate {
+        c.set("ssl.certificate.location", own.certificate.to_string_lossy())
+            .set("ssl.key.location", own.key.to_string_lossy());
+        if let Some(password) = &own.key_password {
+            c.set("ssl.key.password", password.expose());
+        }
+    }
     c
 }
 
 /// The source consumer: offsets are ours (Postgres), so librdkafka neither commits nor
 /// stores them on its own; Kafka's committed offsets are written only after a batch is
 /// durable, for lag tools.
-pub fn consumer_config(brokers: &str, group: &str, session_timeout_ms: u32) -> ClientConfig {
-    let mut c = base_config(brokers);
+pub fn consumer_config(kafka: &KafkaSettings, group: &str, session_timeout_ms: u32) -> ClientConfig {
+    let mut c = base_config(kafka);
     c.set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -40,23 +65,27 @@ pub fn consumer_config(brokers: &str, group: &str, session_timeout_ms: u32) -> C
     c
 }
 
-/// A producer for the output topics; waits for the leader's acknowledgement.
-pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
-    let mut c = base_config(brokers);
+/// The output topics' producer: every replica acknowledges each record.
+pub fn producer_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut c = base_config(kafka);
     c.set("linger.ms", "5")
         .set("acks", "all")
         .set("message.timeout.ms", "30000")
         .set("queue.buffering.max.messages", "500000");
-    c.create()
+    c
+}
+
+pub fn producer(kafka: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
+    producer_config(kafka).create()
 }
 
 /// Create the topics that do not exist yet. An existing topic is left as it is.
 pub async fn ensure_topics(
-    brokers: &str,
+    kafka: &KafkaSettings,
     topics: &[&str],
     partitions: i32,
 ) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = base_config(brokers).create()?;
+    let admin: AdminClient<DefaultClientContext> = base_config(kafka).create()?;
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))

@@ -2,6 +2,8 @@
 //! ("the record as received"). Outside the daemon: a throwaway consumer with no group.
 
 use super::client::base_config;
+use super::settings::KafkaSettings;
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -11,19 +13,15 @@ use std::time::{Duration, Instant};
 /// The payload at `topic`/`partition`/`offset`, or None if the broker no longer has it
 /// (retention) or does not answer within `timeout`.
 pub async fn record_at(
-    brokers: &str,
+    kafka: &KafkaSettings,
     topic: &str,
     partition: i32,
     offset: i64,
     timeout: Duration,
 ) -> Result<Option<Vec<u8>>, KafkaError> {
-    let (brokers, topic) = (brokers.to_string(), topic.to_string());
+    let (kafka, topic) = (kafka.clone(), topic.to_string());
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = base_config(&brokers)
-            .set("group.id", "cdrflow-explain")
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "error")
-            .create()?;
+        let consumer: BaseConsumer = explain_config(&kafka).create()?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
         consumer.assign(&tpl)?;
@@ -43,4 +41,13 @@ pub async fn record_at(
     })
     .await
     .unwrap_or(Ok(None))
+}
+
+/// A consumer that reads by position and never joins or commits to its group.
+pub(crate) fn explain_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut c = base_config(kafka);
+    c.set("group.id", "cdrflow-explain")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "error");
+    c
 }

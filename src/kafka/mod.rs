@@ -1,4 +1,5 @@
-//! Kafka: client construction, the source's rebalance context, output publishing, and
+//! Kafka: connection settings (brokers, TLS, SASL, passthrough properties), client
+//! construction, the source's rebalance context, output publishing, and
 //! the broker look-ups of `cdrflow explain` (a record by position) and `cdrflow replay`
 //! (offsets for a time).
 
@@ -7,3 +8,6 @@ pub mod context;
 pub mod fetch;
 pub mod offsets;
 pub mod publisher;
+pub mod settings;
+
+pub use settings::KafkaSettings;

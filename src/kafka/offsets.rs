@@ -5,9 +5,11 @@
 //! within the command's patience.
 
 use super::client::base_config;
+use super::settings::KafkaSettings;
 use crate::domain::replay::{self, Answers, Doubt, FirstRecords, PlanError, StoredOffset};
 use crate::retry::{retry_transient, RetryError};
 use chrono::{DateTime, Utc};
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -57,16 +59,17 @@ fn absent_list(partitions: &[i32]) -> String {
 /// partitions exist and then that each answer that would move a partition points at a
 /// record at or after `at` ([`replay::check_answers`]).
 pub async fn first_at_or_after(
-    brokers: &str,
+    kafka: &KafkaSettings,
     topic: &str,
     chosen: &BTreeMap<i32, StoredOffset>,
     at: DateTime<Utc>,
     patience: Duration,
 ) -> Result<(Answers, Vec<Doubt>), LookupError> {
+    let brokers = kafka.brokers.as_str();
     let existing = ask(
         brokers,
         patience,
-        || partition_ids(brokers, topic),
+        || partition_ids(kafka, topic),
         |source| LookupError::Partitions {
             topic: topic.into(),
             source,
@@ -89,7 +92,7 @@ pub async fn first_at_or_after(
     let found = ask(
         brokers,
         patience,
-        || offsets_for_time(brokers, topic, &partitions, at),
+        || offsets_for_time(kafka, topic, &partitions, at),
         |source| LookupError::Offsets {
             at,
             topic: topic.into(),
@@ -104,7 +107,7 @@ pub async fn first_at_or_after(
     let records = ask(
         brokers,
         patience,
-        || first_records(brokers, topic, &checked),
+        || first_records(kafka, topic, &checked),
         |source| LookupError::Records {
             topic: topic.into(),
             source,
@@ -139,20 +142,24 @@ where
 }
 
 /// A consumer that never joins its group: only for metadata and offset look-ups.
-fn lookup_consumer(brokers: &str) -> Result<BaseConsumer, KafkaError> {
-    base_config(brokers)
-        .set("group.id", "cdrflow-lookup")
-        .set("enable.auto.commit", "false")
-        .create()
+fn lookup_consumer(kafka: &KafkaSettings) -> Result<BaseConsumer, KafkaError> {
+    lookup_config(kafka).create()
+}
+
+pub(crate) fn lookup_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut c = base_config(kafka);
+    c.set("group.id", "cdrflow-lookup")
+        .set("enable.auto.commit", "false");
+    c
 }
 
 /// The partition ids of `topic` as the broker's metadata gives them. An unknown topic is
 /// an error, not an empty list.
-async fn partition_ids(brokers: &str, topic: &str) -> Result<Vec<i32>, KafkaError> {
-    let (brokers, topic) = (brokers.to_string(), topic.to_string());
+async fn partition_ids(kafka: &KafkaSettings, topic: &str) -> Result<Vec<i32>, KafkaError> {
+    let (kafka, topic) = (kafka.clone(), topic.to_string());
     // librdkafka calls block their thread until the broker answers.
     tokio::task::spawn_blocking(move || {
-        let consumer = lookup_consumer(&brokers)?;
+        let consumer = lookup_consumer(&kafka)?;
         let md = consumer.fetch_metadata(Some(&topic), LOOKUP_TIMEOUT)?;
         let t = md
             .topics()
@@ -174,16 +181,15 @@ async fn partition_ids(brokers: &str, topic: &str) -> Result<Vec<i32>, KafkaErro
 /// offsets-for-times answer), or `None` where it has no such record (every record is
 /// older: the answer is the end of the partition).
 async fn offsets_for_time(
-    brokers: &str,
+    kafka: &KafkaSettings,
     topic: &str,
     partitions: &[i32],
     at: DateTime<Utc>,
 ) -> Result<Answers, KafkaError> {
-    let (brokers, topic, partitions) =
-        (brokers.to_string(), topic.to_string(), partitions.to_vec());
+    let (kafka, topic, partitions) = (kafka.clone(), topic.to_string(), partitions.to_vec());
     let millis = at.timestamp_millis();
     tokio::task::spawn_blocking(move || {
-        let consumer = lookup_consumer(&brokers)?;
+        let consumer = lookup_consumer(&kafka)?;
         let mut tpl = TopicPartitionList::new();
         for p in &partitions {
             // librdkafka reads the timestamp from the offset field.
@@ -214,14 +220,14 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// it points at. A partition with nothing to deliver within the look-up
 /// timeout is left out.
 async fn first_records(
-    brokers: &str,
+    kafka: &KafkaSettings,
     topic: &str,
     positions: &BTreeMap<i32, i64>,
 ) -> Result<FirstRecords, KafkaError> {
     use rdkafka::message::Message as _;
-    let (brokers, topic, positions) = (brokers.to_string(), topic.to_string(), positions.clone());
+    let (kafka, topic, positions) = (kafka.clone(), topic.to_string(), positions.clone());
     tokio::task::spawn_blocking(move || {
-        let consumer = lookup_consumer(&brokers)?;
+        let consumer = lookup_consumer(&kafka)?;
         let mut tpl = TopicPartitionList::new();
         for (p, offset) in &positions {
             tpl.add_partition_offset(&topic, *p, Offset::Offset(*offset))?;

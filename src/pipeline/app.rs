@@ -84,7 +84,7 @@ impl App {
         let (plan, pool, catalog) = started?;
         let s = &settings.source;
         let producer =
-            client::producer(&s.brokers).context("Failed to create the Kafka producer")?;
+            client::producer(&s.kafka).context("Failed to create the Kafka producer")?;
         let supervision = Supervision::new(metrics.clone());
         // Subscribed before any actor starts, so that an escalation is never missed.
         let fatal = supervision.fatal();
@@ -243,7 +243,7 @@ impl App {
                 pool.clone(),
                 producer,
                 s.topic.clone(),
-                s.brokers.clone(),
+                s.kafka.clone(),
                 supervision.clone(),
             ),
         )
@@ -404,7 +404,7 @@ async fn start_up(
         topics.push(alerts.as_str());
     }
     retry("the Kafka broker", STARTUP_PATIENCE, || {
-        client::ensure_topics(&s.brokers, &topics, settings.topic_partitions)
+        client::ensure_topics(&s.kafka, &topics, settings.topic_partitions)
     })
     .await
     .context("Failed to reach the Kafka broker")?;

@@ -23,6 +23,7 @@ use super::stages::Validator;
 use super::supervision::{catch_future, Supervision};
 use crate::domain::batch::{PartitionBatch, ProcessedRecord, SourceMeta, Verdict};
 use crate::kafka::client::consumer_config;
+use crate::kafka::KafkaSettings;
 use crate::kafka::context::{position, Assignment, Cursor, InFlight, Position, SourceContext};
 use crate::retry::Backoff;
 use crate::storage::{self, offsets};
@@ -46,7 +47,7 @@ use tracing::{info, warn};
 
 #[derive(Debug, Clone)]
 pub struct SourceSettings {
-    pub brokers: String,
+    pub kafka: KafkaSettings,
     pub topic: String,
     pub group: String,
     pub database_url: String,
@@ -379,7 +380,7 @@ impl SourceLoop {
             metrics: self.metrics.clone(),
         };
         let consumer: SharedConsumer = Arc::new(
-            consumer_config(&s.brokers, &s.group, s.session_timeout_ms)
+            consumer_config(&s.kafka, &s.group, s.session_timeout_ms)
                 // Statistics carry each partition's lag (cdrflow_consumer_lag).
                 .set("statistics.interval.ms", "5000")
                 .create_with_context(context)?,

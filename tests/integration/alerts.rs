@@ -137,7 +137,7 @@ fn alerts_logged(d: &Daemon) -> usize {
 /// Every message on `topic` (all partitions, from the start): (key, JSON payload).
 fn read_topic(topic: &str) -> Vec<(Option<String>, serde_json::Value)> {
     let ends = end_offsets(topic);
-    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&brokers())
+    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&kafka())
         .set("group.id", format!("cdrflow-test-read-{}", suffix()))
         .set("enable.auto.commit", "false")
         .create()

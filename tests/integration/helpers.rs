@@ -3,6 +3,7 @@
 //! a user drives it.
 
 use cdrflow::generator::GeneratorReport;
+pub use cdrflow::kafka::KafkaSettings;
 use rand::Rng;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::DefaultProducerContext;
@@ -17,6 +18,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_cdrflow");
 
 pub fn brokers() -> String {
     std::env::var("CDRFLOW_TEST_BROKERS").expect("CDRFLOW_TEST_BROKERS is not set: run the tests through scripts/test.sh, which starts a broker")
+}
+
+/// The suite's broker as a Kafka client reaches it (plaintext).
+pub fn kafka() -> KafkaSettings {
+    KafkaSettings::plaintext(brokers())
 }
 
 fn admin_url() -> String {
@@ -105,7 +111,7 @@ pub async fn topic(prefix: &str, partitions: i32) -> String {
     let name = format!("{prefix}.{}", suffix());
     // A broker that has just started may refuse the first admin request.
     for attempt in 1.. {
-        match cdrflow::kafka::client::ensure_topics(&brokers(), &[&name], partitions).await {
+        match cdrflow::kafka::client::ensure_topics(&kafka(), &[&name], partitions).await {
             Ok(()) => break,
             Err(e) if attempt < 10 => {
                 eprintln!("create topic {name}: {e}; retrying");
@@ -402,7 +408,7 @@ pub fn stored_offsets(database_url: &str, group: &str) -> std::collections::BTre
 
 /// End offsets of every partition of a topic, as the broker reports them.
 pub fn end_offsets(topic: &str) -> std::collections::BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&brokers())
+    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&kafka())
         .set("group.id", "cdrflow-test-watermarks")
         .create()
         .unwrap();
@@ -427,7 +433,7 @@ pub fn end_offsets(topic: &str) -> std::collections::BTreeMap<i32, i64> {
 /// Produce raw payloads to one partition, allowing messages up to 8 MB.
 pub fn produce_raw(topic: &str, partition: i32, payloads: &[(Option<&[u8]>, Vec<u8>)]) {
     let producer: ThreadedProducer<DefaultProducerContext> =
-        cdrflow::kafka::client::base_config(&brokers())
+        cdrflow::kafka::client::base_config(&kafka())
             .set("message.max.bytes", "8000000")
             .create()
             .unwrap();

@@ -11,7 +11,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use std::time::Duration;
 
 fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
-    cdrflow::kafka::client::base_config(brokers)
+    cdrflow::kafka::client::base_config(&KafkaSettings::plaintext(brokers))
         .create()
         .unwrap()
 }
@@ -27,7 +27,7 @@ fn consumed(db: &TestDb, group: &str) -> i64 {
 }
 
 fn log_bounds(brokers: &str, topic: &str) -> (i64, i64) {
-    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(brokers)
+    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&KafkaSettings::plaintext(brokers))
         .set("group.id", "cdrflow-test-watermarks")
         .create()
         .unwrap();
@@ -52,7 +52,7 @@ async fn a_recreated_topic_holds_its_partition_until_a_replay_resumes_it() {
     {
         result.expect("delete the topic");
     }
-    cdrflow::kafka::client::ensure_topics(&brokers(), &[&topic], 1)
+    cdrflow::kafka::client::ensure_topics(&kafka(), &[&topic], 1)
         .await
         .unwrap();
     wait_for(
@@ -151,7 +151,7 @@ async fn records_deleted_before_they_were_read_are_a_recorded_gap_and_the_rest_i
 
     // 300 records two hours old (past the topic's one-hour retention), then 200 recent.
     let producer: ThreadedProducer<DefaultProducerContext> =
-        cdrflow::kafka::client::base_config(&broker.address)
+        cdrflow::kafka::client::base_config(&KafkaSettings::plaintext(&broker.address))
             .create()
             .unwrap();
     let now_ms = chrono::Utc::now().timestamp_millis();

@@ -20,6 +20,7 @@
 
 use super::config::FileSettings;
 use super::{Cli, Command, DatabaseArgs};
+use crate::kafka::KafkaSettings;
 use crate::pipeline::{self, RunSettings};
 use crate::telemetry::Metrics;
 use anyhow::bail;
@@ -40,9 +41,8 @@ mod summary;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "CDRFLOW_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
     #[command(flatten)]
     pub db: DatabaseArgs,
     /// CDRs to send (duplicates and anomalies included).
@@ -149,8 +149,6 @@ fn daemon_settings(
     let mut argv: Vec<String> = [
         "cdrflow",
         "run",
-        "--brokers",
-        &args.brokers,
         "--topic",
         topic,
         "--database-url",
@@ -177,6 +175,8 @@ fn daemon_settings(
     // would bill the rest of the month's traffic, and the resolved suspense, as late
     // usage on the next month's invoices.
     run.close_after_days = None;
+    // The demo's own Kafka settings, flags included.
+    run.kafka = args.kafka.clone();
     run.settings()
 }
 

@@ -10,7 +10,7 @@ use crate::cli::{bill, generate};
 use crate::generator::{
     customer_pool_on, AnomalyRates, Customer, Generator, GeneratorConfig, GeneratorReport,
 };
-use crate::kafka::client;
+use crate::kafka::{client, KafkaSettings};
 use crate::pipeline::{self, SourceExit};
 use crate::render::numbers::count;
 use crate::render::{
@@ -101,7 +101,7 @@ impl<'a> Demo<'a> {
             "migrate",
             format!(
                 "Preparing PostgreSQL ({shown_db}) and the broker ({})",
-                args.brokers
+                args.kafka.brokers
             ),
         );
         std::net::TcpListener::bind(args.http).with_context(|| {
@@ -126,18 +126,18 @@ impl<'a> Demo<'a> {
         }
         match tokio::time::timeout(
             BROKER_PATIENCE,
-            client::ensure_topics(&args.brokers, &[topic], PARTITIONS),
+            client::ensure_topics(&args.kafka, &[topic], PARTITIONS),
         )
         .await
         {
             Ok(Ok(())) => {}
             Ok(Err(e)) => bail!(
                 "Failed to reach the Kafka broker at {} to create {topic} (is it running? --brokers): {e}",
-                args.brokers
+                args.kafka.brokers
             ),
             Err(_) => bail!(
                 "The Kafka broker at {} did not answer within {} s: is it running (--brokers)?",
-                args.brokers,
+                args.kafka.brokers,
                 BROKER_PATIENCE.as_secs()
             ),
         }
@@ -234,13 +234,13 @@ impl<'a> Demo<'a> {
         .map_err(anyhow::Error::msg)?;
         let acked = Arc::new(AtomicU64::new(0));
         let sending = tokio::task::spawn_blocking({
-            let (brokers, topic, acked, seed) = (
-                args.brokers.clone(),
+            let (kafka, topic, acked, seed) = (
+                args.kafka.clone(),
                 topic.clone(),
                 acked.clone(),
                 args.seed,
             );
-            move || send(&brokers, &topic, generator, seed, acked)
+            move || send(&kafka, &topic, generator, seed, acked)
         });
         tokio::pin!(sending);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -582,7 +582,7 @@ async fn drop_database(url: &str, shown: &str) -> anyhow::Result<()> {
 /// Produce every generated record (keyed by subscriber) and report what was sent and
 /// what the broker acknowledged. Blocking: runs on a thread of its own.
 fn send(
-    brokers: &str,
+    kafka: &KafkaSettings,
     topic: &str,
     generator: Generator,
     seed: u64,
@@ -592,7 +592,7 @@ fn send(
         seed,
         ..Default::default()
     };
-    generate::produce(brokers, topic, generator, 0, acked, &mut report)?;
+    generate::produce(kafka, topic, generator, 0, acked, &mut report)?;
     Ok(report)
 }
 
