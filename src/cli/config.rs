@@ -492,6 +492,242 @@ mod tests {
         );
     }
 
+    /// A file of the test's own holding `content`.
+    fn secret_file(name: &str, content: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cdrflow-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    fn toml_path(path: &Path) -> String {
+        format!("{:?}", path.display().to_string())
+    }
+
+    /// The command for `text` with `env` as the environment's `_FILE` variables.
+    fn command_with_env(text: &str, env: &[(&str, &str)]) -> Result<Command, ConfigError> {
+        let env: BTreeMap<String, OsString> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        FileSettings::parse(Path::new("cdrflow.toml"), text)?
+            .apply_with(crate::cli::Cli::command(), &|name| env.get(name).cloned())
+    }
+
+    fn run_with_env(text: &str, env: &[(&str, &str)], argv: &[&str]) -> crate::cli::run::RunArgs {
+        use clap::FromArgMatches;
+        let matches = command_with_env(text, env)
+            .unwrap()
+            .try_get_matches_from(argv)
+            .unwrap();
+        match crate::cli::Cli::from_arg_matches(&matches).unwrap().command {
+            crate::cli::Command::Run(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const SASL: [&str; 8] = [
+        "cdrflow",
+        "run",
+        "--kafka-security-protocol",
+        "sasl_plaintext",
+        "--kafka-sasl-mechanism",
+        "SCRAM-SHA-512",
+        "--kafka-sasl-username",
+        "billing",
+    ];
+
+    fn sasl_password(args: &crate::cli::run::RunArgs) -> &str {
+        args.kafka.sasl.as_ref().unwrap().password.expose()
+    }
+
+    #[test]
+    fn a_secret_is_read_from_the_file_its_file_key_names_without_the_trailing_newline() {
+        let password = secret_file("sasl-password", "pass word\n");
+        let url = secret_file("database-url", "postgres://u:s3cret@db.example/x\r\n");
+        let text = format!(
+            "kafka_sasl_password_file = {}\ndatabase_url_file = {}\n",
+            toml_path(&password),
+            toml_path(&url)
+        );
+        let args = run_with_env(&text, &[], &SASL);
+        assert_eq!(sasl_password(&args), "pass word");
+        assert_eq!(args.db.database_url, "postgres://u:s3cret@db.example/x");
+    }
+
+    #[test]
+    fn a_flag_beats_the_environment_file_which_beats_the_settings_file() {
+        let from_env = secret_file("env-password", "from-env-file\n");
+        let from_file = secret_file("file-password", "from-file-key-file\n");
+        let env = [(
+            "CDRFLOW_KAFKA_SASL_PASSWORD_FILE",
+            from_env.to_str().unwrap(),
+        )];
+        let key = "kafka_sasl_password = \"from-file-key\"\n";
+        let key_file = format!("kafka_sasl_password_file = {}\n", toml_path(&from_file));
+        assert_eq!(
+            sasl_password(&run_with_env(key, &[], &SASL)),
+            "from-file-key"
+        );
+        assert_eq!(
+            sasl_password(&run_with_env(&key_file, &[], &SASL)),
+            "from-file-key-file"
+        );
+        assert_eq!(
+            sasl_password(&run_with_env(key, &env, &SASL)),
+            "from-env-file"
+        );
+        assert_eq!(
+            sasl_password(&run_with_env(&key_file, &env, &SASL)),
+            "from-env-file"
+        );
+        let mut argv = SASL.to_vec();
+        argv.extend(["--kafka-sasl-password", "from-flag"]);
+        assert_eq!(sasl_password(&run_with_env(key, &env, &argv)), "from-flag");
+    }
+
+    #[test]
+    fn a_secret_and_its_file_given_in_the_same_place_are_refused_naming_both() {
+        let path = secret_file("both", "x\n");
+        let text = format!(
+            "kafka_sasl_password = \"s3cret\"\nkafka_sasl_password_file = {}\n",
+            toml_path(&path)
+        );
+        let e = command_with_env(&text, &[]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "cdrflow.toml: both `kafka_sasl_password` and `kafka_sasl_password_file` are given: keep one"
+        );
+        let e = command_with_env(
+            "",
+            &[
+                ("CDRFLOW_KAFKA_SSL_KEY_PASSWORD", "s3cret"),
+                (
+                    "CDRFLOW_KAFKA_SSL_KEY_PASSWORD_FILE",
+                    path.to_str().unwrap(),
+                ),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "both CDRFLOW_KAFKA_SSL_KEY_PASSWORD and CDRFLOW_KAFKA_SSL_KEY_PASSWORD_FILE are set: set one"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_is_named_with_its_setting_and_never_shown() {
+        let e = command_with_env("kafka_sasl_password_file = \"/nonexistent/sasl\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("`kafka_sasl_password_file`: cannot read /nonexistent/sasl: "),
+            "{e}"
+        );
+        let e = command_with_env("", &[("CDRFLOW_DATABASE_URL_FILE", "/nonexistent/db")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("`CDRFLOW_DATABASE_URL_FILE`: cannot read /nonexistent/db: "),
+            "{e}"
+        );
+        // Binary content is refused without being quoted.
+        let binary = secret_file("binary", "");
+        std::fs::write(&binary, b"s3cret\xff\xfe").unwrap();
+        let e = command_with_env(
+            &format!("kafka_ssl_key_password_file = {}\n", toml_path(&binary)),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("kafka_ssl_key_password_file"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_no_command_has_is_skipped() {
+        // A command without an API token: its file variable is not read at all.
+        let cmd = Command::new("x").arg(
+            Arg::new("database_url")
+                .long("database-url")
+                .env("CDRFLOW_DATABASE_URL"),
+        );
+        let env = |name: &str| {
+            (name == "CDRFLOW_API_TOKEN_FILE").then(|| OsString::from("/nonexistent/token"))
+        };
+        FileSettings::default()
+            .apply_with(cmd.clone(), &env)
+            .unwrap();
+        let e = FileSettings::parse(Path::new("c.toml"), "api_token_file = \"/x\"\n")
+            .unwrap()
+            .apply_with(cmd, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c.toml: unknown setting `api_token_file`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_kafka_table_passes_properties_through_and_a_flag_overrides_one() {
+        let text = "[kafka]\n\"client.id\" = \"billing-1\"\n\"fetch.max.bytes\" = 1048576\n\"enable.ssl.certificate.verification\" = true\n";
+        let args = run_args(text, &["cdrflow", "run"]);
+        let p = &args.kafka.properties;
+        assert_eq!(p["client.id"], "billing-1");
+        assert_eq!(p["fetch.max.bytes"], "1048576");
+        assert_eq!(p["enable.ssl.certificate.verification"], "true");
+        let args = run_args(
+            text,
+            &["cdrflow", "run", "--kafka-property", "client.id=billing-2"],
+        );
+        assert_eq!(args.kafka.properties["client.id"], "billing-2");
+        assert_eq!(args.kafka.properties["fetch.max.bytes"], "1048576");
+    }
+
+    #[test]
+    fn the_kafka_table_refuses_what_cdrflow_sets_and_what_librdkafka_does_not_know() {
+        let e = command("[kafka]\n\"group.id\" = \"other\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "cdrflow.toml: [kafka] `group.id` is cdrflow's `group` setting (--group, CDRFLOW_GROUP): set it there"
+        );
+        let e = command("[kafka]\n\"fetch.max.byts\" = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cdrflow.toml: [kafka] librdkafka refuses `fetch.max.byts`: "),
+            "{e}"
+        );
+        let e = command("[kafka]\n\"client.id\" = [1]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[kafka] `client.id` must be a string, a number or a boolean"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn kafka_secrets_never_show_in_help() {
+        let text = "kafka_security_protocol = \"sasl_ssl\"\nkafka_sasl_mechanism = \"PLAIN\"\nkafka_sasl_username = \"billing\"\nkafka_sasl_password = \"s3cret-sasl\"\nkafka_ssl_key_password = \"s3cret-key\"\n[kafka]\n\"ssl.keystore.password\" = \"s3cret-prop\"\n";
+        let mut cmd = command(text).unwrap();
+        for name in ["run", "generate", "replay", "explain", "demo"] {
+            let help = cmd
+                .find_subcommand_mut(name)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(help.contains("--kafka-sasl-password"), "{name}: {help}");
+            assert!(help.contains("billing"), "{name}: the user name is shown");
+            assert!(!help.contains("s3cret"), "{name}: {help}");
+        }
+    }
+
     #[test]
     fn every_setting_has_one_key_and_the_example_file_is_valid() {
         let mut known = BTreeMap::new();
@@ -502,6 +738,14 @@ mod tests {
             "batch_size",
             "http",
             "close_after_days",
+            "kafka_security_protocol",
+            "kafka_sasl_mechanism",
+            "kafka_sasl_username",
+            "kafka_sasl_password",
+            "kafka_ssl_ca",
+            "kafka_ssl_certificate",
+            "kafka_ssl_key",
+            "kafka_ssl_key_password",
         ] {
             assert!(
                 known.contains_key(key),

@@ -16,8 +16,7 @@ pub mod run;
 pub mod stats;
 
 use crate::kafka::settings::{
-    check_property, ClientCertificate, KafkaSettings, Sasl, SaslMechanism, Secret,
-    SecurityProtocol,
+    check_property, ClientCertificate, KafkaSettings, Sasl, SaslMechanism, Secret, SecurityProtocol,
 };
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -103,7 +102,12 @@ pub struct KafkaFlags {
     #[arg(long, env = "CDRFLOW_KAFKA_SECURITY_PROTOCOL", value_enum, default_value_t = SecurityProtocol::Plaintext)]
     pub kafka_security_protocol: SecurityProtocol,
     /// SASL mechanism (sasl_plaintext and sasl_ssl).
-    #[arg(long, env = "CDRFLOW_KAFKA_SASL_MECHANISM", value_enum, ignore_case = true)]
+    #[arg(
+        long,
+        env = "CDRFLOW_KAFKA_SASL_MECHANISM",
+        value_enum,
+        ignore_case = true
+    )]
     pub kafka_sasl_mechanism: Option<SaslMechanism>,
     /// SASL user name.
     #[arg(long, env = "CDRFLOW_KAFKA_SASL_USERNAME")]
@@ -159,7 +163,10 @@ impl KafkaFlags {
         let mut settings = KafkaSettings::plaintext(self.brokers);
         settings.protocol = protocol;
         let sasl_given = [
-            ("--kafka-sasl-mechanism", self.kafka_sasl_mechanism.is_some()),
+            (
+                "--kafka-sasl-mechanism",
+                self.kafka_sasl_mechanism.is_some(),
+            ),
             ("--kafka-sasl-username", self.kafka_sasl_username.is_some()),
             ("--kafka-sasl-password", self.kafka_sasl_password.is_some()),
         ];
@@ -190,7 +197,10 @@ impl KafkaFlags {
         }
         let tls_given = [
             ("--kafka-ssl-ca", self.kafka_ssl_ca.is_some()),
-            ("--kafka-ssl-certificate", self.kafka_ssl_certificate.is_some()),
+            (
+                "--kafka-ssl-certificate",
+                self.kafka_ssl_certificate.is_some(),
+            ),
             ("--kafka-ssl-key", self.kafka_ssl_key.is_some()),
             (
                 "--kafka-ssl-key-password",
@@ -231,9 +241,11 @@ impl KafkaFlags {
                 return Err("--kafka-ssl-certificate needs --kafka-ssl-key, its private key".into())
             }
             (None, Some(_), _) => {
-                return Err("--kafka-ssl-key needs --kafka-ssl-certificate, the certificate of \
+                return Err(
+                    "--kafka-ssl-key needs --kafka-ssl-certificate, the certificate of \
                             the key"
-                    .into())
+                        .into(),
+                )
             }
             (None, None, Some(_)) => {
                 return Err("--kafka-ssl-key-password is set without --kafka-ssl-key".into())
@@ -319,5 +331,179 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bill(args) => bill::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Report(args) => report::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Kafka settings of `cdrflow run` with `flags`, or the error's text.
+    fn kafka(flags: &[&str]) -> Result<KafkaSettings, String> {
+        let mut argv = vec!["cdrflow", "run"];
+        argv.extend(flags);
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Run(run) => Ok(run.kafka),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn error(flags: &[&str]) -> String {
+        // The first paragraph: clap adds the usage.
+        let e = kafka(flags).unwrap_err();
+        e.split("\n\n")
+            .next()
+            .unwrap_or_default()
+            .replace("error: ", "")
+    }
+
+    fn pem(name: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("cdrflow-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, "not checked here\n").unwrap();
+        path.display().to_string()
+    }
+
+    const SASL_SSL: [&str; 8] = [
+        "--kafka-security-protocol",
+        "sasl_ssl",
+        "--kafka-sasl-mechanism",
+        "scram-sha-256",
+        "--kafka-sasl-username",
+        "billing",
+        "--kafka-sasl-password",
+        "s3cret",
+    ];
+
+    #[test]
+    fn plaintext_is_the_default_and_sasl_takes_its_three_settings() {
+        let s = kafka(&["--brokers", "k1:9092,k2:9092"]).unwrap();
+        assert_eq!(s, KafkaSettings::plaintext("k1:9092,k2:9092"));
+        let s = kafka(&SASL_SSL).unwrap();
+        assert_eq!(s.protocol, SecurityProtocol::SaslSsl);
+        let sasl = s.sasl.unwrap();
+        assert_eq!(sasl.mechanism, SaslMechanism::ScramSha256);
+        assert_eq!(
+            (sasl.username.as_str(), sasl.password.expose()),
+            ("billing", "s3cret")
+        );
+    }
+
+    #[test]
+    fn a_sasl_protocol_without_its_credentials_is_refused_naming_the_missing_one() {
+        assert_eq!(
+            error(&SASL_SSL[..6]),
+            "--kafka-security-protocol sasl_ssl needs --kafka-sasl-password"
+        );
+        assert_eq!(
+            error(&["--kafka-security-protocol", "sasl_plaintext"]),
+            "--kafka-security-protocol sasl_plaintext needs --kafka-sasl-mechanism"
+        );
+    }
+
+    #[test]
+    fn sasl_or_tls_settings_without_their_protocol_are_refused() {
+        assert_eq!(
+            error(&["--kafka-sasl-username", "billing"]),
+            "--kafka-sasl-username is set, but --kafka-security-protocol is plaintext: SASL is only used with sasl_plaintext or sasl_ssl"
+        );
+        let ca = pem("ca-without-tls.pem");
+        assert_eq!(
+            error(&[
+                "--kafka-security-protocol",
+                "sasl_plaintext",
+                "--kafka-sasl-mechanism",
+                "PLAIN",
+                "--kafka-sasl-username",
+                "u",
+                "--kafka-sasl-password",
+                "p",
+                "--kafka-ssl-ca",
+                &ca
+            ]),
+            "--kafka-ssl-ca is set, but --kafka-security-protocol is sasl_plaintext: TLS is only used with ssl or sasl_ssl"
+        );
+    }
+
+    #[test]
+    fn a_missing_file_and_a_certificate_without_its_key_are_refused() {
+        let e = error(&[
+            "--kafka-security-protocol",
+            "ssl",
+            "--kafka-ssl-ca",
+            "/nonexistent/ca.pem",
+        ]);
+        assert!(
+            e.starts_with("--kafka-ssl-ca /nonexistent/ca.pem: cannot read it: "),
+            "{e}"
+        );
+        let cert = pem("client.pem");
+        assert_eq!(
+            error(&[
+                "--kafka-security-protocol",
+                "ssl",
+                "--kafka-ssl-certificate",
+                &cert
+            ]),
+            "--kafka-ssl-certificate needs --kafka-ssl-key, its private key"
+        );
+        assert_eq!(
+            error(&[
+                "--kafka-security-protocol",
+                "ssl",
+                "--kafka-ssl-key-password",
+                "s3cret"
+            ]),
+            "--kafka-ssl-key-password is set without --kafka-ssl-key"
+        );
+    }
+
+    #[test]
+    fn librdkafka_refuses_an_unreadable_pem_before_anything_starts() {
+        let (cert, key) = (pem("garbage-cert.pem"), pem("garbage-key.pem"));
+        let e = error(&[
+            "--kafka-security-protocol",
+            "ssl",
+            "--kafka-ssl-certificate",
+            &cert,
+            "--kafka-ssl-key",
+            &key,
+            "--kafka-ssl-key-password",
+            "s3cret",
+        ]);
+        assert!(e.starts_with("the Kafka client settings: "), "{e}");
+        assert!(e.contains("ssl."), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn a_passthrough_flag_is_checked_and_never_quoted() {
+        let s = kafka(&["--kafka-property", "client.id=billing-1"]).unwrap();
+        assert_eq!(s.properties["client.id"], "billing-1");
+        assert_eq!(
+            error(&["--kafka-property", "sasl.password=s3cret"]),
+            "--kafka-property: `sasl.password` is cdrflow's `kafka_sasl_password` setting (--kafka-sasl-password, CDRFLOW_KAFKA_SASL_PASSWORD): set it there"
+        );
+        let e = error(&["--kafka-property", "clinet.id=x"]);
+        assert!(
+            e.starts_with("--kafka-property: librdkafka refuses `clinet.id`: "),
+            "{e}"
+        );
+        let e = error(&["--kafka-property", "no-equals-sign"]);
+        assert!(e.contains("expected KEY=VALUE"), "{e}");
+    }
+
+    #[test]
+    fn the_settings_debug_of_a_command_shows_no_secret() {
+        let mut flags = SASL_SSL.to_vec();
+        flags.extend(["--kafka-property", "ssl.keystore.password=s3cret"]);
+        let cli = Cli::try_parse_from(["cdrflow", "run"].iter().chain(&flags)).unwrap();
+        let shown = format!("{cli:?}");
+        assert!(shown.contains("billing"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

@@ -34,8 +34,11 @@ pub fn base_config(kafka: &KafkaSettings) -> ClientConfig {
         c.set("ssl.ca.location", ca.to_string_lossy());
     }
     if let Some(own) = &kafka.client_certificate {
-        c.set("ssl.certificate.location", own.certificate.to_string_lossy())
-            .set("ssl.key.location", own.key.to_string_lossy());
+        c.set(
+            "ssl.certificate.location",
+            own.certificate.to_string_lossy(),
+        )
+        .set("ssl.key.location", own.key.to_string_lossy());
         if let Some(password) = &own.key_password {
             c.set("ssl.key.password", password.expose());
         }
@@ -46,7 +49,11 @@ pub fn base_config(kafka: &KafkaSettings) -> ClientConfig {
 /// The source consumer: offsets are ours (Postgres), so librdkafka neither commits nor
 /// stores them on its own; Kafka's committed offsets are written only after a batch is
 /// durable, for lag tools.
-pub fn consumer_config(kafka: &KafkaSettings, group: &str, session_timeout_ms: u32) -> ClientConfig {
+pub fn consumer_config(
+    kafka: &KafkaSettings,
+    group: &str,
+    session_timeout_ms: u32,
+) -> ClientConfig {
     let mut c = base_config(kafka);
     c.set("group.id", group)
         .set("enable.auto.commit", "false")

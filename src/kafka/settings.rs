@@ -35,6 +35,7 @@ impl fmt::Debug for Secret {
 
 /// librdkafka's `security.protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 pub enum SecurityProtocol {
     #[default]
     Plaintext,
@@ -367,10 +368,13 @@ mod tests {
             key_password: Some(Secret::new("s3cret-key")),
         });
         s.properties
-            .insert("sasl.oauthbearer.client.secret".into(), "s3cret-prop".into());
+            .insert("ssl.keystore.password".into(), "s3cret-prop".into());
         let shown = format!("{s:?}");
-        assert!(shown.contains("billing") && shown.contains("h:9092"), "{shown}");
-        assert!(shown.contains("sasl.oauthbearer.client.secret"), "{shown}");
+        assert!(
+            shown.contains("billing") && shown.contains("h:9092"),
+            "{shown}"
+        );
+        assert!(shown.contains("ssl.keystore.password"), "{shown}");
         assert!(!shown.contains("s3cret"), "{shown}");
     }
 

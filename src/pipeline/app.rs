@@ -83,8 +83,7 @@ impl App {
         };
         let (plan, pool, catalog) = started?;
         let s = &settings.source;
-        let producer =
-            client::producer(&s.kafka).context("Failed to create the Kafka producer")?;
+        let producer = client::producer(&s.kafka).context("Failed to create the Kafka producer")?;
         let supervision = Supervision::new(metrics.clone());
         // Subscribed before any actor starts, so that an escalation is never missed.
         let fatal = supervision.fatal();

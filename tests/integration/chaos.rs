@@ -82,10 +82,11 @@ impl Knobs {
 
 /// End offsets of every partition of `topic` on the broker at `brokers`.
 fn end_offsets_on(brokers: &str, topic: &str) -> BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&KafkaSettings::plaintext(brokers))
-        .set("group.id", "cdrflow-test-watermarks")
-        .create()
-        .unwrap();
+    let consumer: BaseConsumer =
+        cdrflow::kafka::client::base_config(&KafkaSettings::plaintext(brokers))
+            .set("group.id", "cdrflow-test-watermarks")
+            .create()
+            .unwrap();
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(30))
         .unwrap();
@@ -178,7 +179,13 @@ async fn three_instances_under_kills_restarts_and_outages_end_equal_to_one_unint
     let brokers = broker.address.clone();
     let topic = format!("chaos.{}", suffix());
     for attempt in 1.. {
-        match cdrflow::kafka::client::ensure_topics(&KafkaSettings::plaintext(&brokers), &[&topic], 6).await {
+        match cdrflow::kafka::client::ensure_topics(
+            &KafkaSettings::plaintext(&brokers),
+            &[&topic],
+            6,
+        )
+        .await
+        {
             Ok(()) => break,
             Err(e) if attempt < 20 => {
                 eprintln!("create topic {topic}: {e}; retrying");

@@ -27,10 +27,11 @@ fn consumed(db: &TestDb, group: &str) -> i64 {
 }
 
 fn log_bounds(brokers: &str, topic: &str) -> (i64, i64) {
-    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&KafkaSettings::plaintext(brokers))
-        .set("group.id", "cdrflow-test-watermarks")
-        .create()
-        .unwrap();
+    let consumer: BaseConsumer =
+        cdrflow::kafka::client::base_config(&KafkaSettings::plaintext(brokers))
+            .set("group.id", "cdrflow-test-watermarks")
+            .create()
+            .unwrap();
     consumer
         .fetch_watermarks(topic, 0, Duration::from_secs(10))
         .unwrap()

@@ -234,12 +234,8 @@ impl<'a> Demo<'a> {
         .map_err(anyhow::Error::msg)?;
         let acked = Arc::new(AtomicU64::new(0));
         let sending = tokio::task::spawn_blocking({
-            let (kafka, topic, acked, seed) = (
-                args.kafka.clone(),
-                topic.clone(),
-                acked.clone(),
-                args.seed,
-            );
+            let (kafka, topic, acked, seed) =
+                (args.kafka.clone(), topic.clone(), acked.clone(), args.seed);
             move || send(&kafka, &topic, generator, seed, acked)
         });
         tokio::pin!(sending);
