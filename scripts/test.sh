@@ -12,6 +12,12 @@ if ! command -v pdftotext >/dev/null; then
   log "Installing poppler-utils (pdftotext)"
   apt-get update -qq && apt-get install -y -qq poppler-utils >/dev/null
 fi
+# stunnel terminates TLS in front of tansu for the Kafka SSL tests (tansu's own TLS
+# listener is not wired in the version used).
+if ! command -v stunnel4 >/dev/null; then
+  log "Installing stunnel4"
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends stunnel4 >/dev/null
+fi
 # A real Prometheus evaluates every PromQL expression of the Grafana dashboards.
 if ! command -v prometheus >/dev/null; then
   log "Installing Prometheus"
