@@ -6,9 +6,12 @@
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::settings::KafkaSettings;
@@ -102,7 +105,11 @@ pub async fn ensure_topics(
             &new,
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         )
-        .await?;
+        .await;
+    let results = match results {
+        Ok(results) => results,
+        Err(e) => return Err(refusal(kafka).await.unwrap_or(e)),
+    };
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -114,3 +121,62 @@ pub async fn ensure_topics(
     }
     Ok(())
 }
+
+/// Why the brokers do not let a client in, when that is why a request failed: a failed
+/// SASL authentication or TLS handshake (an untrusted certificate), which the request
+/// itself reports only as a time-out. A throw-away consumer, which reads librdkafka's
+/// events (the admin client does not), connects for a few seconds; librdkafka's reason
+/// is logged as it comes.
+pub async fn refusal(kafka: &KafkaSettings) -> Option<KafkaError> {
+    let kafka = kafka.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer<Refusals> = base_config(&kafka)
+            .create_with_context(Refusals::default())
+            .ok()?;
+        let started = std::time::Instant::now();
+        while started.elapsed() < REFUSAL_PATIENCE {
+            if let Some(refused) = consumer.context().refused() {
+                return Some(refused);
+            }
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+        consumer.context().refused()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Long enough for a connection and its handshakes, short enough not to hold up an error.
+const REFUSAL_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Remembers the first authentication or TLS failure librdkafka reports.
+#[derive(Default)]
+struct Refusals {
+    refused: Mutex<Option<RDKafkaErrorCode>>,
+}
+
+impl Refusals {
+    fn refused(&self) -> Option<KafkaError> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(KafkaError::Global)
+    }
+}
+
+impl ClientContext for Refusals {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(code @ (RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)) =
+            error.rdkafka_error_code()
+        {
+            self.refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(code);
+        }
+        DefaultClientContext.error(error, reason);
+    }
+}
+
+impl ConsumerContext for Refusals {}

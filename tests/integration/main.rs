@@ -17,6 +17,7 @@ mod dashboard;
 mod demo;
 mod event_time;
 mod grafana;
+mod kafka_security;
 mod metrics;
 mod offsets;
 mod outage;
