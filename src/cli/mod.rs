@@ -291,7 +291,13 @@ impl clap::FromArgMatches for KafkaSettings {
     fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
         KafkaFlags::from_arg_matches(matches)?
             .settings()
-            .map_err(|message| clap::Error::raw(clap::error::ErrorKind::ValueValidation, message))
+            // A raw error is printed as it is: the line ends here.
+            .map_err(|message| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!("{message}\n"),
+                )
+            })
     }
 
     fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
