@@ -22,6 +22,7 @@ mod offsets;
 mod outage;
 mod peers;
 mod poison;
+mod postgres_tls;
 mod reconcile;
 mod replay;
 mod reports;
