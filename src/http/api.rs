@@ -187,11 +187,12 @@ pub async fn invoices(state: web::Data<State>, q: web::Query<InvoicesQuery>) -> 
         .map_err(|e| e.to_string());
     for i in &list {
         written = written.and_then(|_| {
+            // Text cells as a spreadsheet must read them; amounts stay numbers.
             w.write_record([
-                i.number.clone(),
+                crate::render::report::spreadsheet_text(&i.number).into_owned(),
                 i.customer_id.to_string(),
                 i.period.format("%Y-%m").to_string(),
-                i.currency.clone(),
+                crate::render::report::spreadsheet_text(&i.currency).into_owned(),
                 i.subtotal.to_string(),
                 i.vat.to_string(),
                 i.total.to_string(),

@@ -16,6 +16,7 @@ mod crash;
 mod dashboard;
 mod demo;
 mod event_time;
+mod exports;
 mod grafana;
 mod metrics;
 mod offsets;
