@@ -220,13 +220,17 @@ mod tests {
         let calls =
             (0..3).map(|_| call_service(&app, TestRequest::get().uri("/api/slow").to_request()));
         let started = std::time::Instant::now();
-        let mut statuses: Vec<u16> = futures::future::join_all(calls)
-            .await
-            .iter()
-            .map(|r| r.status().as_u16())
-            .collect();
+        let answers = futures::future::join_all(calls).await;
+        let mut statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
         statuses.sort_unstable();
         assert_eq!(statuses, vec![200, 200, 429]);
+        let busy = answers
+            .iter()
+            .find(|r| r.status() == StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            busy.unwrap().headers().get(header::RETRY_AFTER).unwrap(),
+            "1"
+        );
         assert!(started.elapsed() < Duration::from_millis(600));
         assert_eq!(m.api_requests_refused.with_label_values(&["busy"]).get(), 1);
         let res = call_service(&app, TestRequest::get().uri("/api/slow").to_request()).await;

@@ -312,3 +312,57 @@ async fn readyz(state: web::Data<State>) -> HttpResponse {
         HttpResponse::ServiceUnavailable().json(body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(
+        http: &str,
+        metrics_http: Option<&str>,
+        token: Option<&str>,
+        insecure_no_auth: bool,
+    ) -> Result<Settings, SettingsError> {
+        Settings::new(
+            http.parse().unwrap(),
+            metrics_http.map(|m| m.parse().unwrap()),
+            token,
+            insecure_no_auth,
+            2,
+            Duration::from_secs(5),
+            16,
+        )
+    }
+
+    #[test]
+    fn an_api_on_a_non_loopback_address_needs_a_token_or_the_insecure_switch() {
+        for loopback in ["127.0.0.1:8080", "127.0.0.53:8080", "[::1]:8080"] {
+            assert!(settings(loopback, None, None, false).is_ok(), "{loopback}");
+        }
+        for open in ["0.0.0.0:8080", "10.0.0.5:8080", "[::]:8080"] {
+            let refused = settings(open, None, None, false).unwrap_err();
+            let text = refused.to_string();
+            assert!(
+                matches!(refused, SettingsError::Unprotected(_))
+                    && text.contains("--api-token")
+                    && text.contains("--insecure-no-auth"),
+                "{text}"
+            );
+            assert!(settings(open, None, Some("t0ken"), false).is_ok());
+            let insecure = settings(open, None, None, true).unwrap();
+            assert!(insecure.open_to_the_network());
+        }
+        assert!(!settings("0.0.0.0:1", None, Some("t"), false)
+            .unwrap()
+            .open_to_the_network());
+    }
+
+    #[test]
+    fn an_empty_token_or_the_api_address_for_the_probes_is_refused_by_name() {
+        let empty = settings("127.0.0.1:8080", None, Some(""), false).unwrap_err();
+        assert!(empty.to_string().starts_with("--api-token"), "{empty}");
+        let same = settings("127.0.0.1:8080", Some("127.0.0.1:8080"), None, false).unwrap_err();
+        assert!(same.to_string().contains("--metrics-http"), "{same}");
+        assert!(settings("127.0.0.1:8080", Some("0.0.0.0:9090"), None, false).is_ok());
+    }
+}
