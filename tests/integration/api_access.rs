@@ -221,6 +221,15 @@ async fn the_api_and_invoice_documents_need_the_bearer_token_while_the_probes_st
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("--api-token"), "{help}");
     assert!(!help.contains(TOKEN), "{help}");
+    let file = tempdir().join("cdrflow.toml");
+    std::fs::write(&file, format!("api_token = \"{TOKEN}\"\n")).unwrap();
+    let help = Command::new(BIN)
+        .args(["run", "--help", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--api-token"), "{help}");
+    assert!(!help.contains(TOKEN), "the settings file's token in --help: {help}");
 }
 
 /// `--http` on every interface without a token: exit status 2 and an error that names
