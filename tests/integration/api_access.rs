@@ -229,7 +229,10 @@ async fn the_api_and_invoice_documents_need_the_bearer_token_while_the_probes_st
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("--api-token"), "{help}");
-    assert!(!help.contains(TOKEN), "the settings file's token in --help: {help}");
+    assert!(
+        !help.contains(TOKEN),
+        "the settings file's token in --help: {help}"
+    );
 }
 
 /// `--http` on every interface without a token: exit status 2 and an error that names
