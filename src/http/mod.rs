@@ -107,6 +107,9 @@ impl Settings {
     }
 }
 
+/// When `/readyz` last asked the pipeline's pool, and the answer.
+type PostgresCheck = (Instant, Result<(), String>);
+
 #[derive(Clone)]
 pub struct State {
     metrics: Metrics,
@@ -122,7 +125,7 @@ pub struct State {
     supervision: Supervision,
     /// The last Postgres check of `/readyz`: probes arriving during a check wait for it
     /// and share its answer, so they take at most one pipeline connection at a time.
-    postgres_checked: std::sync::Arc<Mutex<Option<(Instant, Result<(), String>)>>>,
+    postgres_checked: std::sync::Arc<Mutex<Option<PostgresCheck>>>,
 }
 
 impl State {
