@@ -1,9 +1,11 @@
 //! The API under load next to ingestion: a backlog consumed by a daemon with its default
-//! pool sizes while fifty clients keep asking the slow things a busy customer-care floor
-//! asks (a customer's month-to-date usage and events, an event's explanation, which reads
-//! the record back from the broker, the report filters, a report). The committers must
-//! not lose their connections to the API: no batch fails, every record is stored once,
-//! the API answers 429 beyond its cap and never 500.
+//! pool sizes while fifty clients keep asking what a busy customer-care floor asks (a
+//! customer's month-to-date usage and events, an event's explanation, which reads the
+//! record back from the broker, the report filters, a report), and the report aggregates
+//! are locked for a while, as a long refresh or a migration locks them, so that every
+//! report request waits on Postgres as long as the lock lasts. The committers must not
+//! lose their connections to the API: no batch fails, every record is stored once, the
+//! API answers 429 beyond its cap and never 500.
 
 use crate::helpers::*;
 use std::collections::BTreeMap;
@@ -14,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 50;
+/// How long the report aggregates stay locked: longer than a committer waits for a
+/// connection of the pipeline's pool (10 s).
+const LOCKED_FOR: Duration = Duration::from_secs(25);
 
 /// GET with HTTP/1.0: (status, body), or None when the connection fails.
 fn get(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
@@ -101,9 +106,24 @@ async fn fifty_api_clients_during_a_backlog_fail_no_batch_and_are_answered_429_n
         group: &group,
         database_url: &db.url,
         idle_secs: None,
-        extra: vec![],
+        // The daemon's own refresh of the aggregates would wait on the lock too.
+        extra: vec!["--report-refresh-secs".into(), "0".into()],
     });
     d.wait_up();
+    let mut locker = db.client().await;
+    let (locked, is_locked) = tokio::sync::oneshot::channel();
+    let lock = tokio::spawn(async move {
+        let tx = locker.transaction().await.unwrap();
+        // A refresh that is not concurrent holds its exclusive lock until the end of the
+        // transaction.
+        tx.batch_execute("REFRESH MATERIALIZED VIEW report_segment_mv")
+            .await
+            .unwrap();
+        let _ = locked.send(());
+        tokio::time::sleep(LOCKED_FOR).await;
+        tx.rollback().await.unwrap();
+    });
+    is_locked.await.unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(BTreeMap::<u16, u64>::new()));
     let clients: Vec<_> = (0..CLIENTS)
@@ -137,6 +157,7 @@ async fn fifty_api_clients_during_a_backlog_fail_no_batch_and_are_answered_429_n
     }
     let took = started.elapsed();
     done.store(true, Ordering::Relaxed);
+    lock.await.unwrap();
     for c in clients {
         c.join().expect("client thread");
     }
