@@ -34,14 +34,24 @@ fn get(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
 }
 
 /// One client: round after round of drill-down requests until `done`; every answer's
-/// status is counted in `seen` (0 for a failed connection).
+/// status is counted in `seen` (0 for a failed connection). Told 429, it waits the
+/// second `Retry-After` says, as a well-behaved client does.
 fn client(
     port: u16,
     customers: Vec<i64>,
     done: Arc<AtomicBool>,
     seen: Arc<Mutex<BTreeMap<u16, u64>>>,
 ) {
-    let count = |status: u16| *seen.lock().unwrap().entry(status).or_default() += 1;
+    let count = |status: u16| {
+        *seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(status)
+            .or_default() += 1;
+        if status == 429 {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    };
     let mut round = 0usize;
     while !done.load(Ordering::Relaxed) {
         let id = customers[round % customers.len()];
