@@ -106,7 +106,7 @@ async function enterToken(page, token) {
 async function signIn(page) {
   if (!TOKEN) return;
   await enterToken(page, TOKEN);
-  await page.waitForSelector('#signin:not([open])', { timeout: TIMEOUT });
+  await page.waitForSelector('#signin', { state: 'hidden', timeout: TIMEOUT });
 }
 
 async function getJSON(path) {
