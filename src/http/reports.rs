@@ -223,6 +223,14 @@ pub fn openapi_document() -> Value {
     paths.insert("/api/invoices/{file}".into(), get("An invoice as stored (NUMBER.json) or rendered (NUMBER.pdf).", vec![path_param("file", "NUMBER.json or NUMBER.pdf", json!({"type": "string"}))],
         json!({"description": "The invoice.", "content": {"application/json": {}, "application/pdf": {}}})));
     paths.insert(
+        "/api/metrics".into(),
+        get(
+            "The daemon's metrics, as /metrics serves them, for the dashboard's pipeline page.",
+            vec![],
+            json!({"description": "Prometheus text format.", "content": {"text/plain": {}}}),
+        ),
+    );
+    paths.insert(
         "/api/events/{record_id}/explain".into(),
         get(
             "How an event's price was made, as `cdrflow explain` prints it.",
