@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_FILE: &str = "cdrflow.toml";
 
 /// Settings whose values are never shown (`--help` defaults, errors).
-const SECRETS: [&str; 1] = ["database_url"];
+const SECRETS: [&str; 2] = ["database_url", "api_token"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

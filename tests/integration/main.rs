@@ -7,6 +7,8 @@ mod helpers;
 
 mod alerts;
 mod api;
+mod api_access;
+mod api_load;
 mod biller;
 mod billing;
 mod catalog;
