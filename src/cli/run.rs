@@ -21,9 +21,38 @@ pub struct RunArgs {
     pub group: String,
     #[command(flatten)]
     pub db: DatabaseArgs,
-    /// Address of the HTTP endpoints (/metrics, /healthz, /readyz).
+    /// Address of the HTTP endpoints: the API, the dashboard, and /metrics, /healthz,
+    /// /readyz unless --metrics-http moves them. Any address other than a loopback one
+    /// needs --api-token (or --insecure-no-auth).
     #[arg(long, env = "CDRFLOW_HTTP", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
+    /// Address of a listener of their own for /metrics, /healthz and /readyz (which need
+    /// no token); they are then not served on --http.
+    #[arg(long, env = "CDRFLOW_METRICS_HTTP", value_name = "ADDR")]
+    pub metrics_http: Option<SocketAddr>,
+    /// Bearer token every /api request must carry (`Authorization: Bearer TOKEN`); the
+    /// dashboard asks for it. Prefer CDRFLOW_API_TOKEN or a file (api_token_file): a flag
+    /// shows in the process list.
+    #[arg(
+        long,
+        env = "CDRFLOW_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub api_token: Option<String>,
+    /// Serve the API on a non-loopback --http address without --api-token: anyone who
+    /// reaches it reads every customer's data.
+    #[arg(long, env = "CDRFLOW_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Postgres connections of the API's own pool (the pipeline's are never lent to it).
+    #[arg(long, env = "CDRFLOW_API_POOL_SIZE", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub api_pool_size: u32,
+    /// Milliseconds after which Postgres cancels an API statement (the request gets 503).
+    #[arg(long, env = "CDRFLOW_API_STATEMENT_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub api_statement_timeout_ms: u64,
+    /// API requests served at once; more get 429 with Retry-After at once.
+    #[arg(long, env = "CDRFLOW_API_MAX_CONCURRENT", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub api_max_concurrent: u32,
     /// Stop once no record arrived for SECS and all work is committed (tests, demos, benchmarks).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub exit_when_idle: Option<u64>,
@@ -132,7 +161,15 @@ impl RunArgs {
                 exit_when_idle: self.exit_when_idle.map(Duration::from_secs),
                 session_timeout_ms: self.kafka_session_timeout_ms,
             },
-            http: self.http,
+            http: crate::http::Settings::new(
+                self.http,
+                self.metrics_http,
+                self.api_token.as_deref(),
+                self.insecure_no_auth,
+                self.api_pool_size as usize,
+                Duration::from_millis(self.api_statement_timeout_ms),
+                self.api_max_concurrent as usize,
+            )?,
             publish: !self.no_publish,
             normalized_topic: self.normalized_topic,
             rejected_topic: self.rejected_topic,
@@ -145,7 +182,7 @@ impl RunArgs {
             },
             numbering_region: self.default_region,
             // A connection per committer and accumulator, plus the rater, the suspense
-            // resolver, the biller, the report refresher and the HTTP API.
+            // resolver, the biller, the report refresher and /readyz (the API has its own).
             db_pool_size: (self.db_pool_size as usize)
                 .max(self.committers as usize + self.accumulators as usize + 5),
             accumulators: self.accumulators as usize,
@@ -166,7 +203,17 @@ impl RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let settings = args.settings()?;
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(e) => match e.downcast_ref::<crate::http::SettingsError>() {
+            // The same status as any other bad setting.
+            Some(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            None => return Err(e),
+        },
+    };
     let metrics = Metrics::new(crate::telemetry::metrics::Registry::new())?;
     match pipeline::run(settings, metrics).await? {
         pipeline::SourceExit::Held => {

@@ -187,11 +187,12 @@ pub async fn invoices(state: web::Data<State>, q: web::Query<InvoicesQuery>) -> 
         .map_err(|e| e.to_string());
     for i in &list {
         written = written.and_then(|_| {
+            // Text cells as a spreadsheet must read them; amounts stay numbers.
             w.write_record([
-                i.number.clone(),
+                crate::render::report::spreadsheet_text(&i.number).into_owned(),
                 i.customer_id.to_string(),
                 i.period.format("%Y-%m").to_string(),
-                i.currency.clone(),
+                crate::render::report::spreadsheet_text(&i.currency).into_owned(),
                 i.subtotal.to_string(),
                 i.vat.to_string(),
                 i.total.to_string(),
@@ -301,52 +302,58 @@ pub async fn events(
 }
 
 /// The text `cdrflow explain` prints, with the original bytes read back from the broker
-/// when Postgres does not hold them.
+/// when Postgres does not hold them. No connection is held across that read, which can
+/// take seconds: the event is read, the connection given back, the broker asked, and a
+/// connection taken again for the rest.
 pub async fn explain(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
     let id = id.into_inner();
+    let event = {
+        let client = match state.pool.get().await {
+            Ok(c) => c,
+            Err(e) => return unavailable(e),
+        };
+        match explain::event(&**client, &id).await {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                return match explain::held(&**client, &id).await {
+                    Ok(Some(h)) => HttpResponse::Ok().json(json!({
+                        "record_id": id, "text": render::explain::held(&id, &h), "matches": true
+                    })),
+                    Ok(None) => not_found(format!("no stored event has record_id {id:?}")),
+                    Err(e) => unavailable(e),
+                }
+            }
+            Err(e) => return unavailable(e),
+        }
+    };
+    let raw = match &event.raw {
+        Some(raw) => Some(raw.clone()),
+        None => fetch::record_at(
+            &state.kafka,
+            &event.src_topic,
+            event.src_partition,
+            event.src_offset,
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap_or(None),
+    };
     let client = match state.pool.get().await {
         Ok(c) => c,
         Err(e) => return unavailable(e),
     };
-    let event = match explain::event(&**client, &id).await {
-        Ok(e) => e,
-        Err(e) => return unavailable(e),
-    };
-    if let Some(e) = event {
-        let raw = match &e.raw {
-            Some(raw) => Some(raw.clone()),
-            None => fetch::record_at(
-                &state.kafka,
-                &e.src_topic,
-                e.src_partition,
-                e.src_offset,
-                std::time::Duration::from_secs(5),
-            )
-            .await
-            .unwrap_or(None),
-        };
-        let catalog = match (e.catalog_version, e.amount) {
-            (Some(version), Some(_)) => {
-                match storage::catalog::load(&**client, Some(version)).await {
-                    Ok(c) => c,
-                    Err(err) => return unavailable(err),
-                }
-            }
-            _ => None,
-        };
-        let adjustments = match explain::adjustments(&**client, &id).await {
-            Ok(a) => a,
+    let catalog = match (event.catalog_version, event.amount) {
+        (Some(version), Some(_)) => match storage::catalog::load(&**client, Some(version)).await {
+            Ok(c) => c,
             Err(err) => return unavailable(err),
-        };
-        let (text, matches) =
-            render::explain::stored_event(&id, &e, raw.as_deref(), catalog.as_ref(), &adjustments);
-        return HttpResponse::Ok().json(json!({"record_id": id, "text": text, "matches": matches}));
-    }
-    match explain::held(&**client, &id).await {
-        Ok(Some(h)) => HttpResponse::Ok().json(json!({
-            "record_id": id, "text": render::explain::held(&id, &h), "matches": true
-        })),
-        Ok(None) => not_found(format!("no stored event has record_id {id:?}")),
-        Err(e) => unavailable(e),
-    }
+        },
+        _ => None,
+    };
+    let adjustments = match explain::adjustments(&**client, &id).await {
+        Ok(a) => a,
+        Err(err) => return unavailable(err),
+    };
+    let (text, matches) =
+        render::explain::stored_event(&id, &event, raw.as_deref(), catalog.as_ref(), &adjustments);
+    HttpResponse::Ok().json(json!({"record_id": id, "text": text, "matches": matches}))
 }

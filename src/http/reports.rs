@@ -130,7 +130,11 @@ fn error_responses() -> Value {
     json!({
         "400": {"description": "A parameter is wrong; the message names it.",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-        "503": {"description": "PostgreSQL is unreachable or the query failed, e.g. on the statement timeout; the message says which.",
+        "401": {"description": "The daemon has an API token and the request did not carry it (`Authorization: Bearer <token>`).",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "429": {"description": "Every API slot is taken (`api_max_concurrent`); try again after `Retry-After` seconds.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "503": {"description": "PostgreSQL is unreachable, no API connection was free in time, or the query failed, e.g. on the statement timeout; the message says which.",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     })
 }
@@ -219,6 +223,14 @@ pub fn openapi_document() -> Value {
     paths.insert("/api/invoices/{file}".into(), get("An invoice as stored (NUMBER.json) or rendered (NUMBER.pdf).", vec![path_param("file", "NUMBER.json or NUMBER.pdf", json!({"type": "string"}))],
         json!({"description": "The invoice.", "content": {"application/json": {}, "application/pdf": {}}})));
     paths.insert(
+        "/api/metrics".into(),
+        get(
+            "The daemon's metrics, as /metrics serves them, for the dashboard's pipeline page.",
+            vec![],
+            json!({"description": "Prometheus text format.", "content": {"text/plain": {}}}),
+        ),
+    );
+    paths.insert(
         "/api/events/{record_id}/explain".into(),
         get(
             "How an event's price was made, as `cdrflow explain` prints it.",
@@ -238,7 +250,9 @@ pub fn openapi_document() -> Value {
             "description": "Reports, customers' month-to-date usage, invoices and event explanations. Money is an exact decimal string. See docs/reports.md for every report's columns."
         },
         "paths": paths,
-        "components": {"schemas": {
+        // Required only when the daemon has a token (`api_token`).
+        "security": [{"bearer": []}, {}],
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
             "Report": {"type": "object", "required": ["report", "title", "filters", "columns", "rows"], "properties": {
                 "report": {"type": "string"}, "title": {"type": "string"},

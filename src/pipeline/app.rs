@@ -62,7 +62,7 @@ pub struct App {
     publisher: Option<Publisher>,
     committers: Vec<Addr<Committer>>,
     accumulators: Vec<Addr<Accumulator>>,
-    server: actix_web::dev::ServerHandle,
+    servers: Vec<actix_web::dev::ServerHandle>,
     /// Why the source finished.
     done: oneshot::Receiver<SourceExit>,
     /// Every thread the actors run on.
@@ -235,21 +235,40 @@ impl App {
         };
         supervision.watch("source", &source);
 
-        let server = http::serve(
-            settings.http,
+        let h = &settings.http;
+        let api_pool = storage::api_pool(&s.database_url, h.pool_size, h.statement_timeout)?;
+        let servers = http::serve(
+            h,
             http::State::new(
                 metrics.clone(),
+                api_pool,
                 pool.clone(),
                 producer,
                 s.topic.clone(),
                 s.kafka.clone(),
                 supervision.clone(),
             ),
-        )
-        .with_context(|| format!("Failed to listen on {}", settings.http))?;
-        let server_handle = server.handle();
-        actix::spawn(server);
-        info!(http = %settings.http, "HTTP endpoints up: /metrics /healthz /readyz.");
+        )?;
+        let server_handles = servers.iter().map(|s| s.handle()).collect();
+        for server in servers {
+            actix::spawn(server);
+        }
+        match h.metrics_http {
+            Some(probes) => info!(
+                http = %h.http,
+                metrics_http = %probes,
+                "HTTP endpoints up: the API and dashboard; /metrics /healthz /readyz on their own listener."
+            ),
+            None => {
+                info!(http = %h.http, "HTTP endpoints up: /metrics /healthz /readyz, the API and dashboard.")
+            }
+        }
+        if h.open_to_the_network() {
+            warn!(
+                http = %h.http,
+                "The API is served without a token on a non-loopback address (--insecure-no-auth): anyone who reaches it reads every customer's data."
+            );
+        }
         Ok(Some(App {
             supervision,
             fatal,
@@ -257,7 +276,7 @@ impl App {
             publisher,
             committers: committer_addrs,
             accumulators,
-            server: server_handle,
+            servers: server_handles,
             done,
             threads: [mediation, rating, billing_thread, periodic, source_thread]
                 .into_iter()
@@ -276,7 +295,7 @@ impl App {
             publisher,
             committers,
             accumulators,
-            server,
+            servers,
             mut done,
             threads,
         } = self;
@@ -327,7 +346,11 @@ impl App {
             p.flush(left.max(Duration::from_millis(100)));
         }
         let left = finish_by.saturating_duration_since(Instant::now());
-        let _ = tokio::time::timeout(left.max(Duration::from_millis(200)), server.stop(true)).await;
+        let _ = tokio::time::timeout(
+            left.max(Duration::from_millis(200)),
+            futures::future::join_all(servers.iter().map(|s| s.stop(true))),
+        )
+        .await;
         stop_threads(threads).await;
         let exit = ended?;
         info!(?exit, "cdrflow stopped.");

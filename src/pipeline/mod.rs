@@ -26,7 +26,6 @@ pub mod supervision;
 pub mod suspense;
 
 use crate::domain::Validation;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use app::{run, App, Stop};
@@ -36,7 +35,7 @@ pub use source::{SourceExit, SourceSettings};
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     pub source: SourceSettings,
-    pub http: SocketAddr,
+    pub http: crate::http::Settings,
     pub publish: bool,
     pub normalized_topic: String,
     pub rejected_topic: String,

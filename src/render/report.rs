@@ -1,7 +1,9 @@
 //! A report's answer ([`ReportTable`], a value of `domain::report`) in its three
 //! renderings: an aligned text table for the terminal, CSV and JSON. All three come from
 //! the same cells, so they cannot disagree: money stays an exact decimal in each (a JSON
-//! string, never a float), periods print as `YYYY-MM`, dates as `YYYY-MM-DD`.
+//! string, never a float), periods print as `YYYY-MM`, dates as `YYYY-MM-DD`. CSV text
+//! cells pass through [`spreadsheet_text`], so an export opened in a spreadsheet cannot
+//! run a formula hidden in a customer's name.
 
 pub use crate::domain::report::{Cell, Column, ColumnType, ReportTable};
 
@@ -9,6 +11,19 @@ use chrono::SecondsFormat;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 use serde_json::json;
+use std::borrow::Cow;
+
+/// A text cell as a spreadsheet must read it: text that a spreadsheet would take for a
+/// formula (starting with `=`, `+`, `-` or `@`) or that hides one behind a tab or a
+/// carriage return gets a leading `'`, which spreadsheets read as "this is text" (OWASP's
+/// advice on CSV injection). Only text cells go through here: a number, a negative amount
+/// included, is written as the number it is.
+pub fn spreadsheet_text(s: &str) -> Cow<'_, str> {
+    match s.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{s}")),
+        _ => Cow::Borrowed(s),
+    }
+}
 
 impl ColumnType {
     fn right_aligned(self) -> bool {
@@ -32,6 +47,9 @@ impl Cell {
 }
 
 impl ReportTable {
+    /// CSV under a header of the column names (cdrflow's own words); text cells pass
+    /// through [`spreadsheet_text`], numbers, dates and times are written as the table
+    /// shows them.
     pub fn to_csv(&self) -> Vec<u8> {
         let mut w = csv::Writer::from_writer(Vec::new());
         // Writing to a Vec cannot fail; the results are checked anyway, not unwrapped.
@@ -40,7 +58,10 @@ impl ReportTable {
             .is_ok();
         for row in &self.rows {
             ok &= w
-                .write_record(self.columns.iter().zip(row).map(|(c, v)| v.text(c.kind)))
+                .write_record(row.iter().zip(&self.columns).map(|(v, c)| match v {
+                    Cell::Text(s) => spreadsheet_text(s).into_owned(),
+                    other => other.text(c.kind),
+                }))
                 .is_ok();
         }
         debug_assert!(ok);
@@ -265,6 +286,58 @@ mod tests {
             text,
             "period,customers,rated,note\n2026-10,12,1234.500000,\"a, \"\"quoted\"\" one\"\n2026-11,3,,x\n"
         );
+    }
+
+    #[test]
+    fn text_a_spreadsheet_would_run_as_a_formula_gets_a_leading_quote() {
+        for (raw, written) in [
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "'=HYPERLINK(\"http://x\",\"y\")",
+            ),
+            ("+212600000001", "'+212600000001"),
+            ("-1+1", "'-1+1"),
+            ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+            ("\t=1+1", "'\t=1+1"),
+            ("\r=1+1", "'\r=1+1"),
+        ] {
+            assert_eq!(spreadsheet_text(raw), written, "{raw:?}");
+        }
+        for plain in [
+            "Amina Alaoui",
+            "",
+            "a=b",
+            " =1",
+            "'=1",
+            "12.50",
+            "Casablanca-Settat",
+        ] {
+            assert!(
+                matches!(spreadsheet_text(plain), Cow::Borrowed(s) if s == plain),
+                "{plain:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn csv_neutralizes_text_cells_and_keeps_negative_amounts_numbers() {
+        let mut t = sample();
+        t.rows = vec![vec![
+            Cell::Date(NaiveDate::from_ymd_opt(2026, 10, 1).unwrap()),
+            Cell::Integer(-3),
+            Cell::Decimal("-12.50".parse().unwrap()),
+            Cell::Text("=HYPERLINK(\"http://x\",\"y\")".into()),
+        ]];
+        let text = String::from_utf8(t.to_csv()).unwrap();
+        assert_eq!(
+            text,
+            "period,customers,rated,note\n2026-10,-3,-12.50,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"\n"
+        );
+        // The table and JSON show the text as it is.
+        assert!(t.to_table().contains("  =HYPERLINK(\"http://x\",\"y\")"));
+        let j = serde_json::to_value(&t).unwrap();
+        assert_eq!(j["rows"][0]["note"], "=HYPERLINK(\"http://x\",\"y\")");
+        assert_eq!(j["rows"][0]["rated"], "-12.50");
     }
 
     #[test]

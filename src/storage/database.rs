@@ -4,7 +4,7 @@
 
 use super::StorageError;
 use std::time::Duration;
-use tokio_postgres::{Client, GenericClient, NoTls};
+use tokio_postgres::{Client, GenericClient};
 
 /// One round trip on `client`. The driver's error is returned as it is: `/readyz` shows
 /// its text.
@@ -24,11 +24,11 @@ pub async fn is_used(client: &impl GenericClient) -> Result<bool, StorageError> 
 /// A connection to the `postgres` database of the server `url` names, giving up after
 /// 5 s: a database is dropped from a connection to another one.
 pub async fn connect_to_server(url: &str) -> Result<Client, StorageError> {
-    let mut config = super::parse_url(url)?;
+    let (mut config, tls) = super::target(url)?;
     config
         .dbname("postgres")
         .connect_timeout(Duration::from_secs(5));
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = config.connect(tls.connector()?).await?;
     tokio::spawn(connection);
     Ok(client)
 }

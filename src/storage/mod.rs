@@ -16,11 +16,12 @@ mod rows;
 pub mod stats;
 pub mod summary;
 pub mod suspense;
+pub mod tls;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use postgres_openssl::MakeTlsConnector;
 use std::str::FromStr;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 
 refinery::embed_migrations!("migrations");
 
@@ -49,10 +50,24 @@ pub enum StorageError {
     Catalog(String),
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database: {0}")]
+    #[error("database: {}", with_causes(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] refinery::Error),
+}
+
+/// The driver's error and what caused it ("error performing TLS handshake: certificate
+/// verify failed", "db error: FATAL: pg_hba.conf rejects …"): its own text names only
+/// the step that failed.
+fn with_causes(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 /// Whether an error is worth retrying.
@@ -114,14 +129,30 @@ impl StorageError {
     }
 }
 
+/// The driver's settings of a connection string, TLS included (see [`tls`]).
 pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StorageError> {
-    tokio_postgres::Config::from_str(url).map_err(|e| StorageError::Url(e.to_string()))
+    Ok(target(url)?.0)
+}
+
+/// The driver's settings and the TLS settings of a connection string.
+fn target(url: &str) -> Result<(tokio_postgres::Config, tls::Tls), StorageError> {
+    let (rest, tls) = tls::split(url)?;
+    let mut config =
+        tokio_postgres::Config::from_str(&rest).map_err(|e| StorageError::Url(e.to_string()))?;
+    config.ssl_mode(tls.ssl_mode());
+    Ok((config, tls))
+}
+
+/// A connection's settings, ready to connect with.
+struct Connect {
+    config: tokio_postgres::Config,
+    tls: MakeTlsConnector,
 }
 
 /// The URL's settings plus bounds on how long anything may hang: a silently dead network
 /// or a stuck lock must fail the batch (to be retried), not hold the partition's offset
 /// row for the quarter of an hour TCP takes to give up.
-fn bounded(url: &str) -> Result<tokio_postgres::Config, StorageError> {
+fn bounded(url: &str) -> Result<Connect, StorageError> {
     bounded_with(url, "")
 }
 
@@ -129,8 +160,8 @@ const BOUNDS: &str =
     "-c statement_timeout=60000 -c lock_timeout=30000 -c idle_in_transaction_session_timeout=120000";
 
 /// `bounded`, plus more server settings (`-c name=value ...`).
-fn bounded_with(url: &str, settings: &str) -> Result<tokio_postgres::Config, StorageError> {
-    let mut config = parse_url(url)?;
+fn bounded_with(url: &str, settings: &str) -> Result<Connect, StorageError> {
+    let (mut config, tls) = target(url)?;
     // A dead network is noticed within 30 s: data sent and not acknowledged for 20 s
     // fails the connection (`TCP_USER_TIMEOUT`), and an idle one is probed after 10 s,
     // three times 5 s apart. The kernel's defaults take a quarter of an hour.
@@ -142,7 +173,10 @@ fn bounded_with(url: &str, settings: &str) -> Result<tokio_postgres::Config, Sto
         .keepalives_interval(Duration::from_secs(5))
         .keepalives_retries(3)
         .options(format!("{BOUNDS} {settings}").trim_end());
-    Ok(config)
+    Ok(Connect {
+        config,
+        tls: tls.connector()?,
+    })
 }
 
 /// A pool that fails fast when the server is away, so callers see the error and back off
@@ -156,17 +190,17 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, StorageError> {
 /// month-summary read of many customers can) is compiled again on every execution, which
 /// can cost as much as running the query.
 pub fn pipeline_pool(url: &str, size: usize) -> Result<Pool, StorageError> {
-    pool_of(bounded_with(url, "-c jit=off")?, size, Duration::from_secs(10))
+    pool_of(
+        bounded_with(url, "-c jit=off")?,
+        size,
+        Duration::from_secs(10),
+    )
 }
 
 /// The HTTP API's pool, apart from the pipeline's so that slow or many requests cannot
 /// take the committers' connections: few connections, each statement cut off after
 /// `statement_timeout`, and a caller waits at most 2 s for a free one.
-pub fn api_pool(
-    url: &str,
-    size: usize,
-    statement_timeout: Duration,
-) -> Result<Pool, StorageError> {
+pub fn api_pool(url: &str, size: usize, statement_timeout: Duration) -> Result<Pool, StorageError> {
     let settings = format!(
         "-c jit=off -c statement_timeout={}",
         statement_timeout.as_millis()
@@ -174,14 +208,10 @@ pub fn api_pool(
     pool_of(bounded_with(url, &settings)?, size, Duration::from_secs(2))
 }
 
-fn pool_of(
-    config: tokio_postgres::Config,
-    size: usize,
-    wait: Duration,
-) -> Result<Pool, StorageError> {
+fn pool_of(connect: Connect, size: usize, wait: Duration) -> Result<Pool, StorageError> {
     let manager = Manager::from_config(
-        config,
-        NoTls,
+        connect.config,
+        connect.tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -198,8 +228,8 @@ fn pool_of(
 
 /// Connect once, outside any pool.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client, StorageError> {
-    let config = bounded(url)?;
-    let (client, connection) = config.connect(NoTls).await?;
+    let Connect { config, tls } = bounded(url)?;
+    let (client, connection) = config.connect(tls).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "Database connection ended.");
@@ -216,11 +246,11 @@ pub async fn ensure_database(url: &str) -> Result<(), StorageError> {
         Err(StorageError::Db(e))
             if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) =>
         {
-            let config = parse_url(url)?;
+            let Connect { config, tls } = bounded(url)?;
             let name = config.get_dbname().unwrap_or("postgres").to_string();
             let mut admin = config.clone();
             admin.dbname("postgres");
-            let (client, connection) = admin.connect(NoTls).await?;
+            let (client, connection) = admin.connect(tls).await?;
             tokio::spawn(connection);
             let quoted = format!("\"{}\"", name.replace('"', "\"\""));
             match client
@@ -263,7 +293,9 @@ mod tests {
 
     #[test]
     fn every_connection_gives_up_on_a_dead_network_within_thirty_seconds() {
-        let config = bounded("postgres://postgres@127.0.0.1:5432/x").unwrap();
+        let config = bounded("postgres://postgres@127.0.0.1:5432/x")
+            .unwrap()
+            .config;
         let unacked = *config.get_tcp_user_timeout().unwrap();
         let idle = config.get_keepalives_idle()
             + config.get_keepalives_interval().unwrap() * config.get_keepalives_retries().unwrap();

@@ -333,6 +333,21 @@ impl DatabaseFailed<'_> {
     }
 }
 
+/// The API turned a request away (401 or 429). Logged at debug only: a client retrying
+/// in a loop must not flood the log; the counter shows it.
+pub struct ApiRequestRefused {
+    pub reason: super::metrics::Refusal,
+}
+
+impl ApiRequestRefused {
+    pub fn emit(&self, m: &Metrics) {
+        m.api_requests_refused
+            .with_label_values(&[self.reason.as_str()])
+            .inc();
+        debug!(reason = self.reason.as_str(), "Refused an API request.");
+    }
+}
+
 /// Usage newly stored by a commit, priced: the amounts by service.
 pub struct UsageRated<'a> {
     /// (service, amount in the catalog currency)

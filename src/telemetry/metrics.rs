@@ -41,6 +41,7 @@ pub struct Metrics {
     pub db_errors: IntCounterVec,
     pub report_refresh_seconds: Gauge,
     pub report_refreshed_at: IntGauge,
+    pub api_requests_refused: IntCounterVec,
 }
 
 /// One pipeline stage's handles: the batches waiting in its mailbox and the records it
@@ -141,6 +142,26 @@ impl OffsetAnomaly {
     }
 }
 
+/// Why the API turned a request away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No token, or not the configured one (401).
+    Unauthorized,
+    /// Every API slot taken (429).
+    Busy,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 2] = [Refusal::Unauthorized, Refusal::Busy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::Busy => "busy",
+        }
+    }
+}
+
 /// Every value of the bounded label sets, exposed at zero from the start so a rate or a
 /// table shows "none" rather than "no data".
 const STAGES: [&str; 6] = [
@@ -177,6 +198,9 @@ impl Metrics {
         }
         for kind in OffsetAnomaly::ALL {
             m.offset_anomalies.with_label_values(&[kind.as_str()]);
+        }
+        for reason in Refusal::ALL {
+            m.api_requests_refused.with_label_values(&[reason.as_str()]);
         }
         for actor in [
             "committer",
@@ -386,6 +410,12 @@ impl Metrics {
                 r,
                 "cdrflow_report_refreshed_timestamp_seconds",
                 "When the report aggregates were last refreshed (Unix time); 0 before the first.",
+            )?,
+            api_requests_refused: counter_vec(
+                r,
+                "cdrflow_api_requests_refused_total",
+                "API requests turned away, by reason: unauthorized (401), busy (429, every slot taken).",
+                &["reason"],
             )?,
             registry,
         })

@@ -1,16 +1,18 @@
 // The dashboard in a real browser: Debian's Chromium, headless, driven by playwright-core.
 //
-//   node tests/browser/dashboard.mjs BASE_URL SCREENSHOT_DIR
+//   CDRFLOW_API_TOKEN=TOKEN node tests/browser/dashboard.mjs BASE_URL SCREENSHOT_DIR
 //
 // Expects a daemon with a billed month, and records flowing in while it runs (the
-// pipeline page must show live throughput and rejects). Checks, page by page: no console
+// pipeline page must show live throughput and rejects). With CDRFLOW_API_TOKEN, the
+// daemon's API token: first the page must ask for it, ask again after a wrong one, and
+// show the data once given the right one (each new tab asks again). Checks, page by page: no console
 // error, page error, failed request or HTTP error; every chart drawn with data; then that
 // filters change the figures to what the API says, the drill-down from a region reaches
 // an event's explanation, a CSV download is byte for byte the API's CSV, an invoice PDF
 // link serves a PDF, the phone layout does not scroll sideways. Writes a full-page
 // screenshot of every page. Exits 1 with the list of failures.
 
-import { chromium } from 'playwright-core';
+import { chromium, request } from 'playwright-core';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -26,6 +28,7 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const TIMEOUT = 30_000;
+const TOKEN = process.env.CDRFLOW_API_TOKEN || '';
 const started = Date.now();
 const failures = [];
 let checks = 0;
@@ -59,7 +62,10 @@ const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
 const desktop = await browser.newContext({
   viewport: { width: 1440, height: 900 }, reducedMotion: 'reduce', acceptDownloads: true,
 });
-const api = desktop.request;
+// The test's own calls to the API carry the token; the pages must ask for it.
+const api = await request.newContext({
+  extraHTTPHeaders: TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {},
+});
 
 // Everything that went wrong in the browser since the last `takeProblems()`.
 let problems = [];
@@ -81,6 +87,26 @@ function takeProblems() {
   const p = problems;
   problems = [];
   return p;
+}
+
+// The API's 401s before a tab has the token are expected: Chromium reports each as a
+// failed response and a console error.
+function drop401s() {
+  problems = problems.filter((p) => !/^HTTP 401: /.test(p) && !/status of 401/.test(p));
+}
+
+// Enter `token` in the page's token prompt, once it asks.
+async function enterToken(page, token) {
+  await page.waitForSelector('#signin[open]', { timeout: TIMEOUT });
+  await page.fill('#signin-token', token);
+  await page.click('#signin button[type=submit]');
+}
+
+// A new tab asks for the token; given it, it shows its view.
+async function signIn(page) {
+  if (!TOKEN) return;
+  await enterToken(page, TOKEN);
+  await page.waitForSelector('#signin', { state: 'hidden', timeout: TIMEOUT });
 }
 
 async function getJSON(path) {
@@ -191,6 +217,32 @@ try {
 check(billed !== null, `the daemon has a billed month (${billed})`);
 check(filters.periods.length > 0 && filters.regions.length > 0, `/api/filters offers periods ${filters.periods.join(', ')}`);
 
+await step('token: the page asks for the API token, refuses a wrong one, shows the data with the right one', async () => {
+  if (!TOKEN) {
+    check(true, 'no API token configured: nothing to ask');
+    return;
+  }
+  const r = await fetch(`${base}/api/filters`);
+  check(r.status === 401 && /^Bearer /.test(r.headers.get('www-authenticate') || ''),
+    `without the token the API answers ${r.status} with ${r.headers.get('www-authenticate')}`);
+  await page.goto(`${base}/#/overview`);
+  await page.waitForSelector('#signin[open]', { timeout: TIMEOUT });
+  const shown = await page.locator('#view [data-kpi]').count();
+  check(shown === 0, `no figure is shown before the token is given (${shown} KPIs)`);
+  await screenshot(page, 'token.png');
+  await enterToken(page, `${TOKEN}-wrong`);
+  const again = await page.waitForSelector('#signin[open][data-refused="1"]', { timeout: TIMEOUT }).then(() => true, () => false);
+  check(again, 'a wrong token: the page asks again and says it was refused');
+  await enterToken(page, TOKEN);
+  await waitRendered(page, 0);
+  const kpis = await page.locator('[data-kpi]').count();
+  check(kpis === 6, `with the right token the overview shows its ${kpis} KPIs`);
+  const stored = await page.evaluate(() => sessionStorage.getItem('cdrflow.apiToken'));
+  check(stored === TOKEN, 'the token is kept in this tab\'s sessionStorage');
+  drop401s();
+  await checkClean(page, 'signed in');
+});
+
 // First, while records are flowing in.
 await step('pipeline: live throughput, lag and rejects from /metrics', async () => {
   await open(page, '#/pipeline');
@@ -203,7 +255,7 @@ await step('pipeline: live throughput, lag and rejects from /metrics', async () 
   const rejects = await page.locator('[data-card="rejects"] canvas').count();
   check(rejects === 1, 'pipeline: rejects by reason drawn');
   const consumed = figure(await kpiText(page, 'consumed'));
-  const metrics = await (await api.get(`${base}/metrics`)).text();
+  const metrics = await (await api.get(`${base}/api/metrics`)).text();
   const now = Number(metrics.match(/^cdrflow_records_consumed_total (\S+)$/m)?.[1]);
   check(consumed > 0 && consumed <= now, `pipeline: records consumed ${consumed} shown, /metrics says ${now} now`);
   const partitions = await page.locator('[data-card="stages"] tbody tr').count();
@@ -291,7 +343,9 @@ await step('filters: service and region change the KPIs to what the API says', a
   const shared = await desktop.newPage();
   watch(shared);
   await shared.goto(`${base}/#/revenue?period=${billed}&service=sms`);
+  await signIn(shared);
   await waitRendered(shared, 0);
+  drop401s();
   check(await shared.inputValue('#f-service') === 'sms' && await shared.inputValue('#f-period') === billed,
     'a link with filters opens with them selected');
   await shared.close();
@@ -323,11 +377,14 @@ await step('billing: invoice CSV, and a PDF link serves a PDF', async () => {
   const lines = got.toString().trimEnd().split('\n');
   check(lines.length === list.length + 1 && lines[1].startsWith(`${list[0].number},`),
     `invoice CSV: ${lines.length - 1} invoices, as /api/invoices lists (${list.length})`);
-  const pdf = await page.locator('[data-card="invoices"] a[data-pdf]').first().getAttribute('href');
+  const pdfLink = page.locator('[data-card="invoices"] a[data-pdf]').first();
+  const pdf = await pdfLink.getAttribute('href');
+  const [saved] = await Promise.all([page.waitForEvent('download'), pdfLink.click()]);
+  const body = readFileSync(await saved.path());
   const r = await api.get(base + pdf);
-  const body = await r.body();
-  check(r.status() === 200 && r.headers()['content-type'] === 'application/pdf' && body.subarray(0, 4).toString() === '%PDF',
-    `${pdf}: ${r.status()} ${r.headers()['content-type']}, ${body.length} bytes starting ${JSON.stringify(body.subarray(0, 5).toString())}`);
+  check(r.status() === 200 && r.headers()['content-type'] === 'application/pdf' && body.subarray(0, 4).toString() === '%PDF'
+    && body.equals(Buffer.from(await r.body())) && saved.suggestedFilename().endsWith('.pdf'),
+    `${pdf}: the link saves ${saved.suggestedFilename()}, ${body.length} bytes starting ${JSON.stringify(body.subarray(0, 5).toString())}, the API's PDF`);
   await checkClean(page, 'billing');
 });
 
@@ -398,7 +455,9 @@ await step('phone width: the overview is readable at 390 px', async () => {
   const p = await phone.newPage();
   watch(p);
   await p.goto(`${base}/#/overview`);
+  await signIn(p);
   await waitRendered(p, 0);
+  drop401s();
   const widths = await p.evaluate(() => ({ page: document.documentElement.scrollWidth, view: innerWidth }));
   check(widths.page <= widths.view, `no sideways scrolling: the page is ${widths.page} px wide in ${widths.view}`);
   const nav = await p.locator('#nav').boundingBox();

@@ -31,12 +31,21 @@ impl TestCa {
         std::fs::create_dir_all(&dir).unwrap();
         let key = new_key();
         let mut builder = builder(&format!("{name} test CA"), &key);
-        builder.set_issuer_name(&subject(&format!("{name} test CA"))).unwrap();
+        builder
+            .set_issuer_name(&subject(&format!("{name} test CA")))
+            .unwrap();
         builder
             .append_extension(BasicConstraints::new().critical().ca().build().unwrap())
             .unwrap();
         builder
-            .append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build().unwrap())
+            .append_extension(
+                KeyUsage::new()
+                    .critical()
+                    .key_cert_sign()
+                    .crl_sign()
+                    .build()
+                    .unwrap(),
+            )
             .unwrap();
         builder.sign(&key, MessageDigest::sha256()).unwrap();
         let cert = builder.build();
@@ -67,7 +76,13 @@ impl TestCa {
         let san = san.build(&context).unwrap();
         builder.append_extension(san).unwrap();
         builder
-            .append_extension(ExtendedKeyUsage::new().server_auth().client_auth().build().unwrap())
+            .append_extension(
+                ExtendedKeyUsage::new()
+                    .server_auth()
+                    .client_auth()
+                    .build()
+                    .unwrap(),
+            )
             .unwrap();
         builder.sign(&self.key, MessageDigest::sha256()).unwrap();
         let cert = builder.build();
@@ -118,8 +133,8 @@ fn builder(common_name: &str, key: &PKey<Private>) -> X509Builder {
 
 /// A private key file only its owner reads: PostgreSQL refuses a key others can read.
 fn write_private(path: &Path, pem: &[u8]) {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

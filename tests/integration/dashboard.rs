@@ -2,7 +2,8 @@
 //! month-to-date usage of the current one, served by a running daemon while records keep
 //! flowing in, and `tests/browser/dashboard.mjs` driving Debian's Chromium through every
 //! page, the filters, the drill-down to an event's explanation, the CSV and PDF links
-//! and a phone-width layout. It writes the screenshots to `target/screenshots`.
+//! and a phone-width layout, on a daemon with an API token that the page asks for. It
+//! writes the screenshots to `target/screenshots`.
 
 use crate::helpers::*;
 use chrono::{Datelike, Duration as Days, Utc};
@@ -11,8 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 const SEED: &str = "29";
+/// The API token of the daemon the browser looks at.
+const TOKEN: &str = "dashboard-7c41e2b95d0a3f86";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const SCREENSHOTS: &[&str] = &[
+    "token.png",
     "overview.png",
     "revenue.png",
     "customers.png",
@@ -81,17 +85,22 @@ fn wait_consumed(d: &Daemon, db: &TestDb, topic: &str, group: &str) {
     }
 }
 
-fn start_daemon(db: &TestDb, topic: &str, group: &str) -> Daemon {
-    let mut d = Daemon::start(&DaemonConfig {
-        topic,
-        group,
-        database_url: &db.url,
-        idle_secs: None,
-        // Reports are refreshed by hand below, so that they do not move under the test.
-        extra: ["--no-publish", "--report-refresh-secs", "0"]
-            .map(String::from)
-            .to_vec(),
-    });
+/// A daemon serving its API with `token`.
+fn start_daemon(db: &TestDb, topic: &str, group: &str, token: &str) -> Daemon {
+    let mut d = Daemon::start_with_env(
+        &brokers(),
+        &DaemonConfig {
+            topic,
+            group,
+            database_url: &db.url,
+            idle_secs: None,
+            // Reports are refreshed by hand below, so that they do not move under the test.
+            extra: ["--no-publish", "--report-refresh-secs", "0"]
+                .map(String::from)
+                .to_vec(),
+        },
+        &[("CDRFLOW_API_TOKEN", token)],
+    );
     d.wait_up();
     d
 }
@@ -117,8 +126,9 @@ impl Drop for Traffic {
     }
 }
 
-/// Every page of the dashboard loads in Chromium without a console error or failed
-/// request and draws its charts with data; the filters change the figures to what the
+/// The page asks for the API token, asks again after a wrong one and shows the data with
+/// the right one; every page of the dashboard then loads in Chromium without a console
+/// error or failed request and draws its charts with data; the filters change the figures to what the
 /// API answers; a region leads to a customer, an invoice and an event's explanation; a
 /// CSV download is the API's CSV byte for byte and a PDF link serves a PDF; the phone
 /// layout does not scroll sideways. The daemon keeps serving and stops cleanly.
@@ -145,7 +155,7 @@ async fn the_dashboard_in_chromium_draws_every_page_with_data_and_drills_down_to
     // month, invoices to open.
     generate(&topic, &db, 6_000, SEED.parse().unwrap(), &[]);
     generate_now(&generate_args(&topic, &db, 6_000, "2026-10-01", 31));
-    let mut d = start_daemon(&db, &topic, &group);
+    let mut d = start_daemon(&db, &topic, &group, TOKEN);
     wait_consumed(&d, &db, &topic, &group);
     d.stop();
     for period in ["2026-09", "2026-10"] {
@@ -162,7 +172,7 @@ async fn the_dashboard_in_chromium_draws_every_page_with_data_and_drills_down_to
 
     // The current month to date, consumed by the daemon that serves the dashboard, so
     // that its own metrics count records and rejects.
-    let mut d = start_daemon(&db, &topic, &group);
+    let mut d = start_daemon(&db, &topic, &group, TOKEN);
     let (start, days) = this_month_window();
     generate_now(&generate_args(&topic, &db, 3_000, &start, days));
     wait_consumed(&d, &db, &topic, &group);
@@ -211,6 +221,7 @@ async fn the_dashboard_in_chromium_draws_every_page_with_data_and_drills_down_to
         .arg(browser.join("dashboard.mjs"))
         .arg(&url)
         .arg(&shots)
+        .env("CDRFLOW_API_TOKEN", TOKEN)
         .output()
         .expect("run node (is Node.js installed?)");
     let text = format!(

@@ -1,11 +1,14 @@
 //! The operations kit — `docker-compose.yml`, `Dockerfile`, `prometheus/prometheus.yml`,
 //! Grafana's provisioning and its two dashboards — checked the way an operator relies on
-//! it: the files parse and are wired to each other (services, ports, credentials, data
-//! source uids); every PromQL expression of the Pipeline dashboard is evaluated by
-//! Debian's real Prometheus scraping a running daemon; every SQL query of the Revenue
-//! dashboard runs, with its variables substituted as Grafana does, against a generated
-//! and billed month, and its invoice links open the daemon's PDF. No Docker engine is
-//! needed: the compose file is checked statically.
+//! it: the files parse and are wired to each other (services, ports, secret files,
+//! credentials, data source uids), every published port is bound to 127.0.0.1 and no
+//! secret is written in them; every PromQL expression of the Pipeline dashboard is
+//! evaluated by Debian's real Prometheus scraping a running daemon; every SQL query of the
+//! Revenue dashboard runs, as a login in the read-only role Grafana reads as, with its
+//! variables substituted as Grafana does, against a generated and billed month, and its
+//! invoice links open the daemon's PDF; that role reads exactly what the dashboards query
+//! and writes nothing. No Docker engine is needed: the compose file is checked
+//! statically.
 
 use crate::helpers::*;
 use serde_json::Value as Json;
@@ -21,6 +24,8 @@ const DATASOURCES: &str = "grafana/provisioning/datasources/datasources.yml";
 const PROVIDERS: &str = "grafana/provisioning/dashboards/dashboards.yml";
 const PROMETHEUS: &str = "prometheus/prometheus.yml";
 const COMPOSE: &str = "docker-compose.yml";
+/// The read-only role of the migrations that Grafana's login is a member of.
+const READER: &str = "cdrflow_reader";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -107,6 +112,24 @@ impl Compose {
             1,
             "services with an image {prefix}*: {found:?}"
         );
+        found[0].clone()
+    }
+
+    /// The PostgreSQL server: the service of a `postgres:` image that makes a database
+    /// (others of that image, such as the grafana-login job, only run psql).
+    fn postgres_server(&self) -> String {
+        let found: Vec<String> = self
+            .services()
+            .into_iter()
+            .filter(|(n, s)| {
+                s["image"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("postgres:"))
+                    && self.env(n).contains_key("POSTGRES_DB")
+            })
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(found.len(), 1, "PostgreSQL servers: {found:?}");
         found[0].clone()
     }
 
@@ -205,6 +228,36 @@ impl Compose {
         (binds, named)
     }
 
+    /// The host file compose mounts at `path` in a service: one of the service's secrets
+    /// (short syntax at /run/secrets/NAME, or long syntax with its `target`), declared at
+    /// the top level with a `file:`.
+    fn secret_file(&self, name: &str, path: &str) -> String {
+        let secret = seq(&self.service(name)["secrets"])
+            .iter()
+            .find_map(|s| match s {
+                Yaml::String(n) => (format!("/run/secrets/{n}") == path).then(|| n.clone()),
+                m => {
+                    let source = m["source"].as_str()?.to_string();
+                    let target = m["target"]
+                        .as_str()
+                        .map(|t| {
+                            if t.starts_with('/') {
+                                t.to_string()
+                            } else {
+                                format!("/run/secrets/{t}")
+                            }
+                        })
+                        .unwrap_or_else(|| format!("/run/secrets/{source}"));
+                    (target == path).then_some(source)
+                }
+            })
+            .unwrap_or_else(|| panic!("{name} has no secret mounted at {path}"));
+        self.doc["secrets"][secret.as_str()]["file"]
+            .as_str()
+            .unwrap_or_else(|| panic!("secret {secret} is not declared with a file"))
+            .to_string()
+    }
+
     /// Container ports a service publishes.
     fn published(&self, name: &str) -> BTreeSet<u16> {
         seq(&self.service(name)["ports"])
@@ -240,6 +293,46 @@ impl Compose {
                 .collect(),
             _ => BTreeMap::new(),
         }
+    }
+}
+
+/// The secret files `scripts/compose-secrets.sh` makes, in a directory of their own: what
+/// `docker compose up` mounts once an operator has run it.
+struct Secrets {
+    dir: PathBuf,
+}
+
+impl Secrets {
+    fn generate() -> Secrets {
+        let dir = tempdir().join("secrets");
+        let out = Command::new("sh")
+            .arg(repo().join("scripts/compose-secrets.sh"))
+            .arg(&dir)
+            .output()
+            .expect("run scripts/compose-secrets.sh");
+        assert!(
+            out.status.success(),
+            "scripts/compose-secrets.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Secrets { dir }
+    }
+
+    /// The content of the compose secret file `./secrets/NAME`.
+    fn value(&self, file: &str) -> String {
+        let name = file
+            .strip_prefix("./secrets/")
+            .unwrap_or_else(|| panic!("secret file {file} is not in ./secrets/"));
+        std::fs::read_to_string(self.dir.join(name))
+            .unwrap_or_else(|e| panic!("scripts/compose-secrets.sh does not make {file}: {e}"))
+    }
+
+    /// Every value it made.
+    fn values(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect()
     }
 }
 
@@ -474,16 +567,21 @@ const BUILTINS: &[&str] = &[
 ];
 
 /// The files parse; the compose services are wired to each other (brokers, database,
-/// HTTP port, scrape target, data sources, mounts, dependencies); and every data source a
-/// dashboard uses is provisioned with the same uid and type.
+/// HTTP port, scrape target, data sources, mounts, dependencies, secrets); every published
+/// port is bound to 127.0.0.1 and no secret is written in the compose file; and every
+/// data source a dashboard uses is provisioned with the same uid and type.
 #[test]
 fn the_compose_file_provisioning_and_dashboards_are_valid_and_wired_to_each_other() {
     let compose = Compose { doc: yaml(COMPOSE) };
+    let secrets = Secrets::generate();
     services_build_mount_and_depend_on_what_exists(&compose);
+    published_ports_bind_loopback_only(&compose);
+    secrets_are_files_kept_out_of_git_and_the_compose_file(&compose, &secrets);
     brokers_are_listeners_kafka_advertises(&compose);
-    database_urls_name_the_postgres_service_and_its_credentials(&compose);
-    the_daemon_listens_where_it_is_published_checked_and_scraped(&compose);
-    let provisioned = grafana_reads_the_provisioning_whose_sources_name_the_services(&compose);
+    database_urls_name_the_postgres_service_and_its_credentials(&compose, &secrets);
+    the_daemon_listens_where_it_is_published_checked_and_scraped(&compose, &secrets);
+    let provisioned =
+        grafana_reads_the_provisioning_whose_sources_name_the_services(&compose, &secrets);
     let mut uids = BTreeSet::new();
     for file in [PIPELINE, REVENUE] {
         let d = json(file);
@@ -576,6 +674,101 @@ fn services_build_mount_and_depend_on_what_exists(compose: &Compose) {
     }
 }
 
+/// Every port published on the host is bound to 127.0.0.1: another machine reaches none
+/// of them (Kafka's plaintext host listener included), and no service shares the host's
+/// network.
+fn published_ports_bind_loopback_only(compose: &Compose) {
+    let mut published = 0;
+    for (name, s) in compose.services() {
+        assert!(
+            s["network_mode"].as_str() != Some("host"),
+            "{name} uses the host's network"
+        );
+        for p in seq(&s["ports"]) {
+            let host_ip = match &p {
+                Yaml::Mapping(_) => p["host_ip"].as_str().unwrap_or_default().to_string(),
+                short => {
+                    let short = scalar(short).unwrap_or_default();
+                    let parts: Vec<&str> = short.split(':').collect();
+                    if parts.len() == 3 {
+                        parts[0].to_string()
+                    } else {
+                        String::new()
+                    }
+                }
+            };
+            assert_eq!(
+                host_ip, "127.0.0.1",
+                "{name} publishes {p:?} beyond the host's loopback"
+            );
+            published += 1;
+        }
+    }
+    // The daemon, Kafka's host listener, Prometheus and Grafana.
+    assert!(published >= 4, "{published} published ports");
+}
+
+/// Secrets are compose secrets from files in ./secrets/, which git and the image build
+/// leave out; scripts/compose-secrets.sh makes every one of them; no password, token or
+/// key is written in the compose file, as a value, a default or inside a URL.
+fn secrets_are_files_kept_out_of_git_and_the_compose_file(compose: &Compose, secrets: &Secrets) {
+    let declared = compose.doc["secrets"]
+        .as_mapping()
+        .expect("docker-compose.yml declares its secrets");
+    assert!(!declared.is_empty());
+    for (name, s) in declared {
+        let file = s["file"]
+            .as_str()
+            .unwrap_or_else(|| panic!("secret {name:?} is not a file"));
+        assert!(
+            !secrets.value(file).is_empty(),
+            "secret {name:?}: {file} is empty"
+        );
+        let ignored = Command::new("git")
+            .args(["check-ignore", "-q", file])
+            .current_dir(repo())
+            .status()
+            .expect("run git check-ignore");
+        assert!(ignored.success(), "git does not ignore {file}");
+    }
+    assert!(
+        read(".dockerignore")
+            .lines()
+            .any(|l| l.trim() == "secrets/"),
+        ".dockerignore does not leave secrets/ out of the build context"
+    );
+
+    let text = read(COMPOSE);
+    for value in secrets.values() {
+        assert!(!text.contains(&value), "a secret value in {COMPOSE}");
+    }
+    for (name, _) in compose.services() {
+        for (key, value) in compose.env(&name) {
+            let secretish = ["PASSWORD", "TOKEN", "SECRET", "_KEY"]
+                .iter()
+                .any(|w| key.contains(w));
+            assert!(
+                !secretish || key.ends_with("_FILE") || value.is_empty(),
+                "{name}: {key} is given as a value, not a file"
+            );
+        }
+    }
+    // A URL with a password in it: scheme://user:password@host.
+    for (i, _) in text.match_indices("://") {
+        let rest = &text[i + 3..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(rest.len());
+        if let Some((userinfo, _)) = rest[..end].split_once('@') {
+            assert!(
+                !userinfo.contains(':'),
+                "a URL with a password in {COMPOSE}: {}",
+                &rest[..end]
+            );
+        }
+    }
+}
+
 /// Kafka runs in KRaft mode; the daemon and the generator use a listener it advertises on
 /// the compose network, and the daemon waits for it to be healthy.
 fn brokers_are_listeners_kafka_advertises(compose: &Compose) {
@@ -631,31 +824,36 @@ fn brokers_are_listeners_kafka_advertises(compose: &Compose) {
 }
 
 /// The daemon and the setup job use the postgres service with its user, password and
-/// database, from the environment (never a command line, which `ps` and `docker inspect`
-/// show); the setup job prepares what the daemon needs before it starts.
-fn database_urls_name_the_postgres_service_and_its_credentials(compose: &Compose) {
+/// database, from a secret file (never a command line, which `ps` and `docker inspect`
+/// show, nor an environment value, which `docker inspect` shows too); the setup job
+/// prepares what the daemon needs before it starts.
+fn database_urls_name_the_postgres_service_and_its_credentials(
+    compose: &Compose,
+    secrets: &Secrets,
+) {
     let services = compose.services();
     let daemon = compose.by_command("run");
-    let denv = compose.env(&daemon);
-    let postgres = compose.by_image("postgres:");
+    let postgres = compose.postgres_server();
     let penv = compose.env(&postgres);
     let setup = compose.by_command("migrate");
     let setup_cmd = compose.command_of(&services[&setup]).join(" ");
+    assert!(!penv.contains_key("POSTGRES_PASSWORD"), "{postgres}");
+    let password = secrets.value(&compose.secret_file(&postgres, &penv["POSTGRES_PASSWORD_FILE"]));
+    assert!(password.len() >= 32, "a weak database password: {password}");
     let expected = (
         penv["POSTGRES_USER"].clone(),
-        penv["POSTGRES_PASSWORD"].clone(),
+        password,
         postgres.clone(),
         5432,
         penv["POSTGRES_DB"].clone(),
     );
-    for (who, url) in [
-        (&daemon, denv.get("CDRFLOW_DATABASE_URL").cloned()),
-        (
-            &setup,
-            compose.env(&setup).get("CDRFLOW_DATABASE_URL").cloned(),
-        ),
-    ] {
-        let url = url.unwrap_or_else(|| panic!("{who} names no database"));
+    for who in [&daemon, &setup] {
+        let env = compose.env(who);
+        assert!(!env.contains_key("CDRFLOW_DATABASE_URL"), "{who}");
+        let path = env
+            .get("CDRFLOW_DATABASE_URL_FILE")
+            .unwrap_or_else(|| panic!("{who} names no database URL file"));
+        let url = secrets.value(&compose.secret_file(who, path));
         assert_eq!(pg_url(&url), expected, "{who}'s database URL {url}");
     }
     for service in compose.services().keys() {
@@ -702,7 +900,10 @@ fn database_urls_name_the_postgres_service_and_its_credentials(compose: &Compose
 
 /// The daemon listens beyond its container on the port it publishes, its healthcheck asks
 /// that port, and Prometheus mounts the repository's config, which scrapes it there.
-fn the_daemon_listens_where_it_is_published_checked_and_scraped(compose: &Compose) {
+fn the_daemon_listens_where_it_is_published_checked_and_scraped(
+    compose: &Compose,
+    secrets: &Secrets,
+) {
     let services = compose.services();
     let daemon = compose.by_command("run");
     let generator = compose.by_command("generate");
@@ -712,6 +913,20 @@ fn the_daemon_listens_where_it_is_published_checked_and_scraped(compose: &Compos
     assert_eq!(
         http_host, "0.0.0.0",
         "the daemon must listen beyond its container"
+    );
+    // Beyond loopback, the API needs its token: from a secret file, and never waived.
+    assert!(!denv.contains_key("CDRFLOW_API_TOKEN"), "{daemon}");
+    let token_file = denv
+        .get("CDRFLOW_API_TOKEN_FILE")
+        .unwrap_or_else(|| panic!("{daemon} listens on {http_host} without an API token"));
+    let token = secrets.value(&compose.secret_file(&daemon, token_file));
+    assert!(token.len() >= 32, "a weak API token: {token}");
+    assert!(
+        !denv.contains_key("CDRFLOW_INSECURE_NO_AUTH")
+            && !compose
+                .command_of(&services[&daemon])
+                .contains(&"--insecure-no-auth".to_string()),
+        "{daemon} waives the API token"
     );
     assert!(compose.published(&daemon).contains(&http_port));
     let health: Vec<String> = seq(&services[&daemon]["healthcheck"]["test"])
@@ -765,16 +980,20 @@ fn the_daemon_listens_where_it_is_published_checked_and_scraped(compose: &Compos
 }
 
 /// Grafana mounts the provisioning and the dashboards where the provider reads them; the
-/// data sources name the prometheus and postgres services, with the database's
-/// credentials. Returns the provisioned data sources: uid → type.
+/// data sources name the prometheus and postgres services, the latter with the read-only
+/// login that the grafana-login job makes, a member of the role the migrations make, and
+/// its password from the same secret file. Returns the provisioned data sources: uid →
+/// type.
 fn grafana_reads_the_provisioning_whose_sources_name_the_services(
     compose: &Compose,
+    secrets: &Secrets,
 ) -> BTreeMap<String, String> {
     let providers = yaml(PROVIDERS);
     let datasources = yaml(DATASOURCES);
     let prom = compose.by_image("prom/prometheus");
-    let postgres = compose.by_image("postgres:");
+    let postgres = compose.postgres_server();
     let penv = compose.env(&postgres);
+    let reader = ReaderLoginJob::of(compose);
     let grafana = compose.by_image("grafana/grafana");
     let (binds, _) = compose.mounts(&grafana);
     assert!(binds.contains(&(
@@ -797,7 +1016,6 @@ fn grafana_reads_the_provisioning_whose_sources_name_the_services(
         .flag(&prom, "--web.listen-address")
         .map(|a| host_port(&a).1)
         .unwrap_or(9090);
-    let genv = compose.env(&grafana);
     let mut provisioned: BTreeMap<String, String> = BTreeMap::new();
     for ds in seq(&datasources["datasources"]) {
         let uid = ds["uid"].as_str().expect("data source uid").to_string();
@@ -807,32 +1025,35 @@ fn grafana_reads_the_provisioning_whose_sources_name_the_services(
             "prometheus" => assert_eq!(url, format!("http://{prom}:{prom_port}"), "{uid}"),
             "postgres" | "grafana-postgresql-datasource" => {
                 assert_eq!(url, format!("{postgres}:5432"), "{uid}");
-                assert_eq!(ds["user"].as_str(), Some(penv["POSTGRES_USER"].as_str()));
+                assert_eq!(
+                    ds["user"].as_str(),
+                    Some(reader.login.as_str()),
+                    "{uid}: not the read-only login"
+                );
                 let db = ds["jsonData"]["database"]
                     .as_str()
                     .or(ds["database"].as_str());
                 assert_eq!(db, Some(penv["POSTGRES_DB"].as_str()), "{uid}");
                 assert_eq!(ds["jsonData"]["sslmode"].as_str(), Some("disable"));
-                // The password comes from Grafana's environment, which has the database's.
+                // The password is a secret file in Grafana's container, the one the login
+                // job set it from.
                 let password = ds["secureJsonData"]["password"]
                     .as_str()
                     .unwrap_or_default();
-                let var = password
-                    .strip_prefix("$__env{")
+                let path = password
+                    .strip_prefix("$__file{")
                     .and_then(|p| p.strip_suffix('}'))
-                    .or_else(|| {
-                        password
-                            .strip_prefix("${")
-                            .and_then(|p| p.strip_suffix('}'))
-                    })
-                    .or_else(|| password.strip_prefix('$'))
-                    .unwrap_or_else(|| {
-                        panic!("{uid}: the password is not read from the environment")
-                    });
+                    .unwrap_or_else(|| panic!("{uid}: the password is not read from a file"));
+                let file = compose.secret_file(&grafana, path);
+                assert_eq!(file, reader.password_file, "{uid}: the password's file");
+                assert!(secrets.value(&file).len() >= 32, "{uid}: a weak password");
                 assert_eq!(
-                    genv.get(var),
-                    Some(&penv["POSTGRES_PASSWORD"]),
-                    "grafana's {var}"
+                    compose
+                        .depends_on(&grafana)
+                        .get(&reader.service)
+                        .map(String::as_str),
+                    Some("service_completed_successfully"),
+                    "grafana starts once its login exists"
                 );
             }
             other => panic!("unexpected data source type {other}"),
@@ -843,6 +1064,114 @@ fn grafana_reads_the_provisioning_whose_sources_name_the_services(
         );
     }
     provisioned
+}
+
+/// The one-shot job that makes Grafana's database login: a `psql -f` of a SQL file of the
+/// repository, after the migrations, as the database's owner.
+struct ReaderLoginJob {
+    service: String,
+    /// The LOGIN role it makes, a member of the reader role of the migrations.
+    login: String,
+    /// The secret file (./secrets/NAME) its password comes from.
+    password_file: String,
+}
+
+impl ReaderLoginJob {
+    fn of(compose: &Compose) -> ReaderLoginJob {
+        let found: Vec<String> = compose
+            .services()
+            .into_iter()
+            .filter(|(_, s)| {
+                compose
+                    .command_of(s)
+                    .join(" ")
+                    .split_whitespace()
+                    .any(|w| w == "psql")
+            })
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(found.len(), 1, "services running psql: {found:?}");
+        let service = found[0].clone();
+        let text = compose.command_of(&compose.service(&service)).join(" ");
+        let command: Vec<String> = text.split_whitespace().map(String::from).collect();
+        let postgres = compose.postgres_server();
+        let penv = compose.env(&postgres);
+        let after = |flag: &str| -> String {
+            command
+                .iter()
+                .position(|w| w == flag)
+                .and_then(|i| command.get(i + 1))
+                .unwrap_or_else(|| panic!("{service}: no {flag} in {command:?}"))
+                .clone()
+        };
+        assert_eq!(after("-h"), postgres, "{service} connects to");
+        assert_eq!(after("-U"), penv["POSTGRES_USER"], "{service} connects as");
+        assert_eq!(after("-d"), penv["POSTGRES_DB"], "{service} connects to");
+        // The owner's password from the same file as the server's.
+        let owner_password = compose.secret_file(&postgres, &penv["POSTGRES_PASSWORD_FILE"]);
+        let cat = text
+            .split("$(cat ")
+            .nth(1)
+            .and_then(|w| w.split(')').next())
+            .unwrap_or_else(|| panic!("{service} reads no password file: {text}"));
+        assert_eq!(
+            compose.secret_file(&service, cat),
+            owner_password,
+            "{service}"
+        );
+        assert_eq!(
+            compose
+                .depends_on(&service)
+                .get(&compose.by_command("migrate"))
+                .map(String::as_str),
+            Some("service_completed_successfully"),
+            "{service} runs after the migrations, which make the reader role"
+        );
+
+        // The SQL file it runs, from the repository.
+        let target = after("-f");
+        let (binds, _) = compose.mounts(&service);
+        let source = binds
+            .iter()
+            .find(|(_, t)| *t == target)
+            .map(|(s, _)| s.clone())
+            .unwrap_or_else(|| panic!("{service} runs {target}, which it does not mount"));
+        let sql = read(source.trim_start_matches("./"));
+        let login = sql
+            .split("CREATE ROLE ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{source} makes no role"))
+            .to_string();
+        assert!(
+            sql.contains(&format!("CREATE ROLE {login} LOGIN IN ROLE {READER}"))
+                && sql.contains(&format!("GRANT {READER} TO {login}")),
+            "{source}: {login} is not a member of {READER}"
+        );
+        let migrations: String = std::fs::read_dir(repo().join("migrations"))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        assert!(
+            migrations.contains(&format!("CREATE ROLE {READER} NOLOGIN")),
+            "no migration makes {READER}"
+        );
+        let password_path = sql
+            .split("`cat ")
+            .nth(1)
+            .and_then(|r| r.split('`').next())
+            .unwrap_or_else(|| panic!("{source} reads no password file"));
+        assert!(
+            sql.contains("PASSWORD :'password'"),
+            "{source} does not set the password it read"
+        );
+        let password_file = compose.secret_file(&service, password_path);
+        ReaderLoginJob {
+            service,
+            login,
+            password_file,
+        }
+    }
 }
 
 /// Every data source a dashboard uses is provisioned with that uid and type; every query
@@ -1301,9 +1630,10 @@ fn quote_all(values: &[String]) -> String {
 }
 
 /// Every SQL query of the Revenue dashboard — panels and variables — runs against a
-/// generated, billed month with late usage, with its variables substituted as Grafana does
-/// (all values, and one service and region), and returns rows; time-series queries have
-/// the `time` column Grafana needs; the invoice links open the daemon's PDF.
+/// generated, billed month with late usage, as a login in the read-only role Grafana uses,
+/// with its variables substituted as Grafana does (all values, and one service and
+/// region), and returns rows; time-series queries have the `time` column Grafana needs;
+/// the invoice links open the daemon's PDF.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_sql_query_of_the_revenue_dashboard_returns_rows_for_a_generated_and_billed_month() {
     let db = TestDb::new().await;
@@ -1387,6 +1717,9 @@ async fn every_sql_query_of_the_revenue_dashboard_returns_rows_for_a_generated_a
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
+    // Grafana reads as a login in the read-only role, and so do the queries below.
+    let reader = ReaderLogin::new(&db).await;
+    let client = reader.client().await;
     let dashboard = json(REVENUE);
     // What Grafana's variables offer here, from their own queries.
     let mut options: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -1534,4 +1867,222 @@ async fn every_sql_query_of_the_revenue_dashboard_returns_rows_for_a_generated_a
         failures.join("\n\n")
     );
     assert!(links_opened >= 2, "invoice links opened: {links_opened}");
+}
+
+/// A LOGIN role of its own in the read-only role, as Grafana's login is, for one test;
+/// dropped when the test ends (roles outlive databases: they belong to the server).
+struct ReaderLogin {
+    name: String,
+    url: String,
+}
+
+impl ReaderLogin {
+    async fn new(db: &TestDb) -> ReaderLogin {
+        let name = format!("cdrflow_test_login_{}", suffix());
+        db.client()
+            .await
+            .batch_execute(&format!("CREATE ROLE {name} LOGIN IN ROLE {READER}"))
+            .await
+            .expect("create a login in the reader role");
+        // postgres://USER@host/db → postgres://NAME@host/db
+        let (scheme, rest) = db.url.split_once("://").unwrap();
+        let place = rest.split_once('@').map_or(rest, |(_, p)| p);
+        let url = format!("{scheme}://{name}@{place}");
+        ReaderLogin { name, url }
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        cdrflow::storage::connect(&self.url)
+            .await
+            .expect("connect as the reader login")
+    }
+}
+
+impl Drop for ReaderLogin {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = std::env::var("CDRFLOW_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        // Drop runs inside the test's runtime; a thread of its own may block.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(client) = cdrflow::storage::connect(&admin).await {
+                    let _ = client
+                        .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
+                        .await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// SQL text without its `--` comments and '...' literals, as lowercase words each with
+/// whether a `(` follows it (a function call).
+fn sql_words(sql: &str) -> Vec<(String, bool)> {
+    let mut bare = String::new();
+    for line in sql.lines() {
+        let line = line.split("--").next().unwrap_or("");
+        let mut in_literal = false;
+        for c in line.chars() {
+            match (in_literal, c) {
+                (false, '\'') | (true, '\'') => {
+                    in_literal = !in_literal;
+                    bare.push(' ');
+                }
+                (true, _) => {}
+                (false, c) => bare.push(c),
+            }
+        }
+        bare.push('\n');
+    }
+    let mut words = vec![];
+    let mut rest = bare.as_str();
+    while let Some(i) = rest.find(|c: char| c.is_ascii_lowercase() || c == '_') {
+        let tail = &rest[i..];
+        let n = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let called = tail[n..].trim_start().starts_with('(');
+        // A word that starts inside another (an upper-case or quoted one) is not one.
+        let glued = rest[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '"');
+        if !glued {
+            words.push((tail[..n].to_string(), called));
+        }
+        rest = &tail[n..];
+    }
+    words
+}
+
+/// The read-only role reads exactly the relations the dashboards query — named in their
+/// SQL, or read by the functions their SQL calls, and those functions' callees — and can
+/// read each; it is refused every write: INSERT, UPDATE, DELETE and TRUNCATE on a table,
+/// CREATE TABLE in the schema, refreshing the reports; and reading a table, or a column
+/// of a per-event table, that no dashboard needs (SQLSTATE 42501 each).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reader_role_reads_exactly_what_the_dashboards_query_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let admin = db.client().await;
+    let reader = ReaderLogin::new(&db).await;
+
+    let relations: BTreeMap<String, bool> = admin
+        .query(
+            "SELECT c.relname::text, has_any_column_privilege($1, c.oid, 'SELECT')
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+            &[&reader.name],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let functions: BTreeMap<String, String> = admin
+        .query(
+            "SELECT p.proname::text, string_agg(p.prosrc, E'\\n')
+               FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = current_schema() GROUP BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+
+    // Every SQL text of both dashboards: panels' targets and query variables.
+    let mut queries = vec![];
+    for file in [PIPELINE, REVENUE] {
+        let d = json(file);
+        for (_, _, sql) in sql_targets(&d) {
+            queries.push(sql);
+        }
+        for v in variables(&d) {
+            if v["type"] == "query" && variable_query(&v).to_uppercase().contains("SELECT") {
+                queries.push(variable_query(&v));
+            }
+        }
+    }
+    assert!(queries.len() >= 15, "{} SQL queries", queries.len());
+    let mut needed = BTreeSet::new();
+    let mut called = BTreeSet::new();
+    let mut texts = queries.clone();
+    while let Some(sql) = texts.pop() {
+        for (word, is_call) in sql_words(&sql) {
+            if is_call {
+                if let Some(body) = functions.get(&word) {
+                    if called.insert(word.clone()) {
+                        texts.push(body.clone());
+                    }
+                }
+            } else if relations.contains_key(&word) {
+                needed.insert(word);
+            }
+        }
+    }
+    assert!(
+        needed.contains("usage_buckets") && called.contains("report_rfm"),
+        "{needed:?} {called:?}"
+    );
+    let granted: BTreeSet<String> = relations
+        .iter()
+        .filter(|(_, &may)| may)
+        .map(|(r, _)| r.clone())
+        .collect();
+    assert_eq!(
+        granted, needed,
+        "what {READER} may read, against what the dashboards query"
+    );
+
+    let client = reader.client().await;
+    for r in &needed {
+        client
+            .query(&format!("SELECT 1 FROM {r} LIMIT 1"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{READER} cannot read {r}: {e}"));
+    }
+    let refused = [
+        "INSERT INTO customers (msisdn, name, plan) VALUES ('+212600000999', 'x', 'basic')",
+        "UPDATE customers SET name = 'x'",
+        "DELETE FROM invoices",
+        "TRUNCATE usage_events",
+        "CREATE TABLE grafana_notes (note TEXT)",
+        "SELECT * FROM rejected_records",
+        "SELECT * FROM consumer_offsets",
+        // Of the per-event tables, only the columns the dashboards use.
+        "SELECT msisdn, peer_msisdn, cell_id FROM usage_events",
+        "SELECT raw FROM suspense_records",
+        "SELECT report_refresh('UTC')",
+    ];
+    for sql in refused {
+        let e = client
+            .batch_execute(sql)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{READER} may run {sql}"));
+        assert_eq!(
+            e.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {e:?}"
+        );
+    }
+    drop(client);
+    let login = reader.name.clone();
+    drop(reader);
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+            &[&login],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the test's login {login} is dropped");
 }

@@ -3,7 +3,10 @@
 // Routes are `#/PAGE[/ARG][?FILTERS]`: the filters live in the hash so that any view,
 // drill-downs included, is a link one can share. Every figure comes from an API answer:
 // reports (`/api/reports/NAME`, sent only the filters that report accepts, as
-// `/api/reports` lists them), the drill-down API, and `/metrics` for the live pipeline.
+// `/api/reports` lists them), the drill-down API, and `/api/metrics` for the live
+// pipeline. A daemon with an API token answers 401 until the page sends it: the page then
+// asks for it once, keeps it in sessionStorage (this tab only) and sends it on every call;
+// CSV, PDF and JSON links are fetched with it too and saved from the answer.
 // Money arrives as exact decimal strings; it is parsed to a float only to size a chart,
 // and shown by rounding the string itself.
 'use strict';
@@ -171,8 +174,91 @@ function eventLink(id) { return link(`/event/${encodeURIComponent(id)}`); }
 
 // ---------------------------------------------------------------- API
 
+const TOKEN_KEY = 'cdrflow.apiToken';
+let asking = null; // the open token prompt, shared by every call that got 401
+
+function apiToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || '';
+  } catch (_) {
+    return '';
+  }
+}
+
+// Resolves once a token has been entered. `refused`: the one sent was turned down.
+function askToken(refused) {
+  if (asking) return asking;
+  asking = new Promise((resolve) => {
+    const dialog = document.getElementById('signin');
+    const input = document.getElementById('signin-token');
+    document.getElementById('signin-note').textContent = refused
+      ? 'The daemon refused this token. Enter the API token again.'
+      : 'This daemon serves its data to holders of its API token only.';
+    dialog.dataset.refused = refused ? '1' : '0';
+    input.value = '';
+    dialog.querySelector('form').onsubmit = (ev) => {
+      ev.preventDefault();
+      const token = input.value.trim();
+      if (!token) return;
+      try {
+        sessionStorage.setItem(TOKEN_KEY, token);
+      } catch (_) {
+        // Storage disabled: the token is asked for again on the next call.
+      }
+      dialog.close();
+      asking = null;
+      resolve();
+    };
+    // Without the token there is nothing to show: Escape does not dismiss the prompt.
+    dialog.oncancel = (ev) => ev.preventDefault();
+    dialog.showModal();
+    input.focus();
+  });
+  return asking;
+}
+
+// fetch() of an API path with the tab's token; on 401, ask for the token and try again.
+async function apiFetch(url, init = {}) {
+  for (;;) {
+    const sent = apiToken();
+    const headers = new Headers(init.headers || {});
+    if (sent) headers.set('Authorization', `Bearer ${sent}`);
+    const r = await fetch(url, { ...init, headers });
+    if (r.status !== 401) return r;
+    // A token entered while this call was under way is tried before asking again.
+    if (apiToken() !== sent) continue;
+    await askToken(sent !== '');
+  }
+}
+
+// A link into the API (CSV, invoice PDF or JSON) cannot carry the token: it is fetched
+// here and the answer saved under the name the daemon gives it.
+async function saveAPILink(a) {
+  const href = a.getAttribute('href');
+  const r = await apiFetch(href);
+  if (!r.ok) throw new Error(`${href}: ${r.status} ${r.statusText}`);
+  const named = /filename="([^"]+)"/.exec(r.headers.get('Content-Disposition') || '');
+  const name = named ? named[1] : href.split('?')[0].split('/').pop();
+  const url = URL.createObjectURL(await r.blob());
+  const save = h('a', { href: url, download: name, hidden: '' });
+  document.body.append(save);
+  save.click();
+  save.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+document.addEventListener('click', (ev) => {
+  const a = ev.target instanceof Element && ev.target.closest('a[download][href^="/api/"]');
+  if (!a) return;
+  ev.preventDefault();
+  saveAPILink(a).catch((e) => {
+    a.title = e.message;
+    a.classList.add('failed');
+  });
+});
+
 async function getJSON(url) {
-  const r = await fetch(url, { headers: { Accept: 'application/json' } });
+  const r = await apiFetch(url, { headers: { Accept: 'application/json' } });
   const text = await r.text();
   let body = null;
   try {
@@ -701,8 +787,8 @@ function invoiceColumns() {
     {
       key: 'documents',
       cell: (x) => h('span', { class: 'actions' },
-        h('a', { class: 'chip', href: `/api/invoices/${encodeURIComponent(x.number)}.pdf`, target: '_blank', rel: 'noopener', 'data-pdf': x.number }, 'PDF'),
-        h('a', { class: 'chip', href: `/api/invoices/${encodeURIComponent(x.number)}.json`, target: '_blank', rel: 'noopener' }, 'JSON')),
+        h('a', { class: 'chip', href: `/api/invoices/${encodeURIComponent(x.number)}.pdf`, download: '', 'data-pdf': x.number }, 'PDF'),
+        h('a', { class: 'chip', href: `/api/invoices/${encodeURIComponent(x.number)}.json`, download: '', 'data-json': x.number }, 'JSON')),
     },
   ];
 }
@@ -798,8 +884,8 @@ function pipelinePage(view) {
   const token = state.token;
 
   async function poll() {
-    const r = await fetch('/metrics');
-    if (!r.ok) throw new Error(`/metrics: ${r.status} ${r.statusText}`);
+    const r = await apiFetch('/api/metrics');
+    if (!r.ok) throw new Error(`/api/metrics: ${r.status} ${r.statusText}`);
     const samples = parseMetrics(await r.text());
     if (token !== state.token) return;
     const at = performance.now();
@@ -1026,8 +1112,8 @@ function invoicePage(view, number) {
     head.replaceChildren(pageHead(`Invoice ${inv.number}`, `${c.name} · ${monthOf(inv.period_start)}`,
       [['Billing', link('/billing')], [c.name, customerLink(c.id)], [inv.number]]));
     actions.append(
-      h('a', { class: 'chip', href: `${path}.pdf`, target: '_blank', rel: 'noopener', 'data-pdf': inv.number }, 'PDF'),
-      h('a', { class: 'chip', href: `${path}.json`, target: '_blank', rel: 'noopener' }, 'JSON'));
+      h('a', { class: 'chip', href: `${path}.pdf`, download: '', 'data-pdf': inv.number }, 'PDF'),
+      h('a', { class: 'chip', href: `${path}.json`, download: '', 'data-json': inv.number }, 'JSON'));
     body.append(facts([
       ['Customer', h('a', { href: customerLink(c.id) }, `${c.name} (${c.id})`)],
       ['MSISDN', c.msisdn], ['Plan', inv.plan_name],
