@@ -38,9 +38,11 @@ impl Mode {
             "require" => Mode::Require,
             "verify-ca" => Mode::VerifyCa,
             "verify-full" => Mode::VerifyFull,
-            other => return Err(StorageError::Url(format!(
+            other => {
+                return Err(StorageError::Url(format!(
                 "sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"
-            ))),
+            )))
+            }
         })
     }
 }

@@ -1900,24 +1900,7 @@ impl ReaderLogin {
 
 impl Drop for ReaderLogin {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let admin = std::env::var("CDRFLOW_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        // Drop runs inside the test's runtime; a thread of its own may block.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(client) = cdrflow::storage::connect(&admin).await {
-                    let _ = client
-                        .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
-                        .await;
-                }
-            })
-        })
-        .join();
+        crate::helpers::as_admin_from_drop(format!("DROP ROLE IF EXISTS {}", self.name));
     }
 }
 

@@ -86,24 +86,30 @@ fn with_dbname(url: &str, name: &str) -> String {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let admin = admin_url();
-        // Drop runs inside the test's runtime; a thread of its own may block.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(client) = cdrflow::storage::connect(&admin).await {
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .await;
-                }
-            })
-        })
-        .join();
+        as_admin_from_drop(format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ));
     }
+}
+
+/// Run `sql` on the server's `postgres` database, best effort, from a `Drop`: what a test
+/// made on the server (its database, a role) goes when the test ends, failed or not.
+pub fn as_admin_from_drop(sql: String) {
+    let admin = admin_url();
+    // Drop runs inside the test's runtime; a thread of its own may block.
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            if let Ok(client) = cdrflow::storage::connect(&admin).await {
+                let _ = client.batch_execute(&sql).await;
+            }
+        })
+    })
+    .join();
 }
 
 /// A topic of its own with `partitions` partitions.

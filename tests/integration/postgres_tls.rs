@@ -3,7 +3,7 @@
 //! the test's own whose certificate a test CA signed, which accepts TLS connections only.
 
 use crate::certs::TestCa;
-use crate::helpers::{self, TestDb, BIN};
+use crate::helpers::{self, TestDb};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -83,36 +83,18 @@ fn the_commands_reach_the_database_over_tls() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(TestDb::new());
     let url = with_query(&db.url, "sslmode=require");
-    let out = Command::new(BIN)
-        .args(["migrate", "--database-url", &url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(BIN)
-        .args(["stats", "--database-url", &url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, stderr) = helpers::cdrflow(&["migrate", "--database-url", &url]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = helpers::cdrflow(&["stats", "--database-url", &url]);
+    assert_eq!(code, 0, "{stderr}");
 
     // A wrong CA file is named, and nothing is tried.
     let missing = with_query(
         &db.url,
         "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
     );
-    let out = Command::new(BIN)
-        .args(["stats", "--database-url", &missing])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (code, _, stderr) = helpers::cdrflow(&["stats", "--database-url", &missing]);
+    assert_ne!(code, 0);
     assert!(
         stderr.contains("sslrootcert /nonexistent/ca.pem"),
         "{stderr}"
@@ -275,15 +257,8 @@ async fn verify_full_accepts_the_server_its_ca_signed_for_that_name_only() {
 
     // The daemon's whole start-up path: migrations and a pool, through verify-ca.
     let url = server.url("127.0.0.1", &format!("sslmode=verify-ca&{root}"));
-    let out = Command::new(BIN)
-        .args(["migrate", "--database-url", &url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, stderr) = helpers::cdrflow(&["migrate", "--database-url", &url]);
+    assert_eq!(code, 0, "{stderr}");
     let pool = cdrflow::storage::pool(&url, 2).unwrap();
     let client = pool.get().await.unwrap();
     let row = client
