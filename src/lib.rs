@@ -35,7 +35,8 @@
 //! - [`cli`]: one module per subcommand.
 //!
 //! Beside the layers, [`retry`]: the back-off schedules, the retry loop for a dependency
-//! that may not be up yet, and which storage and Kafka errors are worth another try.
+//! that may not be up yet, and which storage and Kafka errors are worth another try; and
+//! [`secret`]: a value (password, token) that never prints.
 //!
 //! Exactly-once: Kafka offsets live in Postgres and move in the same transaction as the
 //! batch's rows, by compare-and-set on where the batch started; usage rows are unique by
@@ -49,5 +50,6 @@ pub mod kafka;
 pub mod pipeline;
 pub mod render;
 pub mod retry;
+pub mod secret;
 pub mod storage;
 pub mod telemetry;

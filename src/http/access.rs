@@ -6,6 +6,7 @@
 //! few database connections, and the slot count bounds the work the API can put on
 //! Postgres next to the committers.
 
+use crate::secret::Secret;
 use crate::telemetry::events::ApiRequestRefused;
 use crate::telemetry::metrics::Refusal;
 use crate::telemetry::Metrics;
@@ -20,8 +21,8 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 /// The bearer token the API requires. Never printed: `Debug` shows it as `***`.
-#[derive(Clone)]
-pub struct ApiToken(String);
+#[derive(Clone, Debug)]
+pub struct ApiToken(Secret);
 
 impl ApiToken {
     /// A token as an HTTP client can send it: not empty, visible ASCII only.
@@ -32,7 +33,7 @@ impl ApiToken {
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("must be visible ASCII characters without spaces");
         }
-        Ok(ApiToken(token.to_string()))
+        Ok(ApiToken(Secret::new(token)))
     }
 
     /// Whether `header` (the whole `Authorization` value) carries this token. The
@@ -42,13 +43,8 @@ impl ApiToken {
         let Some((scheme, given)) = split_once(header, b' ') else {
             return false;
         };
-        scheme.eq_ignore_ascii_case(b"bearer") && bool::from(given.ct_eq(self.0.as_bytes()))
-    }
-}
-
-impl std::fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiToken(***)")
+        scheme.eq_ignore_ascii_case(b"bearer")
+            && bool::from(given.ct_eq(self.0.expose().as_bytes()))
     }
 }
 
