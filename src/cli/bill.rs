@@ -83,9 +83,9 @@ pub async fn run(args: BillArgs) -> anyhow::Result<ExitCode> {
         if args.no_report_refresh {
             println!("report aggregates not refreshed (--no-report-refresh): `cdrflow report --refresh` or the daemon's next refresh shows these invoices");
         } else {
-            match reports::refresh(&**client, catalog.catalog.operator.timezone.name()).await {
+            match reports::refresh(&**client, catalog.catalog.operator.timezone.name(), false).await {
                 // Not "in N s": scripts read the billing time from the line above that way.
-                Ok(took) => println!("report aggregates refreshed ({took} s)"),
+                Ok(done) => println!("report aggregates refreshed ({done})"),
                 Err(e) => eprintln!("warning: the invoices are issued, but refreshing the report aggregates failed ({e}); `cdrflow report --refresh` retries it"),
             }
         }

@@ -24,10 +24,13 @@ pub struct ReportArgs {
     /// List the reports with the filters each accepts.
     #[arg(long, conflicts_with = "name")]
     pub list: bool,
-    /// Recompute the report aggregates first (the daemon does it every
-    /// --report-refresh-secs, and `cdrflow bill` after invoicing).
+    /// Recompute the report aggregates of the periods and days that changed first (the
+    /// daemon does it every --report-refresh-secs, and `cdrflow bill` after invoicing).
     #[arg(long)]
     pub refresh: bool,
+    /// With --refresh: recompute every period and day, changed or not.
+    #[arg(long, requires = "refresh")]
+    pub full: bool,
     /// Billing month, YYYY-MM.
     #[arg(long, value_name = "YYYY-MM")]
     pub period: Option<String>,
@@ -85,10 +88,10 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         let Some(catalog) = storage::catalog::load(&client, None).await? else {
             anyhow::bail!("no catalog applied: the reports' time zone is the catalog's");
         };
-        let took = reports::refresh(&client, catalog.catalog.operator.timezone.name())
+        let done = reports::refresh(&client, catalog.catalog.operator.timezone.name(), args.full)
             .await
             .context("Failed to refresh the report aggregates")?;
-        eprintln!("Report aggregates refreshed in {took} s.");
+        eprintln!("Report aggregates refreshed in {done}.");
     }
     let Some((report, q)) = asked else {
         return Ok(ExitCode::SUCCESS);

@@ -1,11 +1,13 @@
 //! The ReportRefresher: keeps the report aggregates (`docs/reports.md`) fresh by calling
 //! `report_refresh` every `--report-refresh-secs`, in the catalog's time zone. A refresh
-//! recomputes from the stored rows, so a failed or skipped one loses nothing: the next
+//! recomputes the periods and days whose rows changed since the last one (the database
+//! marks them as they are written), so a failed or skipped one loses nothing: the next
 //! one catches up. It never runs twice at once, and the next refresh starts no sooner
-//! than `PACE` times the last one's duration after it ended: a refresh
-//! takes minutes on a long history (docs/performance.md), and the pipeline shares the
-//! database. A RefreshNow (a month was invoiced) that arrives during a refresh gets
-//! another one right after it: the running one may have read before the invoices.
+//! than `PACE` times the last one's duration after it ended: the first refresh, which
+//! recomputes everything, takes minutes on a long history (docs/performance.md), and the
+//! pipeline shares the database. A RefreshNow (a month was invoiced) that arrives during a
+//! refresh gets another one right after it: the running one may have read before the
+//! invoices.
 
 use super::faults;
 use super::supervision::{catch_future, Supervision};
@@ -83,12 +85,13 @@ impl ReportRefresher {
                 let started = std::time::Instant::now();
                 let refreshed = async {
                     let client = pool.get().await.map_err(StorageError::from)?;
-                    reports::refresh(&**client, &tz).await
+                    reports::refresh(&**client, &tz, false).await
                 }
                 .await;
                 match refreshed {
-                    Ok(seconds) => ReportsRefreshed {
-                        seconds: seconds.to_f64().unwrap_or_default(),
+                    Ok(done) => ReportsRefreshed {
+                        seconds: done.seconds.to_f64().unwrap_or_default(),
+                        periods: done.periods.len(),
                         at: chrono::Utc::now(),
                     }
                     .emit(&metrics),

@@ -273,6 +273,12 @@ pub async fn ensure_database(url: &str) -> Result<(), StorageError> {
 
 /// Bring the schema up to date. Safe to run concurrently and repeatedly.
 pub async fn migrate(url: &str) -> Result<usize, StorageError> {
+    migrate_to(url, None).await
+}
+
+/// Bring the schema up to migration `version` (None: the latest), as an older cdrflow
+/// left it. Returns how many migrations were applied.
+pub async fn migrate_to(url: &str, version: Option<i32>) -> Result<usize, StorageError> {
     ensure_database(url).await?;
     let mut client = connect(url).await?;
     // refinery takes no lock of its own; two instances starting together must not both
@@ -280,7 +286,11 @@ pub async fn migrate(url: &str) -> Result<usize, StorageError> {
     client
         .batch_execute(include_str!("sql/migrate_lock.sql"))
         .await?;
-    let report = migrations::runner().run_async(&mut client).await;
+    let runner = match version {
+        Some(v) => migrations::runner().set_target(refinery::Target::Version(v)),
+        None => migrations::runner(),
+    };
+    let report = runner.run_async(&mut client).await;
     client
         .batch_execute(include_str!("sql/migrate_unlock.sql"))
         .await?;

@@ -370,30 +370,71 @@ pub async fn refreshed_at<C: GenericClient>(
         .map(|r| r.get(0)))
 }
 
-/// Recompute every report aggregate in the operator's time zone; returns the seconds
-/// Postgres took.
+/// What a refresh of the report aggregates did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refreshed {
+    /// Seconds Postgres took.
+    pub seconds: Decimal,
+    /// Every period and day was recomputed (asked for, the first refresh, or another
+    /// time zone than the last refresh's).
+    pub whole: bool,
+    /// The billing periods recomputed: those whose usage, invoices or customers changed.
+    pub periods: Vec<NaiveDate>,
+    /// How many processing days were recomputed (committed batches, rejects).
+    pub days: i32,
+}
+
+impl std::fmt::Display for Refreshed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} s: ", self.seconds)?;
+        if self.whole {
+            f.write_str("everything, ")?;
+        }
+        match self.periods.as_slice() {
+            [] => f.write_str("no period")?,
+            [one] => write!(f, "period {}", one.format("%Y-%m"))?,
+            many => {
+                f.write_str("periods ")?;
+                for (i, p) in many.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}{}", p.format("%Y-%m"))?;
+                }
+            }
+        }
+        let s = if self.days == 1 { "" } else { "s" };
+        write!(f, ", {} processing day{s}", self.days)
+    }
+}
+
+/// Recompute the report aggregates in the operator's time zone: those of the periods and
+/// days that changed since the last refresh, or with `whole` all of them (as does the
+/// first refresh, and one in another time zone).
 ///
-/// A refresh over a year of usage takes minutes, far beyond the 60 s `statement_timeout`
-/// cdrflow's connections have. It is lifted for this one statement only: both run in one
-/// implicit transaction (a simple query of two statements), so `SET LOCAL` ends with it
-/// whether the refresh succeeds or fails. Built at run time because the zone is part of
-/// the text: a simple query takes no parameters.
+/// Recomputing a whole long history takes minutes, far beyond the 60 s
+/// `statement_timeout` cdrflow's connections have. It is lifted for this one statement
+/// only: both run in one implicit transaction (a simple query of two statements), so `SET
+/// LOCAL` ends with it whether the refresh succeeds or fails. Built at run time because
+/// the zone is part of the text: a simple query takes no parameters.
 pub async fn refresh<C: GenericClient>(
     client: &C,
     timezone: &str,
-) -> Result<Decimal, StorageError> {
+    whole: bool,
+) -> Result<Refreshed, StorageError> {
     // The zone comes from a parsed catalog (an IANA name), quoted all the same.
     let sql = format!(
-        "SET LOCAL statement_timeout = 0; SELECT report_refresh('{}')",
+        "SET LOCAL statement_timeout = 0; SELECT report_refresh('{}', {whole})",
         timezone.replace('\'', "''")
     );
-    let mut took = None;
-    for message in client.simple_query(&sql).await? {
-        if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
-            took = row.get(0).and_then(|v| v.parse().ok());
-        }
-    }
-    Ok(took.unwrap_or_default())
+    client.simple_query(&sql).await?;
+    let row = client
+        .query_one(include_str!("sql/report_refreshed.sql"), &[])
+        .await?;
+    Ok(Refreshed {
+        seconds: row.get("seconds"),
+        whole: row.get("whole"),
+        periods: row.get("periods"),
+        days: row.get("days"),
+    })
 }
 
 /// The values the filters can take, for the dashboard's selects.

@@ -370,6 +370,8 @@ impl UsageRated<'_> {
 pub struct ReportsRefreshed {
     /// Seconds Postgres took.
     pub seconds: f64,
+    /// Billing periods recomputed.
+    pub periods: usize,
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -377,6 +379,10 @@ impl ReportsRefreshed {
     pub fn emit(&self, m: &Metrics) {
         m.report_refresh_seconds.set(self.seconds);
         m.report_refreshed_at.set(self.at.timestamp());
-        info!(seconds = self.seconds, "Report aggregates refreshed.");
+        info!(
+            seconds = self.seconds,
+            periods = self.periods,
+            "Report aggregates refreshed."
+        );
     }
 }

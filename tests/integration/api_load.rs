@@ -124,9 +124,8 @@ async fn fifty_api_clients_during_a_backlog_fail_no_batch_and_are_answered_429_n
     let (locked, is_locked) = tokio::sync::oneshot::channel();
     let lock = tokio::spawn(async move {
         let tx = locker.transaction().await.unwrap();
-        // A refresh that is not concurrent holds its exclusive lock until the end of the
-        // transaction.
-        tx.batch_execute("REFRESH MATERIALIZED VIEW report_segment_mv")
+        // Held until the end of the transaction: every report of a month reads it.
+        tx.batch_execute("LOCK TABLE report_segment_agg IN ACCESS EXCLUSIVE MODE")
             .await
             .unwrap();
         let _ = locked.send(());

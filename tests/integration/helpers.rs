@@ -65,6 +65,16 @@ impl TestDb {
         TestDb { name, url }
     }
 
+    /// Migrated up to `version` only: the schema an older cdrflow left.
+    pub async fn at_migration(version: i32) -> TestDb {
+        let name = format!("cdrflow_test_{}", suffix());
+        let url = with_dbname(&admin_url(), &name);
+        cdrflow::storage::migrate_to(&url, Some(version))
+            .await
+            .expect("migrate the test database");
+        TestDb { name, url }
+    }
+
     pub async fn client(&self) -> tokio_postgres::Client {
         cdrflow::storage::connect(&self.url)
             .await

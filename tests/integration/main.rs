@@ -29,6 +29,7 @@ mod poison;
 mod postgres_tls;
 mod reconcile;
 mod replay;
+mod report_refresh;
 mod reports;
 mod rerate;
 mod supervision;

@@ -88,9 +88,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The operator's zone in the shipped catalog, in which the aggregates are refreshed.
-const TZ: &str = "Africa/Casablanca";
+pub const TZ: &str = "Africa/Casablanca";
 
-const DATA: &str = r#"
+pub const DATA: &str = r#"
 INSERT INTO customers (customer_id, msisdn, name, region, plan, activated_on) VALUES
     (1, '+212600000001', 'Amina Alaoui',   'Casablanca-Settat',  'business', '2025-01-10'),
     (2, '+212600000002', 'Brahim Bennani', 'Casablanca-Settat',  'basic',    '2025-03-01'),

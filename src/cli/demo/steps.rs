@@ -411,7 +411,7 @@ impl<'a> Demo<'a> {
             .context("Failed to connect to PostgreSQL")?;
         let billed = invoices::bill_period(&mut pooled, catalog, month.period, 1000).await?;
         // The dashboard and `cdrflow report` read the aggregates: bring them up to the bill.
-        storage::reports::refresh(&db.client, catalog.catalog.operator.timezone.name())
+        storage::reports::refresh(&db.client, catalog.catalog.operator.timezone.name(), false)
             .await
             .context("Failed to refresh the report aggregates")?;
         if invoices_dir.exists() {
