@@ -365,8 +365,9 @@ BEGIN
         SELECT (unnest(changed_periods) + m * interval '1 month')::date AS p
           FROM generate_series(0, 2) AS m
         UNION ALL
+        -- Months not over at the last refresh (the key's range, not the whole table).
         SELECT DISTINCT period FROM report_rfm_agg
-         WHERE period + interval '1 month' > coalesce(previous.refreshed_at, '-infinity')) x;
+         WHERE period >= date_trunc('month', coalesce(previous.refreshed_at, '-infinity'))::date) x;
     DELETE FROM report_rfm_agg WHERE period = ANY (rfm_periods);
     INSERT INTO report_rfm_agg
     WITH periods AS (

@@ -150,8 +150,8 @@ backlog_start=$START
 
 log "Billing September for every customer"
 quiesce
-# The report refresh that `cdrflow bill` does after issuing is timed apart: it grows with
-# the database's history, not with the month billed.
+# The report refresh that `cdrflow bill` does after issuing is timed apart: it recomputes
+# the months changed since the last refresh (here the first one, so every month).
 bill_out=$("$BIN" bill --period 2026-09 --database-url "$PG/$db" --no-report-refresh 2>/dev/null)
 echo "$bill_out" >&2
 refresh_out=$("$BIN" report --refresh --database-url "$PG/$db" 2>&1 | tail -1)
