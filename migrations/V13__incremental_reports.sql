@@ -34,8 +34,6 @@ ALTER TABLE report_customer_usage_agg
     ADD PRIMARY KEY (period, customer_id, service);
 CREATE INDEX report_customer_usage_agg_top
     ON report_customer_usage_agg (period, service, rated DESC, customer_id);
--- A customer's periods, for a change of region, plan or activation day.
-CREATE INDEX report_customer_usage_agg_customer ON report_customer_usage_agg (customer_id);
 
 CREATE TABLE report_segment_agg AS SELECT * FROM report_segment_mv;
 CREATE UNIQUE INDEX report_segment_agg_key ON report_segment_agg (period, region, plan, service);
@@ -273,11 +271,25 @@ DECLARE
     changed_periods DATE[];
     rfm_periods DATE[];
     changed_days DATE[];
+    new_periods BOOLEAN;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('cdrflow report_refresh'));
     PERFORM set_config('TimeZone', tz, true);
-    -- The arrays differ from one refresh to the next: plan each statement for them.
+    -- The arrays differ from one refresh to the next: plan each statement for them. A
+    -- month's aggregation is hashed in memory; compiling it would take longer than it runs.
     PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
+    PERFORM set_config('work_mem', '256MB', true);
+    PERFORM set_config('jit', 'off', true);
+    PERFORM set_config('client_min_messages', 'warning', true);
+    -- Block ranges filled since the last summary (autovacuum's work, when it runs) would
+    -- be read whatever the month asked for.
+    BEGIN
+        PERFORM brin_summarize_new_values('usage_events_period'::regclass),
+                brin_summarize_new_values('committed_batches_at'::regclass),
+                brin_summarize_new_values('rejected_records_at'::regclass);
+    EXCEPTION WHEN insufficient_privilege THEN
+        NULL;  -- not the tables' owner: autovacuum summarizes them
+    END;
     SELECT * INTO previous FROM report_refreshes;
     whole := whole OR previous.timezone IS DISTINCT FROM tz;
 
@@ -298,15 +310,37 @@ BEGIN
             UNION SELECT day FROM report_rejects_agg) x;
     END IF;
 
-    -- Per customer, month and service ('all': all services together).
-    DELETE FROM report_customer_usage_agg WHERE period = ANY (changed_periods);
-    INSERT INTO report_customer_usage_agg
+    -- The planner needs statistics for a month the aggregates did not have.
+    new_periods := EXISTS (SELECT FROM unnest(changed_periods) AS p
+                            WHERE NOT EXISTS (SELECT FROM report_segment_agg s WHERE s.period = p));
+
+    -- Per customer, month and service ('all': all services together). Most rows of a
+    -- month are as they were after a day of traffic: only the rows that differ are
+    -- written.
+    DROP TABLE IF EXISTS report_new_customer_usage;  -- a second refresh in one transaction
+    CREATE TEMP TABLE report_new_customer_usage ON COMMIT DROP AS
     SELECT period, customer_id,
-           CASE WHEN GROUPING(record_type) = 1 THEN 'all' ELSE record_type END,
-           count(*)::bigint, sum(units)::bigint, sum(amount), sum(cost), max(event_time)
+           CASE WHEN GROUPING(record_type) = 1 THEN 'all' ELSE record_type END AS service,
+           count(*)::bigint AS events, sum(units)::bigint AS units, sum(amount) AS rated,
+           sum(cost) AS cost, max(event_time) AS last_event
       FROM usage_events
      WHERE amount IS NOT NULL AND period = ANY (changed_periods)
      GROUP BY GROUPING SETS ((period, customer_id, record_type), (period, customer_id));
+    DELETE FROM report_customer_usage_agg t
+     WHERE t.period = ANY (changed_periods)
+       AND NOT EXISTS (SELECT FROM report_new_customer_usage n
+                        WHERE n.period = t.period AND n.customer_id = t.customer_id
+                          AND n.service = t.service);
+    MERGE INTO report_customer_usage_agg t
+    USING report_new_customer_usage n
+       ON t.period = n.period AND t.customer_id = n.customer_id AND t.service = n.service
+     WHEN MATCHED AND (t.events, t.units, t.rated, t.cost, t.last_event)
+                      IS DISTINCT FROM (n.events, n.units, n.rated, n.cost, n.last_event) THEN
+          UPDATE SET events = n.events, units = n.units, rated = n.rated, cost = n.cost,
+                     last_event = n.last_event
+     WHEN NOT MATCHED THEN
+          INSERT VALUES (n.period, n.customer_id, n.service, n.events, n.units, n.rated,
+                         n.cost, n.last_event);
 
     -- Per month, home region, plan and service.
     DELETE FROM report_segment_agg WHERE period = ANY (changed_periods);
@@ -368,17 +402,19 @@ BEGIN
         -- Months not over at the last refresh (the key's range, not the whole table).
         SELECT DISTINCT period FROM report_rfm_agg
          WHERE period >= date_trunc('month', coalesce(previous.refreshed_at, '-infinity'))::date) x;
-    DELETE FROM report_rfm_agg WHERE period = ANY (rfm_periods);
-    INSERT INTO report_rfm_agg
+    DROP TABLE IF EXISTS report_new_rfm;
+    CREATE TEMP TABLE report_new_rfm ON COMMIT DROP AS
     WITH periods AS (
-        SELECT DISTINCT period FROM report_customer_usage_agg WHERE period = ANY (rfm_periods)
+        SELECT p AS period FROM unnest(rfm_periods) AS p
+         WHERE EXISTS (SELECT FROM report_customer_usage_agg u WHERE u.period = p)
     ), win AS (
         SELECT p.period, u.customer_id, max(u.last_event) AS last_event,
                sum(u.events)::bigint AS frequency, sum(u.rated) AS monetary
           FROM periods p
           JOIN report_customer_usage_agg u
-            ON u.service = 'all'
-           AND u.period BETWEEN (p.period - interval '2 months')::date AND p.period
+            ON u.period = ANY (ARRAY[p.period, (p.period - interval '1 month')::date,
+                                     (p.period - interval '2 months')::date])
+           AND u.service = 'all'
          GROUP BY p.period, u.customer_id
     ), base AS (
         SELECT p.period, c.customer_id, w.last_event,
@@ -407,8 +443,24 @@ BEGIN
                 WHEN r >= 3 THEN 'promising'
                 WHEN r <= 2 AND f >= 3 THEN 'at risk'
                 WHEN r <= 2 AND f = 2 THEN 'hibernating'
-                ELSE 'lost' END
+                ELSE 'lost' END AS segment
       FROM scored s;
+    DELETE FROM report_rfm_agg t
+     WHERE t.period = ANY (rfm_periods)
+       AND NOT EXISTS (SELECT FROM report_new_rfm n
+                        WHERE n.period = t.period AND n.customer_id = t.customer_id);
+    MERGE INTO report_rfm_agg t
+    USING report_new_rfm n ON t.period = n.period AND t.customer_id = n.customer_id
+     WHEN MATCHED AND (t.last_event, t.frequency, t.monetary, t.recency_days, t.r, t.f, t.m,
+                       t.segment)
+                      IS DISTINCT FROM (n.last_event, n.frequency, n.monetary, n.recency_days,
+                                        n.r, n.f, n.m, n.segment) THEN
+          UPDATE SET last_event = n.last_event, frequency = n.frequency, monetary = n.monetary,
+                     recency_days = n.recency_days, r = n.r, f = n.f, m = n.m,
+                     segment = n.segment
+     WHEN NOT MATCHED THEN
+          INSERT VALUES (n.period, n.customer_id, n.last_event, n.frequency, n.monetary,
+                         n.recency_days, n.r, n.f, n.m, n.segment);
 
     -- Per processing day: what the committers did, and the rejects by reason.
     DELETE FROM report_quality_agg WHERE day = ANY (changed_days);
@@ -429,7 +481,7 @@ BEGIN
         ON r.rejected_at >= d.day::timestamptz AND r.rejected_at < (d.day + 1)::timestamptz
      GROUP BY 1, 2;
 
-    IF whole OR cardinality(changed_periods) > 0 OR cardinality(changed_days) > 0 THEN
+    IF whole OR new_periods THEN
         ANALYZE report_customer_usage_agg, report_segment_agg, report_zone_agg, report_hourly_agg,
                 report_billed_agg, report_quality_agg, report_rejects_agg, report_rfm_agg;
     END IF;
@@ -454,3 +506,6 @@ UNION SELECT period FROM report_billed_agg;
 INSERT INTO report_dirty_days (at)
 SELECT committed_at FROM committed_batches
 UNION SELECT rejected_at FROM rejected_records;
+
+ANALYZE report_customer_usage_agg, report_segment_agg, report_zone_agg, report_hourly_agg,
+        report_billed_agg, report_quality_agg, report_rejects_agg, report_rfm_agg;

@@ -309,3 +309,39 @@ async fn a_database_with_materialized_views_migrates_to_the_aggregate_tables_in_
     assert_eq!(snapshot(&client, &aggregates()).await, copied);
     assert_eq!(revenue_by_month(&client).await, old_answer);
 }
+
+/// `cdrflow report --refresh` says what it recomputed; `--full` recomputes everything and
+/// needs `--refresh`.
+#[tokio::test]
+async fn report_refresh_on_the_command_line_says_what_it_recomputed() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(DATA)
+        .await
+        .expect("insert the data set");
+    refresh(&client, TZ, false).await.unwrap();
+    client
+        .batch_execute("UPDATE usage_events SET amount = amount + 1 WHERE record_id = 'rpt-05'")
+        .await
+        .unwrap();
+
+    let (code, _, err) = cdrflow(&["report", "--refresh", "--database-url", &db.url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("Report aggregates refreshed in ")
+            && err.contains(" s: period 2026-06, 0 processing days."),
+        "{err}"
+    );
+    let (code, _, err) = cdrflow(&["report", "--refresh", "--full", "--database-url", &db.url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            " s: everything, periods 2026-06, 2026-07, 2026-08, 2026-09, 4 processing days."
+        ),
+        "{err}"
+    );
+    let (code, _, err) = cdrflow(&["report", "kpis", "--full", "--database-url", &db.url]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--refresh"), "{err}");
+}
