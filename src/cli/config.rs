@@ -394,6 +394,21 @@ mod tests {
     }
 
     #[test]
+    fn the_outputs_published_are_a_list_all_by_default() {
+        use crate::cli::run::Output::{Alerts, Normalized, Rejected};
+        let all = run_args("", &["cdrflow", "run"]);
+        assert_eq!(all.publish, [Normalized, Rejected, Alerts]);
+        let file = run_args("publish = \"rejected,alerts\"\n", &["cdrflow", "run"]);
+        assert_eq!(file.publish, [Rejected, Alerts]);
+        let flag = run_args("", &["cdrflow", "run", "--publish", "alerts"]);
+        assert_eq!(flag.publish, [Alerts]);
+        let wrong = command("").unwrap().try_get_matches_from(["cdrflow", "run", "--publish", "cdr"]);
+        let message = wrong.unwrap_err().to_string();
+        assert!(message.contains("normalized, rejected, alerts"), "{message}");
+        assert!(command("publish = \"normalized,bogus\"\n").is_err());
+    }
+
+    #[test]
     fn a_value_shared_by_several_commands_applies_to_each() {
         use clap::FromArgMatches;
         let text = "database_url = \"postgres://billing:s3cret@db.example:5432/cdrflow\"\n";

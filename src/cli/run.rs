@@ -9,6 +9,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// An output topic of the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Normalized,
+    Rejected,
+    Alerts,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -70,6 +78,18 @@ pub struct RunArgs {
     /// Do not publish to the normalized, rejected and alerts topics.
     #[arg(long, env = "CDRFLOW_NO_PUBLISH")]
     pub no_publish: bool,
+    /// The outputs published to Kafka, comma-separated: normalized (every accepted event,
+    /// canonical), rejected (every reject with its reason), alerts (credit-limit alerts).
+    /// Postgres holds all of them either way.
+    #[arg(
+        long,
+        env = "CDRFLOW_PUBLISH",
+        value_enum,
+        value_delimiter = ',',
+        default_values_t = [Output::Normalized, Output::Rejected, Output::Alerts],
+        conflicts_with = "no_publish"
+    )]
+    pub publish: Vec<Output>,
     #[arg(
         long,
         env = "CDRFLOW_NORMALIZED_TOPIC",
@@ -138,7 +158,14 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    fn publishes(&self, output: Output) -> bool {
+        !self.no_publish && self.publish.contains(&output)
+    }
+
     pub fn settings(self) -> anyhow::Result<RunSettings> {
+        let normalized = self.publishes(Output::Normalized);
+        let rejected = self.publishes(Output::Rejected);
+        let alerts = self.publishes(Output::Alerts);
         NumberPlan::new(&self.default_region)
             .map_err(|e| anyhow::anyhow!("--default-region: {e}"))?;
         crate::storage::parse_url(&self.db.database_url)
@@ -170,9 +197,8 @@ impl RunArgs {
                 Duration::from_millis(self.api_statement_timeout_ms),
                 self.api_max_concurrent as usize,
             )?,
-            publish: !self.no_publish,
-            normalized_topic: self.normalized_topic,
-            rejected_topic: self.rejected_topic,
+            normalized_topic: normalized.then_some(self.normalized_topic),
+            rejected_topic: rejected.then_some(self.rejected_topic),
             topic_partitions: self.partitions,
             validation: Validation {
                 max_payload_bytes: self.max_payload_bytes as usize,
@@ -189,7 +215,7 @@ impl RunArgs {
             accumulator: crate::pipeline::accumulator::AccumulatorSettings {
                 max_customers: self.accumulator_customers as usize,
                 idle: Duration::from_secs(self.accumulator_idle_minutes * 60),
-                alerts_topic: (!self.no_publish).then(|| self.alerts_topic.clone()),
+                alerts_topic: alerts.then(|| self.alerts_topic.clone()),
                 shard: (0, 1),
             },
             close_after_days: self.close_after_days,

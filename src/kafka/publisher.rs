@@ -1,6 +1,7 @@
-//! Publishing mediation results to `cdr.normalized` and `cdr.rejected`. Called before the
-//! batch's Postgres transaction commits and waited for, so each output record is
-//! delivered at least once: a crash before the commit republishes, never loses.
+//! Publishing mediation results to `cdr.normalized` and `cdr.rejected` (each optional:
+//! `--publish`). Called before the batch's Postgres transaction commits and waited for,
+//! so each output record is delivered at least once: a crash before the commit
+//! republishes, never loses.
 
 use crate::domain::batch::{PartitionBatch, Verdict};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -16,8 +17,10 @@ const REJECT_PREVIEW_BYTES: usize = 4096;
 #[derive(Clone)]
 pub struct Publisher {
     pub producer: FutureProducer,
-    pub normalized_topic: String,
-    pub rejected_topic: String,
+    /// None: accepted events are not published.
+    pub normalized_topic: Option<String>,
+    /// None: rejects are not published.
+    pub rejected_topic: Option<String>,
 }
 
 /// Output records on their way to the broker.
@@ -127,40 +130,38 @@ impl Publisher {
         };
         let invalid = |_| KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage);
         let mut body = Vec::with_capacity(1024);
-        for &i in inserted {
-            // The canonical event, as the topic's name says; its price is in Postgres
-            // (adding it here made every message a third larger and measurably slowed
-            // the pipeline on this machine, where the broker shares the CPU).
-            if let Verdict::Rated(x) = &batch.records[i].verdict {
-                body.clear();
-                serde_json::to_writer(&mut body, &x.cdr).map_err(invalid)?;
-                send(
-                    &self.normalized_topic,
-                    x.cdr.subscriber.as_str().as_bytes(),
-                    &body,
-                )?;
+        if let Some(topic) = self.normalized_topic.as_deref() {
+            for &i in inserted {
+                // The canonical event, as the topic's name says; its price is in Postgres
+                // (adding it here made every message a third larger and measurably slowed
+                // the pipeline on this machine, where the broker shares the CPU).
+                if let Verdict::Rated(x) = &batch.records[i].verdict {
+                    body.clear();
+                    serde_json::to_writer(&mut body, &x.cdr).map_err(invalid)?;
+                    send(topic, x.cdr.subscriber.as_str().as_bytes(), &body)?;
+                }
             }
         }
-        for r in &batch.records {
-            if let Verdict::Rejected(rej) = &r.verdict {
-                let preview_len = r.source.payload.len().min(REJECT_PREVIEW_BYTES);
-                let msg = RejectedMessage {
-                    reason: rej.reason.as_str(),
-                    detail: &rej.detail,
-                    topic: &batch.topic,
-                    partition: batch.partition,
-                    offset: r.source.offset,
-                    payload_bytes: r.source.payload.len(),
-                    payload_preview: String::from_utf8_lossy(&r.source.payload[..preview_len])
+        if let Some(topic) = self.rejected_topic.as_deref() {
+            for r in &batch.records {
+                if let Verdict::Rejected(rej) = &r.verdict {
+                    let preview_len = r.source.payload.len().min(REJECT_PREVIEW_BYTES);
+                    let msg = RejectedMessage {
+                        reason: rej.reason.as_str(),
+                        detail: &rej.detail,
+                        topic: &batch.topic,
+                        partition: batch.partition,
+                        offset: r.source.offset,
+                        payload_bytes: r.source.payload.len(),
+                        payload_preview: String::from_utf8_lossy(
+                            &r.source.payload[..preview_len],
+                        )
                         .into_owned(),
-                };
-                body.clear();
-                serde_json::to_writer(&mut body, &msg).map_err(invalid)?;
-                send(
-                    &self.rejected_topic,
-                    r.source.key.as_deref().unwrap_or_default(),
-                    &body,
-                )?;
+                    };
+                    body.clear();
+                    serde_json::to_writer(&mut body, &msg).map_err(invalid)?;
+                    send(topic, r.source.key.as_deref().unwrap_or_default(), &body)?;
+                }
             }
         }
         Ok(())

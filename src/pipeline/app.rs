@@ -87,11 +87,12 @@ impl App {
         let supervision = Supervision::new(metrics.clone());
         // Subscribed before any actor starts, so that an escalation is never missed.
         let fatal = supervision.fatal();
-        let publisher = settings.publish.then(|| Publisher {
-            producer: producer.clone(),
-            normalized_topic: settings.normalized_topic.clone(),
-            rejected_topic: settings.rejected_topic.clone(),
-        });
+        let publisher = (settings.normalized_topic.is_some() || settings.rejected_topic.is_some())
+            .then(|| Publisher {
+                producer: producer.clone(),
+                normalized_topic: settings.normalized_topic.clone(),
+                rejected_topic: settings.rejected_topic.clone(),
+            });
 
         // CPU-bound mediation, rating and the database round trips each get a thread of their own,
         // so decoding the next batch overlaps with committing the previous one.
@@ -416,12 +417,8 @@ async fn start_up(
     info!(applied, "Database schema is up to date.");
     let plan = NumberPlan::new(&settings.numbering_region).map_err(anyhow::Error::msg)?;
     let mut topics = vec![s.topic.as_str()];
-    if settings.publish {
-        topics.extend([
-            settings.normalized_topic.as_str(),
-            settings.rejected_topic.as_str(),
-        ]);
-    }
+    topics.extend(settings.normalized_topic.as_deref());
+    topics.extend(settings.rejected_topic.as_deref());
     if let Some(alerts) = &settings.accumulator.alerts_topic {
         topics.push(alerts.as_str());
     }

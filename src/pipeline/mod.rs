@@ -36,9 +36,10 @@ pub use source::{SourceExit, SourceSettings};
 pub struct RunSettings {
     pub source: SourceSettings,
     pub http: crate::http::Settings,
-    pub publish: bool,
-    pub normalized_topic: String,
-    pub rejected_topic: String,
+    /// Where accepted events are published (None: not published).
+    pub normalized_topic: Option<String>,
+    /// Where rejects are published (None: not published).
+    pub rejected_topic: Option<String>,
     /// Partitions for topics cdrflow creates because they are missing.
     pub topic_partitions: i32,
     pub validation: Validation,

@@ -422,6 +422,18 @@ pub fn stored_offsets(database_url: &str, group: &str) -> std::collections::BTre
         .collect()
 }
 
+/// Every topic the broker has.
+pub fn list_topics() -> Vec<String> {
+    let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&kafka())
+        .set("group.id", "cdrflow-test-watermarks")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    md.topics().iter().map(|t| t.name().to_string()).collect()
+}
+
 /// End offsets of every partition of a topic, as the broker reports them.
 pub fn end_offsets(topic: &str) -> std::collections::BTreeMap<i32, i64> {
     let consumer: BaseConsumer = cdrflow::kafka::client::base_config(&kafka())

@@ -206,3 +206,50 @@ async fn a_record_postgres_refuses_is_rejected_and_the_rest_of_its_batch_commits
         daemon.log_text()
     );
 }
+
+/// `--publish` chooses the outputs: without `normalized`, accepted events are stored but
+/// not published, and rejects still are; the unpublished topic is not even created.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_outputs_asked_for_are_published() {
+    let db = TestDb::new().await;
+    let topic = topic("cdr.raw.outputs", 1).await;
+    let out = import_customers(
+        &db,
+        "0612345678,Test Outputs,basic,Rabat-Sale-Kenitra,no,2020-01-01,500\n",
+    );
+    assert!(out.contains("1 added"), "{out}");
+    let valid = |i: usize| {
+        format!(
+            r#"{{"record_id":"out-{i}","record_type":"voice","timestamp":"2026-09-10T10:00:{:02}","caller_id":"0612345678","callee_id":"0698765432","duration_sec":30,"cell_id":"RABAT_1","technology":"4G"}}"#,
+            i % 60
+        )
+        .into_bytes()
+    };
+    let mut records: Vec<(Option<&[u8]>, Vec<u8>)> =
+        (0..20).map(|i| (None, valid(i))).collect();
+    records.push((None, b"not json".to_vec()));
+    records.push((None, b"[]".to_vec()));
+    produce_raw(&topic, 0, &records);
+
+    let mut daemon = Daemon::start(&DaemonConfig {
+        topic: &topic,
+        group: "outputs",
+        database_url: &db.url,
+        idle_secs: Some(3),
+        extra: vec!["--publish".into(), "rejected,alerts".into()],
+    });
+    assert!(
+        daemon.wait(Duration::from_secs(120)).success(),
+        "{}",
+        daemon.log_text()
+    );
+    let s = stats(&db.url, "outputs");
+    assert_eq!(s["totals"]["accepted"], 20, "{s}");
+    let published = |t: String| end_offsets(&t).values().sum::<i64>();
+    assert_eq!(published(format!("{topic}.rejected")), 2);
+    let topics = list_topics();
+    assert!(
+        !topics.contains(&format!("{topic}.normalized")),
+        "{topics:?}"
+    );
+}
