@@ -392,17 +392,18 @@ BEGIN
      WHERE i.period = ANY (changed_periods)
      GROUP BY 1, 2, 3
     UNION ALL
-    -- An invoice's lines of one service first (usage and allowance credit), so that
-    -- counting them counts invoices.
+    -- Each invoice's lines of one service first (usage and allowance credit), read by
+    -- invoice number, so that counting them counts invoices.
     SELECT i.period, coalesce(c.region, 'unknown'), c.plan, l.service, count(*)::bigint,
            sum(l.amount), NULL
-      FROM (SELECT l.number, l.service, sum(l.amount) AS amount
-              FROM invoice_lines l
-              JOIN invoices i USING (number)
-             WHERE l.service IS NOT NULL AND i.period = ANY (changed_periods)
-             GROUP BY l.number, l.service) l
-      JOIN invoices i USING (number)
+      FROM invoices i
       JOIN customers c USING (customer_id)
+     CROSS JOIN LATERAL (
+        SELECT l.service, sum(l.amount) AS amount
+          FROM invoice_lines l
+         WHERE l.number = i.number AND l.service IS NOT NULL
+         GROUP BY l.service) l
+     WHERE i.period = ANY (changed_periods)
      GROUP BY 1, 2, 3, 4;
 
     -- RFM of a month reads that month and the two before; until the month is over, its

@@ -653,12 +653,14 @@ else
   if [ "$generated" = 0 ]; then
     read -r ym first last days n < <(tail -1 "$work/months")
     day_n=$((n / days))
+    # The day after the month's traffic so far (today, when the month is the current one).
+    day=$(python3 -c "import datetime as d; print(min(d.date.fromisoformat('$first') + d.timedelta(days=$days), d.date.fromisoformat('$last')))")
     t=$(now)
     out=$(psql_db -At -F ' ' -f "$work/catalog.psql" -v run="$SEED-day" -v ver="$VERSION" -v skew="$SKEW" \
-      -v seed="0.8$SEED" -v hseed="$((SEED * 1000))" -v first_day="$last" -v last_day="$last" -v days=1 \
+      -v seed="0.8$SEED" -v hseed="$((SEED * 1000))" -v first_day="$day" -v last_day="$last" -v days=1 \
       -v n="$day_n" -v base="$((EVENTS + MONTHS * LATE_PER_MONTH))" \
       -v ingest_from=-infinity -v lag_secs=30 -f "$work/month.sql" | tail -1)
-    log "one more day of traffic ($last): $out (events, buckets, batches, rejects) in $(secs "$t") s"
+    log "one more day of traffic ($day): $out (events, buckets, batches, rejects) in $(secs "$t") s"
     refresh_step "after one more day of traffic ($day_n events)" || true
   fi
   # The cost of a refresh is one month's aggregation: the most it can be is that of a

@@ -402,9 +402,15 @@ mod tests {
         assert_eq!(file.publish, [Rejected, Alerts]);
         let flag = run_args("", &["cdrflow", "run", "--publish", "alerts"]);
         assert_eq!(flag.publish, [Alerts]);
-        let wrong = command("").unwrap().try_get_matches_from(["cdrflow", "run", "--publish", "cdr"]);
+        let wrong =
+            command("")
+                .unwrap()
+                .try_get_matches_from(["cdrflow", "run", "--publish", "cdr"]);
         let message = wrong.unwrap_err().to_string();
-        assert!(message.contains("normalized, rejected, alerts"), "{message}");
+        assert!(
+            message.contains("normalized, rejected, alerts"),
+            "{message}"
+        );
         assert!(command("publish = \"normalized,bogus\"\n").is_err());
     }
 

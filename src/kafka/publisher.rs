@@ -153,10 +153,8 @@ impl Publisher {
                         partition: batch.partition,
                         offset: r.source.offset,
                         payload_bytes: r.source.payload.len(),
-                        payload_preview: String::from_utf8_lossy(
-                            &r.source.payload[..preview_len],
-                        )
-                        .into_owned(),
+                        payload_preview: String::from_utf8_lossy(&r.source.payload[..preview_len])
+                            .into_owned(),
                     };
                     body.clear();
                     serde_json::to_writer(&mut body, &msg).map_err(invalid)?;

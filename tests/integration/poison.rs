@@ -225,8 +225,7 @@ async fn only_the_outputs_asked_for_are_published() {
         )
         .into_bytes()
     };
-    let mut records: Vec<(Option<&[u8]>, Vec<u8>)> =
-        (0..20).map(|i| (None, valid(i))).collect();
+    let mut records: Vec<(Option<&[u8]>, Vec<u8>)> = (0..20).map(|i| (None, valid(i))).collect();
     records.push((None, b"not json".to_vec()));
     records.push((None, b"[]".to_vec()));
     produce_raw(&topic, 0, &records);
