@@ -22,6 +22,17 @@ const AGGREGATES: [&str; 8] = [
     "report_rfm_agg",
 ];
 
+/// A database of its own holding the data set, not refreshed yet.
+async fn loaded() -> (TestDb, Client) {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(DATA)
+        .await
+        .expect("insert the data set");
+    (db, client)
+}
+
 /// Every row of every aggregate, as text, in order.
 async fn snapshot(client: &Client, tables: &[String]) -> Vec<(String, Vec<String>)> {
     let mut all = Vec::new();
@@ -151,12 +162,7 @@ const STEPS: &[Step] = &[
 
 #[tokio::test]
 async fn a_refresh_recomputes_the_changed_periods_only_and_equals_a_full_recomputation() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    client
-        .batch_execute(DATA)
-        .await
-        .expect("insert the data set");
+    let (_db, client) = loaded().await; // dropped at the end: the database goes with it
     let tables = aggregates();
 
     // The first refresh recomputes everything; the next, with nothing changed, nothing.
@@ -232,12 +238,7 @@ async fn a_refresh_recomputes_the_changed_periods_only_and_equals_a_full_recompu
 /// next refresh: nothing is lost between the two.
 #[tokio::test]
 async fn a_change_committed_during_a_refresh_is_recomputed_by_the_next_one() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    client
-        .batch_execute(DATA)
-        .await
-        .expect("insert the data set");
+    let (db, client) = loaded().await;
     refresh(&client, TZ, false).await.unwrap();
 
     let mut writer = db.client().await;
@@ -314,12 +315,7 @@ async fn a_database_with_materialized_views_migrates_to_the_aggregate_tables_in_
 /// needs `--refresh`.
 #[tokio::test]
 async fn report_refresh_on_the_command_line_says_what_it_recomputed() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    client
-        .batch_execute(DATA)
-        .await
-        .expect("insert the data set");
+    let (db, client) = loaded().await;
     refresh(&client, TZ, false).await.unwrap();
     client
         .batch_execute("UPDATE usage_events SET amount = amount + 1 WHERE record_id = 'rpt-05'")
