@@ -548,6 +548,8 @@ BILL_LINES=()
 while read -r ym first last days n <&3; do
   i=$((i + 1))
   t=$(now)
+  # The month's usage partition, as the daemon makes it ahead of its usage.
+  psql_db -qAtc "SELECT usage_partition('$first')" >/dev/null
   out=$(psql_db -At -F ' ' -f "$work/catalog.psql" -v run="$SEED" -v ver="$VERSION" -v skew="$SKEW" \
     -v seed="0.$(printf '%02d%s' "$i" "$SEED")" -v hseed="$((SEED * 1000))" -v first_day="$first" -v last_day="$last" -v days="$days" \
     -v n="$n" -v base="$base" -v ingest_from=-infinity -v lag_secs=30 -f "$work/month.sql" | tail -1)

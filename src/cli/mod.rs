@@ -12,6 +12,7 @@ pub mod generate;
 pub mod migrate;
 pub mod replay;
 pub mod report;
+pub mod retention;
 pub mod run;
 pub mod stats;
 
@@ -69,6 +70,10 @@ pub enum Command {
     /// Reports (revenue, ARPU, RFM, profitability, usage, data quality, late usage) as a
     /// table, CSV or JSON; `--list` names them.
     Report(report::ReportArgs),
+    /// Archive the usage and rejects of the months before the kept ones (gzip CSV and a
+    /// manifest, checked by reading them back), then drop them; invoices and report
+    /// aggregates keep their rows.
+    Retention(retention::RetentionArgs),
 }
 
 /// Shared database flag. The URL may hold a password: its environment value is never
@@ -320,6 +325,7 @@ impl Command {
                 | Command::Customers(_)
                 | Command::Bill(_)
                 | Command::Report(_)
+                | Command::Retention(_)
         )
     }
 }
@@ -337,6 +343,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bill(args) => bill::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Report(args) => report::run(args).await,
+        Command::Retention(args) => retention::run(args).await,
     }
 }
 

@@ -250,11 +250,21 @@ pub(super) async fn copied_unless_stored(
     constraint: &str,
     copy: impl std::future::Future<Output = Result<usize, StorageError>>,
 ) -> Result<bool, StorageError> {
+    Ok(unless_stored(tx, constraint, copy).await?.is_some())
+}
+
+/// Run `write` under a savepoint: its result if it went in, None if it broke the unique
+/// key `constraint` (the savepoint is rolled back and the transaction goes on).
+pub(super) async fn unless_stored<T>(
+    tx: &Transaction<'_>,
+    constraint: &str,
+    write: impl std::future::Future<Output = Result<T, StorageError>>,
+) -> Result<Option<T>, StorageError> {
     tx.batch_execute(SAVEPOINT_COPY).await?;
-    match copy.await {
-        Ok(_) => {
+    match write.await {
+        Ok(done) => {
             tx.batch_execute(RELEASE_COPY).await?;
-            Ok(true)
+            Ok(Some(done))
         }
         Err(StorageError::Db(e))
             if e.as_db_error().is_some_and(|d| {
@@ -263,20 +273,20 @@ pub(super) async fn copied_unless_stored(
             }) =>
         {
             tx.batch_execute(ROLLBACK_COPY).await?;
-            Ok(false)
+            Ok(None)
         }
         Err(e) => Err(e),
     }
 }
 
-/// The savepoint `copied_unless_stored` sets, keeps and rolls back to.
+/// The savepoint `unless_stored` sets, keeps and rolls back to.
 const SAVEPOINT_COPY: &str = "SAVEPOINT copy_new";
 const RELEASE_COPY: &str = "RELEASE SAVEPOINT copy_new";
 const ROLLBACK_COPY: &str = "ROLLBACK TO SAVEPOINT copy_new";
 
-/// The unique keys of a usage row's record id and of a reject's source position
-/// (V1__spine.sql).
-const USAGE_ID_KEY: &str = "usage_events_pkey";
+/// The unique keys of a usage row's record id (the ledger every insert into usage_events
+/// fills: V14__usage_partitions.sql) and of a reject's source position (V1__spine.sql).
+pub(super) const USAGE_ID_KEY: &str = "usage_ids_pkey";
 const REJECT_POSITION_KEY: &str = "rejected_records_src_topic_src_partition_src_offset_key";
 
 /// Store `rejected` (at `offsets`), returning the offsets stored now; one already stored

@@ -12,6 +12,7 @@ pub mod invoices;
 pub mod offsets;
 pub mod reports;
 pub mod rerate;
+pub mod retention;
 mod rows;
 pub mod stats;
 pub mod summary;
@@ -291,10 +292,16 @@ pub async fn migrate_to(url: &str, version: Option<i32>) -> Result<usize, Storag
         None => migrations::runner(),
     };
     let report = runner.run_async(&mut client).await;
+    let ahead = match (&report, version) {
+        (Ok(_), None) => retention::partitions_ahead(&client).await.map(drop),
+        _ => Ok(()),
+    };
     client
         .batch_execute(include_str!("sql/migrate_unlock.sql"))
         .await?;
-    Ok(report?.applied_migrations().len())
+    let applied = report?.applied_migrations().len();
+    ahead?;
+    Ok(applied)
 }
 
 #[cfg(test)]

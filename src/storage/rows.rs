@@ -219,8 +219,10 @@ async fn copy_usage_into(
 
 /// Insert rated records as usage unless their record id is stored already, and return the
 /// ids inserted: for suspense resolution, where the same event may have reached usage by
-/// the batch path meanwhile. The rows are copied into a staging table, then inserted
-/// from it with ON CONFLICT DO NOTHING, so that both paths write a row the same way.
+/// the batch path meanwhile. The rows are copied into a staging table, then inserted from
+/// it unless the ledger of stored ids has them, so that both paths write a row the same
+/// way. A writer that stores one of the ids between the look-up and the insert makes the
+/// insert fail on the ledger's key once it commits: the insert is then made again.
 pub(super) async fn insert_usage_if_new(
     tx: &Transaction<'_>,
     rows: &[(&RatedCdr, UsageSource<'_>)],
@@ -228,15 +230,19 @@ pub(super) async fn insert_usage_if_new(
     let columns = names(USAGE);
     stage(tx, "usage_resolved", "usage_events", &columns).await?;
     copy_usage_into(tx, "usage_resolved", false, rows).await?;
-    insert_staged(
-        tx,
-        "usage_events",
-        "usage_resolved",
-        &columns,
-        "record_id",
-        "record_id",
-    )
-    .await
+    let insert = format!(
+        "INSERT INTO usage_events ({columns})
+         SELECT DISTINCT ON (record_id) {columns} FROM usage_resolved s
+          WHERE NOT EXISTS (SELECT FROM usage_ids i WHERE i.record_id = s.record_id)
+         RETURNING record_id"
+    );
+    loop {
+        let attempt = async { Ok(tx.query(&insert, &[]).await?) };
+        let key = super::batch::USAGE_ID_KEY;
+        if let Some(inserted) = super::batch::unless_stored(tx, key, attempt).await? {
+            return Ok(inserted.into_iter().map(|r| r.get(0)).collect());
+        }
+    }
 }
 
 /// Insert the rows of `staged` into `table` unless its unique `key` has them already,

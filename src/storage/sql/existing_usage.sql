@@ -1,1 +1,1 @@
-SELECT record_id FROM usage_events WHERE record_id = ANY($1::text[])
+SELECT record_id FROM usage_ids WHERE record_id = ANY($1::text[])
