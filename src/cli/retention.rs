@@ -38,7 +38,9 @@ pub struct RetentionArgs {
 pub async fn run(args: RetentionArgs) -> anyhow::Result<ExitCode> {
     let mut client = storage::connect(&args.db.database_url).await?;
     let Some(catalog) = storage::catalog::load(&client, None).await? else {
-        anyhow::bail!("no catalog applied: months begin at the midnight of the catalog's time zone");
+        anyhow::bail!(
+            "no catalog applied: months begin at the midnight of the catalog's time zone"
+        );
     };
     let policy = retention::Policy {
         keep_months: args.keep_months,
@@ -48,7 +50,9 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<ExitCode> {
     let months = retention::months(&client, &policy, chrono::Utc::now())
         .await
         .context("Failed to list the months to drop")?;
-    let today = chrono::Utc::now().with_timezone(&policy.timezone).date_naive();
+    let today = chrono::Utc::now()
+        .with_timezone(&policy.timezone)
+        .date_naive();
     println!(
         "keeping {} and later; older months: {}",
         retention::first_kept(today, policy.keep_months).format("%Y-%m"),
@@ -70,11 +74,15 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<ExitCode> {
             println!("{name}  {rows}  would go");
             continue;
         }
-        let archive = retention::archive_and_drop(&mut client, &policy, month, args.archive.as_deref())
-            .await
-            .with_context(|| format!("Failed to archive and drop {name}"))?;
+        let archive =
+            retention::archive_and_drop(&mut client, &policy, month, args.archive.as_deref())
+                .await
+                .with_context(|| format!("Failed to archive and drop {name}"))?;
         match archive {
-            Some(manifest) => println!("{name}  {rows}  archived ({}) and dropped", manifest.display()),
+            Some(manifest) => println!(
+                "{name}  {rows}  archived ({}) and dropped",
+                manifest.display()
+            ),
             None => println!("{name}  {rows}  dropped without archive"),
         }
     }

@@ -299,9 +299,7 @@ pub async fn archive_and_drop(
     ))
     .await
     .map_err(StorageError::from)?;
-    let manifest_text = manifest_path
-        .as_ref()
-        .map(|(p, _)| p.display().to_string());
+    let manifest_text = manifest_path.as_ref().map(|(p, _)| p.display().to_string());
     tx.execute(
         "INSERT INTO usage_archives (period, usage_rows, reject_rows, manifest) VALUES ($1, $2, $3, $4)",
         &[&period, &usage_rows, &reject_rows, &manifest_text],
@@ -361,7 +359,11 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RetentionError> {
 
 /// Read an archived table back: the CSV inside must have the checksum written and
 /// `rows` records after its header. Returns the file's own checksum.
-pub fn verify(period: NaiveDate, dir: &Path, table: &ArchivedTable) -> Result<String, RetentionError> {
+pub fn verify(
+    period: NaiveDate,
+    dir: &Path,
+    table: &ArchivedTable,
+) -> Result<String, RetentionError> {
     let path = dir.join(&table.file);
     let bytes = std::fs::read(&path).map_err(file_error(&path))?;
     let mut csv_bytes = Vec::new();
@@ -375,7 +377,10 @@ pub fn verify(period: NaiveDate, dir: &Path, table: &ArchivedTable) -> Result<St
     if csv_sha256 != table.csv_sha256 {
         return Err(RetentionError::Unverified {
             period,
-            what: format!("{}: checksum {csv_sha256}, {} written", table.file, table.csv_sha256),
+            what: format!(
+                "{}: checksum {csv_sha256}, {} written",
+                table.file, table.csv_sha256
+            ),
         });
     }
     let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
@@ -390,7 +395,10 @@ pub fn verify(period: NaiveDate, dir: &Path, table: &ArchivedTable) -> Result<St
     if rows != table.rows {
         return Err(RetentionError::Unverified {
             period,
-            what: format!("{}: {rows} rows read back, {} stored", table.file, table.rows),
+            what: format!(
+                "{}: {rows} rows read back, {} stored",
+                table.file, table.rows
+            ),
         });
     }
     Ok(hex::encode(Sha256::digest(&bytes)))

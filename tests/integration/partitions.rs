@@ -32,7 +32,11 @@ async fn placement(client: &Client) -> Vec<(String, String)> {
 
 /// Every usage row, as text, by record id.
 async fn rows(client: &Client) -> Vec<String> {
-    text_rows(client, "SELECT t::text FROM usage_events t ORDER BY record_id").await
+    text_rows(
+        client,
+        "SELECT t::text FROM usage_events t ORDER BY record_id",
+    )
+    .await
 }
 
 /// The revenue_by_month report, unfiltered.
@@ -76,7 +80,11 @@ async fn a_record_is_stored_once_even_when_its_copies_claim_different_months() {
     .unwrap();
     // 35 days apart: always two different months.
     let now = Utc::now();
-    let at = |days: i64| (now - Days::days(days)).format("%Y-%m-%dT12:00:00Z").to_string();
+    let at = |days: i64| {
+        (now - Days::days(days))
+            .format("%Y-%m-%dT12:00:00Z")
+            .to_string()
+    };
     let key = Some(&b"212612345678"[..]);
     produce_raw(
         &topic,
@@ -104,7 +112,10 @@ async fn a_record_is_stored_once_even_when_its_copies_claim_different_months() {
     let stored = placement(&client).await;
     let ids: Vec<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(ids, ["SW1-000001", "SW1-000002"], "{stored:?}");
-    assert_ne!(stored[0].1, stored[1].1, "two months, two partitions: {stored:?}");
+    assert_ne!(
+        stored[0].1, stored[1].1,
+        "two months, two partitions: {stored:?}"
+    );
     assert!(
         stored.iter().all(|(_, p)| p != "usage_events_default"),
         "the daemon's months have their partitions: {stored:?}"
@@ -132,14 +143,20 @@ async fn a_month_without_its_partition_waits_in_the_default_one_and_moves_when_i
     for ahead in 0..3 {
         let month = today + chrono::Months::new(ahead);
         let exists: bool = client
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&partition_of(month)])
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&partition_of(month)],
+            )
             .await
             .unwrap()
             .get(0);
         assert!(exists, "{} made by migrate", partition_of(month));
     }
 
-    client.batch_execute(DATA).await.expect("insert the data set");
+    client
+        .batch_execute(DATA)
+        .await
+        .expect("insert the data set");
     let stored = placement(&client).await;
     assert_eq!(stored.len(), 27);
     assert!(
@@ -200,7 +217,10 @@ async fn a_month_without_its_partition_waits_in_the_default_one_and_moves_when_i
         .await
         .unwrap();
     let left: i64 = client
-        .query_one("SELECT count(*) FROM usage_ids WHERE record_id = 'rpt-08'", &[])
+        .query_one(
+            "SELECT count(*) FROM usage_ids WHERE record_id = 'rpt-08'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -217,7 +237,10 @@ async fn a_database_filled_before_the_partitions_migrates_in_place() {
     cdrflow::storage::catalog::apply(&mut client, DEFAULT_CATALOG)
         .await
         .expect("apply the shipped catalog");
-    client.batch_execute(DATA).await.expect("insert the data set");
+    client
+        .batch_execute(DATA)
+        .await
+        .expect("insert the data set");
     cdrflow::storage::reports::refresh(&client, TZ, false)
         .await
         .unwrap();
@@ -236,7 +259,11 @@ async fn a_database_filled_before_the_partitions_migrates_in_place() {
     assert_eq!(by_partition("usage_events_2026_07"), 7);
     assert_eq!(by_partition("usage_events_2026_08"), 6);
     assert_eq!(by_partition("usage_events_2026_09"), 7);
-    assert_eq!(by_partition("usage_events_default"), 1, "rpt-27 has no period");
+    assert_eq!(
+        by_partition("usage_events_default"),
+        1,
+        "rpt-27 has no period"
+    );
     let ledger: i64 = client
         .query_one("SELECT count(*) FROM usage_ids", &[])
         .await
@@ -257,5 +284,8 @@ async fn a_database_filled_before_the_partitions_migrates_in_place() {
         .await
         .unwrap()
         .get(0);
-    assert!(totals.contains("(5,2026-07-01,3,"), "the view reads the new table: {totals}");
+    assert!(
+        totals.contains("(5,2026-07-01,3,"),
+        "the view reads the new table: {totals}"
+    );
 }

@@ -11,7 +11,8 @@ use cdrflow::storage::reports::{refresh, Refreshed};
 use chrono::NaiveDate;
 use tokio_postgres::Client;
 
-const AGGREGATES: [&str; 8] = [
+/// Every report aggregate table.
+pub const AGGREGATES: [&str; 8] = [
     "report_customer_usage_agg",
     "report_segment_agg",
     "report_zone_agg",

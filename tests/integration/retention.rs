@@ -6,22 +6,12 @@
 //! The data set is the one of `reports.rs` (June to September 2026, Africa/Casablanca).
 
 use crate::helpers::*;
+use crate::report_refresh::AGGREGATES;
 use crate::reports::{DATA, TZ};
 use cdrflow::storage::retention::{self, Manifest};
 use chrono::{Datelike, NaiveDate, Utc};
 use std::io::Read;
 use tokio_postgres::Client;
-
-const AGGREGATES: [&str; 8] = [
-    "report_customer_usage_agg",
-    "report_segment_agg",
-    "report_zone_agg",
-    "report_hourly_agg",
-    "report_billed_agg",
-    "report_quality_agg",
-    "report_rejects_agg",
-    "report_rfm_agg",
-];
 
 async fn aggregates(client: &Client) -> Vec<Vec<String>> {
     let mut all = Vec::new();
@@ -57,7 +47,10 @@ fn gunzip(path: &std::path::Path) -> String {
 async fn retention_archives_the_billed_months_before_the_kept_ones_and_drops_them() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    client.batch_execute(DATA).await.expect("insert the data set");
+    client
+        .batch_execute(DATA)
+        .await
+        .expect("insert the data set");
     // June and July are billed, August not. A reject of June, and one of 30 June 23:30
     // UTC: already 1 July in Casablanca.
     client
@@ -80,16 +73,35 @@ async fn retention_archives_the_billed_months_before_the_kept_ones_and_drops_the
     let url = db.url.as_str();
 
     // What would go, and nothing goes.
-    let (code, out, err) = cdrflow(&["retention", "--keep-months", &keep, "--dry-run", "--database-url", url]);
+    let (code, out, err) = cdrflow(&[
+        "retention",
+        "--keep-months",
+        &keep,
+        "--dry-run",
+        "--database-url",
+        url,
+    ]);
     assert_eq!(code, 1, "August is not billed: {out}{err}");
-    assert!(out.contains("keeping 2026-09 and later; older months: 3"), "{out}");
-    assert!(out.contains("2026-06  6 usage rows, 1 rejects  would go"), "{out}");
-    assert!(out.contains("2026-07  7 usage rows, 1 rejects  would go"), "{out}");
+    assert!(
+        out.contains("keeping 2026-09 and later; older months: 3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2026-06  6 usage rows, 1 rejects  would go"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2026-07  7 usage rows, 1 rejects  would go"),
+        "{out}"
+    );
     assert!(
         out.contains("2026-08  6 usage rows, 1 rejects  stays: not billed"),
         "{out}"
     );
-    assert_eq!(count(&client, "SELECT count(*) FROM usage_events").await, 27);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM usage_events").await,
+        27
+    );
 
     // Dropping without a copy must be asked for by name.
     let (code, _, err) = cdrflow(&["retention", "--keep-months", &keep, "--database-url", url]);
@@ -99,12 +111,23 @@ async fn retention_archives_the_billed_months_before_the_kept_ones_and_drops_the
     let dir = tempdir();
     let archive = dir.join("archive");
     let (code, out, err) = cdrflow(&[
-        "retention", "--keep-months", &keep, "--archive", archive.to_str().unwrap(),
-        "--database-url", url,
+        "retention",
+        "--keep-months",
+        &keep,
+        "--archive",
+        archive.to_str().unwrap(),
+        "--database-url",
+        url,
     ]);
     assert_eq!(code, 1, "August stays: {out}{err}");
-    assert!(out.contains("2026-06  6 usage rows, 1 rejects  archived ("), "{out}");
-    assert!(out.contains("2026-07  7 usage rows, 1 rejects  archived ("), "{out}");
+    assert!(
+        out.contains("2026-06  6 usage rows, 1 rejects  archived ("),
+        "{out}"
+    );
+    assert!(
+        out.contains("2026-07  7 usage rows, 1 rejects  archived ("),
+        "{out}"
+    );
 
     // The archive: every row, checksums that hold.
     let manifest: Manifest = serde_json::from_slice(
@@ -135,10 +158,18 @@ async fn retention_archives_the_billed_months_before_the_kept_ones_and_drops_the
     assert_eq!(records[0], ("rpt-01".to_string(), "2.800000".to_string()));
     assert_eq!(records[5].0, "rpt-06");
     let july_rejects = gunzip(&archive.join("rejected_records-2026-07.csv.gz"));
-    assert!(july_rejects.contains("2026-06-30 23:30:00+00"), "{july_rejects}");
+    assert!(
+        july_rejects.contains("2026-06-30 23:30:00+00"),
+        "{july_rejects}"
+    );
     for table in &manifest.tables {
         assert_eq!(
-            retention::verify(NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(), &archive, table).unwrap(),
+            retention::verify(
+                NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
+                &archive,
+                table
+            )
+            .unwrap(),
             table.sha256
         );
     }
@@ -148,22 +179,41 @@ async fn retention_archives_the_billed_months_before_the_kept_ones_and_drops_the
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&file, bytes).unwrap();
-    assert!(retention::verify(NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(), &archive, &manifest.tables[0]).is_err());
+    assert!(retention::verify(
+        NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
+        &archive,
+        &manifest.tables[0]
+    )
+    .is_err());
 
     // Gone from the database: partitions, ids, rejects; August and September stay.
-    assert_eq!(count(&client, "SELECT count(*) FROM usage_events").await, 27 - 13);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM usage_events").await,
+        27 - 13
+    );
     assert_eq!(
         count(&client, "SELECT count(*) FROM pg_class WHERE relname IN ('usage_events_2026_06', 'usage_events_2026_07')").await,
         0
     );
     assert_eq!(
-        count(&client, "SELECT count(*) FROM usage_ids WHERE period < '2026-08-01'").await,
+        count(
+            &client,
+            "SELECT count(*) FROM usage_ids WHERE period < '2026-08-01'"
+        )
+        .await,
         0
     );
     assert_eq!(count(&client, "SELECT count(*) FROM usage_ids").await, 14);
-    assert_eq!(count(&client, "SELECT count(*) FROM rejected_records").await, 6);
     assert_eq!(
-        count(&client, "SELECT count(*) FROM usage_archives WHERE manifest LIKE '%.manifest.json'").await,
+        count(&client, "SELECT count(*) FROM rejected_records").await,
+        6
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM usage_archives WHERE manifest LIKE '%.manifest.json'"
+        )
+        .await,
         2
     );
     // Invoices and the report aggregates keep their rows, through a full recomputation.
@@ -176,7 +226,10 @@ async fn retention_archives_the_billed_months_before_the_kept_ones_and_drops_the
         .await
         .unwrap();
     assert!(
-        !full.periods.iter().any(|p| p.month() == 6 || p.month() == 7),
+        !full
+            .periods
+            .iter()
+            .any(|p| p.month() == 6 || p.month() == 7),
         "{full:?}"
     );
     assert_eq!(aggregates(&client).await, reports_before);
@@ -187,12 +240,20 @@ async fn retention_archives_the_billed_months_before_the_kept_ones_and_drops_the
         .await
         .unwrap();
     let (code, out, err) = cdrflow(&[
-        "retention", "--keep-months", &keep, "--archive", archive.to_str().unwrap(),
-        "--database-url", url,
+        "retention",
+        "--keep-months",
+        &keep,
+        "--archive",
+        archive.to_str().unwrap(),
+        "--database-url",
+        url,
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("older months: 1\n"), "{out}");
-    assert!(out.contains("2026-08  6 usage rows, 1 rejects  archived ("), "{out}");
+    assert!(
+        out.contains("2026-08  6 usage rows, 1 rejects  archived ("),
+        "{out}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -201,7 +262,10 @@ async fn retention_archives_the_billed_months_before_the_kept_ones_and_drops_the
 async fn a_month_that_may_still_receive_usage_stays() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    client.batch_execute(DATA).await.expect("insert the data set");
+    client
+        .batch_execute(DATA)
+        .await
+        .expect("insert the data set");
     client
         .batch_execute(
             "INSERT INTO billing_periods (period, closed_at) VALUES
@@ -211,17 +275,30 @@ async fn a_month_that_may_still_receive_usage_stays() {
         .unwrap();
     let keep = keep_from_september();
     let (code, out, err) = cdrflow(&[
-        "retention", "--keep-months", &keep, "--dry-run", "--max-event-age-days", "36500",
-        "--database-url", &db.url,
+        "retention",
+        "--keep-months",
+        &keep,
+        "--dry-run",
+        "--max-event-age-days",
+        "36500",
+        "--database-url",
+        &db.url,
     ]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        out.contains("2026-06  6 usage rows, 0 rejects  stays: may still receive usage until 2126-"),
+        out.contains(
+            "2026-06  6 usage rows, 0 rejects  stays: may still receive usage until 2126-"
+        ),
         "{out}"
     );
     assert!(!out.contains("would go"), "{out}");
     let (code, out, err) = cdrflow(&[
-        "retention", "--keep-months", &keep, "--dry-run", "--database-url", &db.url,
+        "retention",
+        "--keep-months",
+        &keep,
+        "--dry-run",
+        "--database-url",
+        &db.url,
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(out.matches("would go").count(), 3, "{out}");
