@@ -10,10 +10,11 @@
 -- usage_events did. Every writer goes through it: the committers' COPY, suspense
 -- resolution, `bill`'s tools, manual fixes. A deleted usage row frees its id.
 --
--- Where rows go. A month gets its partition ahead of time (`migrate` and the daemon call
--- usage_partitions_ahead()); a row of a month that has none yet goes to usage_events_default,
--- whose rows usage_partition() moves into the month's partition when it creates it. Rows
--- stored before rating existed (no period) stay in usage_events_default.
+-- Where rows go. `migrate` makes the partitions of the current month and the next two;
+-- the committers make the partition of any other month before they store its usage (a
+-- late record, a backlog). A row of a month that has none yet goes to
+-- usage_events_default, whose rows usage_partition() moves into the month's partition
+-- when it makes it. Rows stored before rating existed (no period) stay there.
 --
 -- The migration moves the rows: on a large table it takes as long as copying it.
 
@@ -60,10 +61,19 @@ BEGIN
     RETURN true;
 END $$;
 
+-- The partitions of the months of `days`, made if missing: a committer asks for its
+-- batch's months before it copies the batch in (one look-up per month when they exist).
+CREATE FUNCTION usage_partitions(days DATE[]) RETURNS INT LANGUAGE sql AS $$
+    SELECT count(*) FILTER (WHERE usage_partition(m))::int
+      FROM (SELECT DISTINCT date_trunc('month', d)::date AS m
+              FROM unnest(days) AS d WHERE d IS NOT NULL) x
+$$;
+
 -- Partitions for the month of `today` and the `ahead` months after it.
 CREATE FUNCTION usage_partitions_ahead(today DATE, ahead INT) RETURNS INT LANGUAGE sql AS $$
-    SELECT count(*) FILTER (WHERE usage_partition((date_trunc('month', today) + m * interval '1 month')::date))::int
-      FROM generate_series(0, ahead) AS m
+    SELECT usage_partitions(ARRAY(
+        SELECT (date_trunc('month', today) + m * interval '1 month')::date
+          FROM generate_series(0, ahead) AS m))
 $$;
 
 -- The months stored so far, then their rows and ids.

@@ -2,8 +2,6 @@
 //! configured grace period (`--close-after-days`), so usage arriving late within the
 //! grace still lands on its own month's invoice. Also finishes a period whose `bill`
 //! was interrupted. The work is `storage::invoices::bill_period`, as for `cdrflow bill`.
-//! On the same round it makes the usage partitions of the coming months, so that a new
-//! month's usage never waits for one.
 
 use super::faults;
 use super::reporter::{RefreshNow, ReportRefresher};
@@ -113,7 +111,6 @@ impl Supervised for Biller {
 /// Returns the invoices issued.
 async fn pass(pool: &Pool, grace_days: u32, metrics: &Metrics) -> Result<u64, BillError> {
     let mut client = pool.get().await.map_err(StorageError::from)?;
-    storage::retention::partitions_ahead(&client).await?;
     // The operator's today is at most a day away from UTC's: look with UTC's first and
     // load (parse) the catalog only when something may be due.
     if due(&client, grace_days, Utc::now().date_naive().succ_opt())

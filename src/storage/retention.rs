@@ -1,7 +1,7 @@
-//! Usage by month: each month's partition made ahead of time, and `cdrflow retention`,
-//! which archives a month's usage and rejects to compressed CSV, checks the archive, and
-//! drops them (V14__usage_partitions.sql). Invoices, report aggregates, buckets and the
-//! audit trail keep their rows.
+//! Usage by month: each month's partition made before its usage is stored, and `cdrflow
+//! retention`, which archives a month's usage and rejects to compressed CSV, checks the
+//! archive, and drops them (V14__usage_partitions.sql). Invoices, report aggregates,
+//! buckets and the audit trail keep their rows.
 
 use super::StorageError;
 use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
@@ -26,6 +26,23 @@ pub async fn partitions_ahead(client: &Client) -> Result<i32, StorageError> {
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// Make the usage partitions of the months of `periods` that have none yet, in `tx`,
+/// before usage of those months is stored: one look-up per month when they exist. Making
+/// one waits for the other writers' transactions, once a month.
+pub(super) async fn make_partitions(
+    tx: &deadpool_postgres::Transaction<'_>,
+    periods: impl Iterator<Item = NaiveDate>,
+) -> Result<(), StorageError> {
+    let mut months: Vec<NaiveDate> = periods.collect();
+    months.sort_unstable();
+    months.dedup();
+    let make = tx
+        .prepare_cached("SELECT usage_partitions($1::date[])")
+        .await?;
+    tx.execute(&make, &[&months]).await?;
+    Ok(())
 }
 
 /// What retention asks of the months before the kept ones.

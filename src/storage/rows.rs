@@ -227,6 +227,7 @@ pub(super) async fn insert_usage_if_new(
     tx: &Transaction<'_>,
     rows: &[(&RatedCdr, UsageSource<'_>)],
 ) -> Result<std::collections::HashSet<String>, StorageError> {
+    super::retention::make_partitions(tx, rows.iter().map(|(x, _)| x.rating.period)).await?;
     let columns = names(USAGE);
     stage(tx, "usage_resolved", "usage_events", &columns).await?;
     copy_usage_into(tx, "usage_resolved", false, rows).await?;

@@ -128,7 +128,7 @@ async fn a_record_is_stored_once_even_when_its_copies_claim_different_months() {
     assert_eq!(ledger, 2);
     let s = stats(&db.url, "once");
     assert_eq!(s["totals"]["accepted"], 2, "{s}");
-    assert_eq!(s["totals"]["duplicate"], 1, "{s}");
+    assert_eq!(s["totals"]["duplicates"], 1, "{s}");
     assert_eq!(s["balanced"], true);
 }
 
