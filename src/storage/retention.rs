@@ -374,51 +374,74 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RetentionError> {
     file.sync_all().map_err(file_error(path))
 }
 
-/// Read an archived table back: the CSV inside must have the checksum written and
-/// `rows` records after its header. Returns the file's own checksum.
+/// Read an archived table back, streaming: the CSV inside must have the checksum written
+/// and `rows` records after its header. Returns the file's own checksum.
 pub fn verify(
     period: NaiveDate,
     dir: &Path,
     table: &ArchivedTable,
 ) -> Result<String, RetentionError> {
     let path = dir.join(&table.file);
-    let bytes = std::fs::read(&path).map_err(file_error(&path))?;
-    let mut csv_bytes = Vec::new();
-    flate2::read::GzDecoder::new(bytes.as_slice())
-        .read_to_end(&mut csv_bytes)
-        .map_err(|e| RetentionError::Unverified {
-            period,
-            what: format!("{} does not decompress: {e}", table.file),
-        })?;
-    let csv_sha256 = hex::encode(Sha256::digest(&csv_bytes));
-    if csv_sha256 != table.csv_sha256 {
-        return Err(RetentionError::Unverified {
-            period,
-            what: format!(
-                "{}: checksum {csv_sha256}, {} written",
-                table.file, table.csv_sha256
-            ),
-        });
-    }
-    let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
+    let unverified = |what: String| RetentionError::Unverified {
+        period,
+        what: format!("{}: {what}", table.file),
+    };
+    let file = Hashing::new(std::fs::File::open(&path).map_err(file_error(&path))?);
+    let csv_stream = Hashing::new(flate2::read::GzDecoder::new(file));
+    let mut reader = csv::Reader::from_reader(csv_stream);
     let mut rows = 0i64;
     for record in reader.records() {
-        record.map_err(|e| RetentionError::Unverified {
-            period,
-            what: format!("{}: {e}", table.file),
-        })?;
+        record.map_err(|e| unverified(e.to_string()))?;
         rows += 1;
     }
-    if rows != table.rows {
-        return Err(RetentionError::Unverified {
-            period,
-            what: format!(
-                "{}: {rows} rows read back, {} stored",
-                table.file, table.rows
-            ),
-        });
+    let mut csv_stream = reader.into_inner();
+    // The reader stops at the end of the CSV; the rest is the gzip trailer, which the
+    // decoder checks (length and CRC) when it reaches it.
+    std::io::copy(&mut csv_stream, &mut std::io::sink())
+        .map_err(|e| unverified(format!("does not decompress: {e}")))?;
+    let csv_sha256 = csv_stream.hex();
+    let mut file = csv_stream.inner.into_inner();
+    std::io::copy(&mut file, &mut std::io::sink()).map_err(file_error(&path))?;
+    if csv_sha256 != table.csv_sha256 {
+        return Err(unverified(format!(
+            "checksum {csv_sha256}, {} written",
+            table.csv_sha256
+        )));
     }
-    Ok(hex::encode(Sha256::digest(&bytes)))
+    if rows != table.rows {
+        return Err(unverified(format!(
+            "{rows} rows read back, {} stored",
+            table.rows
+        )));
+    }
+    Ok(file.hex())
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    sha: Sha256,
+}
+
+impl<R: Read> Hashing<R> {
+    fn new(inner: R) -> Self {
+        Hashing {
+            inner,
+            sha: Sha256::new(),
+        }
+    }
+
+    fn hex(&self) -> String {
+        hex::encode(self.sha.clone().finalize())
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sha.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
