@@ -278,23 +278,10 @@ pub async fn archive_and_drop(
         None => (month.usage_rows, month.reject_rows),
     };
 
+    // Writers of other months go on: the ids and rejects of an old month are rows no
+    // committer touches, the partition is locked alone while it is counted, and only
+    // detaching it takes the whole table, briefly.
     let tx = client.transaction().await.map_err(StorageError::from)?;
-    tx.batch_execute("LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE")
-        .await
-        .map_err(StorageError::from)?;
-    let now_rows: i64 = tx
-        .query_one(&format!("SELECT count(*) FROM {partition}"), &[])
-        .await
-        .map_err(StorageError::from)?
-        .get(0);
-    if now_rows != usage_rows {
-        return Err(RetentionError::Changed {
-            period,
-            what: format!("{usage_rows} usage rows archived, {now_rows} stored now"),
-        });
-    }
-    // The ids and rejects first: writers wait, readers do not. Dropping the partition
-    // makes readers wait too, briefly.
     tx.execute("DELETE FROM usage_ids WHERE period = $1", &[&period])
         .await
         .map_err(StorageError::from)?;
@@ -309,6 +296,20 @@ pub async fn archive_and_drop(
         return Err(RetentionError::Changed {
             period,
             what: format!("{reject_rows} rejects archived, {dropped_rejects} stored now"),
+        });
+    }
+    tx.batch_execute(&format!("LOCK TABLE {partition} IN SHARE MODE"))
+        .await
+        .map_err(StorageError::from)?;
+    let now_rows: i64 = tx
+        .query_one(&format!("SELECT count(*) FROM {partition}"), &[])
+        .await
+        .map_err(StorageError::from)?
+        .get(0);
+    if now_rows != usage_rows {
+        return Err(RetentionError::Changed {
+            period,
+            what: format!("{usage_rows} usage rows archived, {now_rows} stored now"),
         });
     }
     tx.batch_execute(&format!(
