@@ -7,8 +7,11 @@
 -- on record_id moves to a narrow ledger, usage_ids (record_id, period), which a trigger
 -- on usage_events fills from every insert statement in the same transaction: a record_id
 -- stored already makes the whole statement fail on usage_ids_pkey, as the unique key on
--- usage_events did. Every writer goes through it: the committers' COPY, suspense
--- resolution, `bill`'s tools, manual fixes. A deleted usage row frees its id.
+-- usage_events did. Every statement that names usage_events goes through it: suspense
+-- resolution, manual fixes, generators. The committers copy straight into a month's
+-- partition and write the ids (and the report marks) themselves, because with these
+-- triggers' transition tables PostgreSQL copies into a partitioned table one row at a
+-- time. A deleted usage row frees its id.
 --
 -- Where rows go. `migrate` makes the partitions of the current month and the next two;
 -- the committers make the partition of any other month before they store its usage (a

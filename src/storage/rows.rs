@@ -194,12 +194,40 @@ async fn copy_in(
 }
 
 /// Copy rated records into `usage_events` with a binary `COPY`: the one place a rated
-/// record becomes a usage row. A row stored already makes the unique key fail the copy.
+/// record becomes a usage row. A row stored already makes the ledger's unique key fail the
+/// copy. The rows go straight into their months' partitions (made before: see
+/// `retention::make_partitions`), with the ids and report marks that `usage_events`'
+/// insert triggers write for a statement naming it: those triggers have transition
+/// tables, with which PostgreSQL copies into a partitioned table one row at a time.
 pub(super) async fn copy_usage(
     tx: &Transaction<'_>,
     rows: &[(&RatedCdr, UsageSource<'_>)],
 ) -> Result<usize, StorageError> {
-    copy_usage_into(tx, "usage_events", true, rows).await
+    let ids = tx
+        .prepare_cached("COPY usage_ids (record_id, period) FROM STDIN (FORMAT binary)")
+        .await?;
+    let writer = BinaryCopyInWriter::new(tx.copy_in(&ids).await?, &[Type::TEXT, Type::DATE]);
+    futures::pin_mut!(writer);
+    let mut months: std::collections::BTreeMap<chrono::NaiveDate, Vec<_>> = Default::default();
+    for &(x, source) in rows {
+        writer
+            .as_mut()
+            .write(&[&x.cdr.record_id.as_str(), &x.rating.period])
+            .await?;
+        months.entry(x.rating.period).or_default().push((x, source));
+    }
+    writer.finish().await?;
+    let mut copied = 0;
+    for (period, rows) in &months {
+        let partition = format!("usage_events_{}", period.format("%Y_%m"));
+        copied += copy_usage_into(tx, &partition, true, rows).await?;
+    }
+    let periods: Vec<chrono::NaiveDate> = months.into_keys().collect();
+    let mark = tx
+        .prepare_cached("INSERT INTO report_dirty_periods (period) SELECT unnest($1::date[])")
+        .await?;
+    tx.execute(&mark, &[&periods]).await?;
+    Ok(copied)
 }
 
 async fn copy_usage_into(
