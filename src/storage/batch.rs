@@ -129,9 +129,6 @@ pub async fn write<T>(
             .into_iter()
             .partition(|(_, x)| !recent.contains(&x.cdr.record_id))
     };
-    if !new.is_empty() {
-        super::retention::make_partitions(tx, new.iter().map(|(_, x)| x.rating.period)).await?;
-    }
     let copied = rerate_below.is_none()
         && !new.is_empty()
         && copied_unless_stored(tx, USAGE_ID_KEY, insert_usage(tx, batch, &new)).await?;

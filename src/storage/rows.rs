@@ -195,26 +195,29 @@ async fn copy_in(
 
 /// Copy rated records into `usage_events` with a binary `COPY`: the one place a rated
 /// record becomes a usage row. A row stored already makes the ledger's unique key fail the
-/// copy. The rows go straight into their months' partitions (made before: see
-/// `retention::make_partitions`), with the ids and report marks that `usage_events`'
-/// insert triggers write for a statement naming it: those triggers have transition
-/// tables, with which PostgreSQL copies into a partitioned table one row at a time.
+/// copy. The rows go straight into their months' partitions (made first if missing),
+/// with the ids and report marks that `usage_events`' insert triggers write for a
+/// statement naming it: those triggers have transition tables, with which PostgreSQL
+/// copies into a partitioned table one row at a time.
 pub(super) async fn copy_usage(
     tx: &Transaction<'_>,
     rows: &[(&RatedCdr, UsageSource<'_>)],
 ) -> Result<usize, StorageError> {
+    let mut months: std::collections::BTreeMap<chrono::NaiveDate, Vec<_>> = Default::default();
+    for &(x, source) in rows {
+        months.entry(x.rating.period).or_default().push((x, source));
+    }
+    super::retention::make_partitions(tx, months.keys().copied()).await?;
     let ids = tx
         .prepare_cached("COPY usage_ids (record_id, period) FROM STDIN (FORMAT binary)")
         .await?;
     let writer = BinaryCopyInWriter::new(tx.copy_in(&ids).await?, &[Type::TEXT, Type::DATE]);
     futures::pin_mut!(writer);
-    let mut months: std::collections::BTreeMap<chrono::NaiveDate, Vec<_>> = Default::default();
-    for &(x, source) in rows {
+    for (x, _) in rows {
         writer
             .as_mut()
             .write(&[&x.cdr.record_id.as_str(), &x.rating.period])
             .await?;
-        months.entry(x.rating.period).or_default().push((x, source));
     }
     writer.finish().await?;
     let mut copied = 0;

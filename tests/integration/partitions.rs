@@ -289,3 +289,58 @@ async fn a_database_filled_before_the_partitions_migrates_in_place() {
         "the view reads the new table: {totals}"
     );
 }
+
+/// The bare bulk insert `bench.sh` measures writes the way the committers do: a backlog
+/// of months that have no partition yet gets them.
+#[tokio::test]
+async fn the_bare_insert_benchmark_stores_months_without_partitions_in_their_own() {
+    let db = TestDb::new().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cdrflow-bench"))
+        .args([
+            "insert",
+            "--database-url",
+            &db.url,
+            "--count",
+            "2000",
+            "--seed",
+            "7",
+            "--customers",
+            "100",
+            "--start",
+            "2026-09-01",
+            "--days",
+            "10",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let client = db.client().await;
+    let stored = placement(&client).await;
+    assert!(stored.len() > 1000, "{} rows", stored.len());
+    // The generator's anomalies date a few records a little earlier: August.
+    let in_september = stored
+        .iter()
+        .filter(|(_, p)| p == "usage_events_2026_09")
+        .count();
+    assert!(
+        in_september * 10 > stored.len() * 9,
+        "{in_september} of {}",
+        stored.len()
+    );
+    assert!(
+        stored.iter().all(|(_, p)| p != "usage_events_default"),
+        "{:?}",
+        stored.iter().find(|(_, p)| p == "usage_events_default")
+    );
+    let ledger: i64 = client
+        .query_one("SELECT count(*) FROM usage_ids", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ledger as usize, stored.len());
+}
