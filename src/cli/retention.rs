@@ -47,12 +47,11 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<ExitCode> {
         max_event_age_days: args.max_event_age_days,
         timezone: catalog.catalog.operator.timezone,
     };
-    let months = retention::months(&client, &policy, chrono::Utc::now())
+    let now = chrono::Utc::now();
+    let months = retention::months(&client, &policy, now)
         .await
         .context("Failed to list the months to drop")?;
-    let today = chrono::Utc::now()
-        .with_timezone(&policy.timezone)
-        .date_naive();
+    let today = now.with_timezone(&policy.timezone).date_naive();
     println!(
         "keeping {} and later; older months: {}",
         retention::first_kept(today, policy.keep_months).format("%Y-%m"),

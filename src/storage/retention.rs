@@ -194,6 +194,12 @@ pub enum RetentionError {
     Changed { period: NaiveDate, what: String },
 }
 
+impl From<tokio_postgres::Error> for RetentionError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        RetentionError::Storage(e.into())
+    }
+}
+
 fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> RetentionError + '_ {
     move |source| RetentionError::File {
         path: path.to_path_buf(),
@@ -219,8 +225,7 @@ pub async fn archive_and_drop(
     // Rows of the month still in the default partition go to the month's own first.
     client
         .query_one("SELECT usage_partition($1)", &[&period])
-        .await
-        .map_err(StorageError::from)?;
+        .await?;
     let partition = format!("usage_events_{}", period.format("%Y_%m"));
     let usage = format!("SELECT * FROM {partition} ORDER BY record_id");
     let rejects = format!(
@@ -238,12 +243,9 @@ pub async fn archive_and_drop(
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()
-                .await
-                .map_err(StorageError::from)?;
+                .await?;
             // Instants in the files are written in UTC, whatever the server's zone.
-            tx.batch_execute("SET LOCAL TimeZone = 'UTC'")
-                .await
-                .map_err(StorageError::from)?;
+            tx.batch_execute("SET LOCAL TimeZone = 'UTC'").await?;
             let mut tables = Vec::new();
             for (table, query) in [("usage_events", &usage), ("rejected_records", &rejects)] {
                 let file = format!("{table}-{stem}.csv.gz");
@@ -258,7 +260,7 @@ pub async fn archive_and_drop(
                 archived.sha256 = verify(period, dir, &archived)?;
                 tables.push(archived);
             }
-            tx.commit().await.map_err(StorageError::from)?;
+            tx.commit().await?;
             let manifest = Manifest {
                 period: stem.clone(),
                 timezone: policy.timezone.name().to_string(),
@@ -281,17 +283,15 @@ pub async fn archive_and_drop(
     // Writers of other months go on: the ids and rejects of an old month are rows no
     // committer touches, the partition is locked alone while it is counted, and only
     // detaching it takes the whole table, briefly.
-    let tx = client.transaction().await.map_err(StorageError::from)?;
+    let tx = client.transaction().await?;
     tx.execute("DELETE FROM usage_ids WHERE period = $1", &[&period])
-        .await
-        .map_err(StorageError::from)?;
+        .await?;
     let dropped_rejects = tx
         .execute(
             "DELETE FROM rejected_records WHERE rejected_at >= $1 AND rejected_at < $2",
             &[&from, &to],
         )
-        .await
-        .map_err(StorageError::from)? as i64;
+        .await? as i64;
     if dropped_rejects != reject_rows {
         return Err(RetentionError::Changed {
             period,
@@ -299,12 +299,10 @@ pub async fn archive_and_drop(
         });
     }
     tx.batch_execute(&format!("LOCK TABLE {partition} IN SHARE MODE"))
-        .await
-        .map_err(StorageError::from)?;
+        .await?;
     let now_rows: i64 = tx
         .query_one(&format!("SELECT count(*) FROM {partition}"), &[])
-        .await
-        .map_err(StorageError::from)?
+        .await?
         .get(0);
     if now_rows != usage_rows {
         return Err(RetentionError::Changed {
@@ -315,16 +313,14 @@ pub async fn archive_and_drop(
     tx.batch_execute(&format!(
         "ALTER TABLE usage_events DETACH PARTITION {partition}; DROP TABLE {partition}"
     ))
-    .await
-    .map_err(StorageError::from)?;
+    .await?;
     let manifest_text = manifest_path.as_ref().map(|(p, _)| p.display().to_string());
     tx.execute(
         "INSERT INTO usage_archives (period, usage_rows, reject_rows, manifest) VALUES ($1, $2, $3, $4)",
         &[&period, &usage_rows, &reject_rows, &manifest_text],
     )
-    .await
-    .map_err(StorageError::from)?;
-    tx.commit().await.map_err(StorageError::from)?;
+    .await?;
+    tx.commit().await?;
     Ok(manifest_path.map(|(p, _)| p))
 }
 
@@ -341,11 +337,10 @@ async fn write_csv(
 ) -> Result<Written, RetentionError> {
     let rows: i64 = tx
         .query_one(&format!("SELECT count(*) FROM ({query}) x"), &[])
-        .await
-        .map_err(StorageError::from)?
+        .await?
         .get(0);
     let copy = format!("COPY ({query}) TO STDOUT (FORMAT csv, HEADER)");
-    let stream = tx.copy_out(&copy).await.map_err(StorageError::from)?;
+    let stream = tx.copy_out(&copy).await?;
     futures::pin_mut!(stream);
     let file = std::fs::File::create(path).map_err(file_error(path))?;
     let mut gz = flate2::write::GzEncoder::new(
@@ -354,7 +349,7 @@ async fn write_csv(
     );
     let mut sha = Sha256::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(StorageError::from)?;
+        let chunk = chunk?;
         sha.update(&chunk);
         gz.write_all(&chunk).map_err(file_error(path))?;
     }
