@@ -165,13 +165,14 @@ files_secs=$(echo "$files_out" | grep -o 'in [0-9.]* s' | grep -o '[0-9.]*')
 pdf_bytes=$(du -sb "$work/invoices" | cut -f1)
 rm -rf "$work/invoices"
 
-spine="||"
+spine="|||"
 if [ -n "$BASE_BIN" ]; then
   log "Baseline $BASELINE over the same backlog"
   prepare_build "$BASE_BIN" "$PG/${db}_spine" "$topic" "$CUSTOMERS"
   run_daemon "$topic" "${db}_spine" bench 15 "$BASE_BIN"
   finish_daemon bench
   spine=$(psql_q ${db}_spine "SELECT sum(records), extract(epoch FROM max(committed_at)), $START FROM committed_batches")
+  spine="$spine|$PEAK_RSS_KB"
 fi
 
 # Further rounds (BENCH_ROUNDS): the same backlog again into fresh databases, the baseline
@@ -262,8 +263,8 @@ print(f"                     {steady:,.0f} records/s between first and last comm
 print(f"  bare consumer      {consume['records_per_sec']:,.0f} records/s")
 print(f"  bare bulk insert   {insert['rows_per_sec']:,.0f} usage rows/s = {insert_records:,.0f} records/s at {accepted_share:.1%} accepted")
 print(f"  ratio              {wall / lower:.0%} of the lower limit ({'consumer' if lower == consume['records_per_sec'] else 'insert'})")
-if spine != "||":
-    s_records, s_last, s_start = (float(x) for x in spine.split("|"))
+if spine != "|||":
+    s_records, s_last, s_start, s_rss = (float(x) for x in spine.split("|"))
     s_wall = s_records / (s_last - s_start)
     print(f"  baseline {baseline:<9} {s_wall:,.0f} records/s end to end, same backlog")
     print(f"  this build         {wall / s_wall:.0%} of the baseline's throughput")
@@ -277,6 +278,8 @@ if spine != "||":
         print(f"  over {len(ratios)} rounds      median {statistics.median(ratios):.0%}, "
               f"lowest {min(ratios):.0%}, highest {max(ratios):.0%}")
 print(f"  peak RSS backlog   {rss / 1024:.0f} MB")
+if spine != "|||":
+    print(f"  peak RSS baseline  {s_rss / 1024:.0f} MB, same backlog")
 count, max_seq, distinct, bill_secs, files_secs, files_bytes, refresh_secs = bill.split("|")
 print(f"  bill 2026-09       {int(count):,} invoices for {int(customers):,} customers in {float(bill_secs):.1f} s "
       f"(numbers 1..{max_seq}, {int(distinct):,} distinct)")

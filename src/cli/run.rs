@@ -70,9 +70,16 @@ pub struct RunArgs {
     /// Milliseconds a partial batch waits for more records.
     #[arg(long, env = "CDRFLOW_BATCH_LINGER_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_linger_ms: u64,
-    /// Batches in flight at most; beyond it the source pauses its partitions, and each
-    /// partition has at most its share of them in flight. Partial batches are cut after
-    /// the linger only while fewer than 8 are in flight.
+    /// Megabytes of memory the daemon sizes its bounds from: three eighths go to batches
+    /// in flight (by bytes), the rest to librdkafka's prefetch queue, each cache and
+    /// what no setting sizes.
+    #[arg(long, env = "CDRFLOW_MEMORY_MB", default_value_t = crate::pipeline::memory::DEFAULT_MEGABYTES,
+          value_parser = clap::value_parser!(u32).range(crate::pipeline::memory::MIN_MEGABYTES as i64..=1_048_576))]
+    pub memory_mb: u32,
+    /// Batches in flight at most, whatever they weigh; beyond it (or beyond the bytes
+    /// `--memory-mb` allows) the source pauses its partitions, and each partition has at
+    /// most its share of them in flight. Partial batches are cut after the linger only
+    /// while fewer than 8 are in flight.
     #[arg(long, env = "CDRFLOW_MAX_INFLIGHT", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub max_inflight: u32,
     /// Do not publish to the normalized, rejected and alerts topics.
@@ -134,10 +141,6 @@ pub struct RunArgs {
     /// Billing accumulator shards (customers are spread by id).
     #[arg(long, env = "CDRFLOW_ACCUMULATORS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub accumulators: u32,
-    /// Customer months with every credit-limit alert raised that each shard remembers at
-    /// most (their checks need no read).
-    #[arg(long, env = "CDRFLOW_ACCUMULATOR_CUSTOMERS", default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(100..))]
-    pub accumulator_customers: u64,
     /// Minutes after which such a customer month, unseen, is forgotten.
     #[arg(long, env = "CDRFLOW_ACCUMULATOR_IDLE_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub accumulator_idle_minutes: u64,
@@ -176,7 +179,13 @@ impl RunArgs {
         if self.topic.trim().is_empty() {
             anyhow::bail!("--topic must not be empty");
         }
+        let memory = crate::pipeline::memory::MemoryBudget::new(
+            self.memory_mb,
+            self.committers as usize,
+            self.accumulators as usize,
+        );
         Ok(RunSettings {
+            memory,
             source: SourceSettings {
                 kafka: self.kafka,
                 topic: self.topic,
@@ -185,6 +194,8 @@ impl RunArgs {
                 batch_size: self.batch_size as usize,
                 linger: Duration::from_millis(self.batch_linger_ms),
                 max_inflight: self.max_inflight as usize,
+                max_inflight_bytes: memory.inflight_bytes,
+                prefetch_kbytes: memory.prefetch_kbytes,
                 exit_when_idle: self.exit_when_idle.map(Duration::from_secs),
                 session_timeout_ms: self.kafka_session_timeout_ms,
             },
@@ -213,7 +224,7 @@ impl RunArgs {
                 .max(self.committers as usize + self.accumulators as usize + 5),
             accumulators: self.accumulators as usize,
             accumulator: crate::pipeline::accumulator::AccumulatorSettings {
-                max_customers: self.accumulator_customers as usize,
+                max_customers: memory.settled_per_shard,
                 idle: Duration::from_secs(self.accumulator_idle_minutes * 60),
                 alerts_topic: alerts.then(|| self.alerts_topic.clone()),
                 shard: (0, 1),

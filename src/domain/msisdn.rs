@@ -75,13 +75,12 @@ pub struct NumberPlan {
     home_calling_code: u16,
 }
 
-/// How many distinct numbers the cache keeps before it starts over. Parsing with the full
-/// metadata costs far more than a hash lookup; subscribers and their peers repeat, so a
-/// bounded cache removes most of that cost from the hot path without growing without
-/// limit. This many entries fit the hash table's 2^20 slots, so it never doubles, and
-/// the cache stays within tens of megabytes. A subscriber written three ways (`2126…`,
-/// `+2126…`, `06…`) takes three.
-const CACHE_CAPACITY: usize = 900_000;
+/// How many distinct numbers the cache keeps, unless told otherwise, before it starts
+/// over. Parsing with the full metadata costs far more than a hash lookup; subscribers
+/// and their peers repeat, so a bounded cache removes most of that cost from the hot
+/// path without growing without limit. A subscriber written three ways (`2126…`,
+/// `+2126…`, `06…`) takes three entries.
+pub const DEFAULT_CACHE_CAPACITY: usize = 900_000;
 
 impl NumberPlan {
     /// `region` is an ISO 3166 alpha-2 code such as `MA`.
@@ -313,6 +312,7 @@ fn malformed(raw: &str) -> Rejection {
 pub struct CachedNumberPlan {
     plan: NumberPlan,
     cache: HashMap<u128, Option<Compact>>,
+    capacity: usize,
 }
 
 /// A parsed number in 16 bytes: the E.164 digits as an integer (no E.164 number starts
@@ -371,10 +371,25 @@ fn cache_key(digits: &str, international: bool) -> u128 {
 
 impl CachedNumberPlan {
     pub fn new(plan: NumberPlan) -> Self {
+        Self::with_capacity(plan, DEFAULT_CACHE_CAPACITY)
+    }
+
+    /// A cache of at most `capacity` numbers.
+    pub fn with_capacity(plan: NumberPlan, capacity: usize) -> Self {
         CachedNumberPlan {
             plan,
             cache: HashMap::new(),
+            capacity,
         }
+    }
+
+    /// Numbers cached.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
     }
 
     /// As `NumberPlan::parse`: the subscriber's own number, valid or refused.
@@ -398,8 +413,8 @@ impl CachedNumberPlan {
                 let parsed = self.plan.parse_peer_digits(digits, international);
                 let compact = parsed.as_ref().map(Compact::of);
                 // A number the compact form cannot hold is parsed each time.
-                if !matches!(compact, Some(None)) {
-                    if self.cache.len() >= CACHE_CAPACITY {
+                if !matches!(compact, Some(None)) && self.capacity > 0 {
+                    if self.cache.len() >= self.capacity {
                         self.cache.clear();
                     }
                     self.cache.insert(key, compact.flatten());
@@ -646,6 +661,20 @@ mod tests {
                 assert_eq!(cached.parse_peer(n), ma().parse_peer(n), "{n}");
             }
         }
+    }
+
+    #[test]
+    fn the_cache_never_holds_more_than_its_capacity_and_still_answers_like_the_plan() {
+        let mut cached = CachedNumberPlan::with_capacity(ma(), 5);
+        for i in 0..40 {
+            let n = format!("+2126123456{i:02}");
+            assert_eq!(cached.parse(&n), ma().parse(&n), "{n}");
+            assert!(cached.len() <= 5, "{} numbers cached", cached.len());
+        }
+        assert!(!cached.is_empty());
+        let mut none = CachedNumberPlan::with_capacity(ma(), 0);
+        assert_eq!(none.parse("0612345678"), ma().parse("0612345678"));
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -50,6 +50,18 @@ impl Normalizer {
         }
     }
 
+    /// A normalizer whose number cache keeps at most `numbers` entries.
+    pub fn with_capacity(plan: NumberPlan, numbers: usize) -> Self {
+        Normalizer {
+            numbers: CachedNumberPlan::with_capacity(plan, numbers),
+        }
+    }
+
+    /// Parsed numbers cached.
+    pub fn cached_numbers(&self) -> usize {
+        self.numbers.len()
+    }
+
     pub fn normalize(&mut self, cdr: ValidCdr) -> Result<NormalizedCdr, Rejection> {
         let subscriber = self.numbers.parse(&cdr.subscriber)?.msisdn;
         let peer = match &cdr.peer {

@@ -56,6 +56,7 @@ pub fn consumer_config(
     kafka: &KafkaSettings,
     group: &str,
     session_timeout_ms: u32,
+    prefetch_kbytes: usize,
 ) -> ClientConfig {
     let mut c = base_config(kafka);
     c.set("group.id", group)
@@ -69,8 +70,12 @@ pub fn consumer_config(
             (session_timeout_ms / 3).max(100).to_string(),
         )
         .set("max.poll.interval.ms", "300000")
-        // Bound what librdkafka prefetches, so memory stays bounded when we stop reading.
-        .set("queued.max.messages.kbytes", "32768")
+        // Bound what librdkafka prefetches for the whole consumer, so memory stays
+        // bounded when we stop reading.
+        .set(
+            "queued.max.messages.kbytes",
+            prefetch_kbytes.max(1024).to_string(),
+        )
         .set("fetch.wait.max.ms", "50");
     c
 }

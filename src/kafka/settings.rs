@@ -306,7 +306,7 @@ mod tests {
         });
         let configs = [
             super::super::client::base_config(&s),
-            super::super::client::consumer_config(&s, "g", 10_000),
+            super::super::client::consumer_config(&s, "g", 10_000, 16_384),
             super::super::client::producer_config(&s),
             crate::kafka::offsets::lookup_config(&s),
             crate::kafka::fetch::explain_config(&s),

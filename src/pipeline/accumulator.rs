@@ -32,14 +32,15 @@ use super::faults;
 use super::supervision::{catch_future, Supervision};
 use crate::domain::billing::{self, Usage};
 use crate::storage::billing::{self as store, Alert, CustomerUsage, PendingCheck};
+use crate::storage::caches::KnownBuckets;
 use crate::storage::catalog::Version;
 use crate::storage::invoices;
 use crate::storage::{self, StorageError};
 use crate::telemetry::events::{AlertRaised, DatabaseFailed};
-use crate::telemetry::metrics::StageMetrics;
+use crate::telemetry::metrics::{Cache, CacheGauge, StageMetrics};
 use crate::telemetry::Metrics;
 use actix::prelude::*;
-use chrono::{NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate, Utc};
 use deadpool_postgres::Pool;
 use foldhash::{HashMap, HashMapExt};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -89,6 +90,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// moments; the sweep is for those nobody else will evaluate.
 const SWEEP_MIN_AGE: Duration = Duration::from_secs(5);
 
+/// How often each shard forgets idle settled customer months, and the month-to-date
+/// state of periods closed since.
+const FORGET_EVERY: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct AccumulatorSettings {
     /// Customer periods with every threshold raised remembered per shard; the least
@@ -109,8 +114,12 @@ pub struct Accumulator {
     producer: FutureProducer,
     metrics: Metrics,
     stage: StageMetrics,
-    /// Customer periods with every threshold raised, and when last seen.
-    settled: HashMap<(i64, NaiveDate), Instant>,
+    settled: Settled,
+    settled_entries: CacheGauge,
+    /// The bucket keys the committers remember: shard 0 drops those of closed periods
+    /// and reports how many there are.
+    known: Arc<KnownBuckets>,
+    known_entries: Option<CacheGauge>,
     /// A sweep is going through its pages: the timer does not start another.
     sweeping: bool,
     supervision: Supervision,
@@ -123,35 +132,63 @@ impl Accumulator {
         settings: AccumulatorSettings,
         producer: FutureProducer,
         metrics: Metrics,
+        known: Arc<KnownBuckets>,
         supervision: Supervision,
     ) -> Self {
         Accumulator {
             pool,
             catalog,
+            settled: Settled::new(settings.max_customers, settings.idle),
+            settled_entries: metrics.cache(Cache::SettledMonths),
+            known_entries: (settings.shard.0 == 0).then(|| metrics.cache(Cache::BucketKeys)),
             settings,
             producer,
             stage: metrics.stage("accumulator"),
             metrics,
-            settled: HashMap::new(),
+            known,
             sweeping: false,
             supervision,
         }
     }
 
-    fn evict(&mut self) {
-        let idle = self.settings.idle;
-        self.settled.retain(|_, seen| seen.elapsed() < idle);
-        let over = self
-            .settled
-            .len()
-            .saturating_sub(self.settings.max_customers);
-        if over > 0 {
-            let mut by_age: Vec<(Instant, (i64, NaiveDate))> =
-                self.settled.iter().map(|(k, seen)| (*seen, *k)).collect();
-            by_age.sort_unstable();
-            for (_, k) in by_age.into_iter().take(over) {
-                self.settled.remove(&k);
-            }
+    /// Forget idle settled customer months, and whatever is remembered of the periods
+    /// closed since (no usage enters their buckets any more).
+    fn forget(&mut self, ctx: &mut Context<Self>) {
+        self.settled.evict();
+        self.report_entries();
+        let mut periods = self.settled.periods();
+        if self.settings.shard.0 == 0 {
+            periods.extend(self.known.periods());
+        }
+        // Only a period before the current month can be closed.
+        let this_month = Utc::now().date_naive().with_day(1).unwrap_or_default();
+        periods.retain(|p| *p < this_month);
+        if periods.is_empty() {
+            return;
+        }
+        let pool = self.pool.clone();
+        let periods: Vec<NaiveDate> = periods.into_iter().collect();
+        ctx.spawn(
+            async move { store::closed_among(&pool.get().await?, &periods).await }
+                .into_actor(self)
+                .map(
+                    |closed: Result<BTreeSet<NaiveDate>, StorageError>, act, _| {
+                        // Not read: tried again at the next tick.
+                        let Ok(closed) = closed else { return };
+                        act.settled.forget(&closed);
+                        if act.settings.shard.0 == 0 {
+                            act.known.forget(&closed);
+                        }
+                        act.report_entries();
+                    },
+                ),
+        );
+    }
+
+    fn report_entries(&mut self) {
+        self.settled_entries.set(self.settled.len());
+        if let Some(known) = &mut self.known_entries {
+            known.set(self.known.len());
         }
     }
 
@@ -175,16 +212,8 @@ impl Accumulator {
         let (due, settled) = match due {
             Due::Pairs(pairs) => {
                 let now = Instant::now();
-                let (settled, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|k| match self
-                    .settled
-                    .get_mut(k)
-                {
-                    Some(seen) => {
-                        *seen = now;
-                        true
-                    }
-                    None => false,
-                });
+                let (settled, rest): (Vec<_>, Vec<_>) =
+                    pairs.into_iter().partition(|k| self.settled.seen(k, now));
                 (Due::Pairs(rest), settled)
             }
             other => (other, Vec::new()),
@@ -199,7 +228,7 @@ impl Accumulator {
             .map(move |result, act, ctx| match result {
                 Ok(Ok(done)) => {
                     let now = Instant::now();
-                    act.settled.extend(done.settled.iter().map(|k| (*k, now)));
+                    act.settled.add(&done.settled, now);
                     Some(done)
                 }
                 Ok(Err(error)) => {
@@ -241,7 +270,7 @@ impl Actor for Accumulator {
                 ctx.notify(sweep_from_start());
             }
         });
-        ctx.run_interval(Duration::from_secs(10), |act, _| act.evict());
+        ctx.run_interval(FORGET_EVERY, |act, ctx| act.forget(ctx));
         // A newer catalog changes allowances, fees and VAT of the estimates.
         ctx.run_interval(Duration::from_secs(30), |act, ctx| {
             let (pool, have) = (act.pool.clone(), act.catalog.version);
@@ -577,4 +606,135 @@ struct Decided {
 /// The shard of a customer.
 pub fn shard_of(customer_id: i64, shards: usize) -> usize {
     (customer_id.unsigned_abs() % shards.max(1) as u64) as usize
+}
+
+/// Customer months with every threshold raised, and when each was last seen: their
+/// checks are cleared without reading them. At most `capacity`; beyond it the least
+/// recently seen go first, an eighth at a time so that the sort is paid seldom.
+pub struct Settled {
+    seen: HashMap<(i64, NaiveDate), Instant>,
+    capacity: usize,
+    /// One not seen for this long is forgotten.
+    idle: Duration,
+}
+
+impl Settled {
+    pub fn new(capacity: usize, idle: Duration) -> Self {
+        Settled {
+            seen: HashMap::new(),
+            capacity,
+            idle,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Whether `key` is settled; if so, it was seen `now`.
+    pub fn seen(&mut self, key: &(i64, NaiveDate), now: Instant) -> bool {
+        match self.seen.get_mut(key) {
+            Some(seen) => {
+                *seen = now;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// These customer months are now settled.
+    pub fn add(&mut self, keys: &[(i64, NaiveDate)], now: Instant) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.seen.extend(keys.iter().map(|k| (*k, now)));
+        if self.seen.len() > self.capacity {
+            self.keep_newest(self.capacity - self.capacity / 8);
+        }
+    }
+
+    /// Forget those not seen for the idle time.
+    pub fn evict(&mut self) {
+        let idle = self.idle;
+        self.seen.retain(|_, seen| seen.elapsed() < idle);
+    }
+
+    fn keep_newest(&mut self, keep: usize) {
+        let mut by_age: Vec<(Instant, (i64, NaiveDate))> =
+            self.seen.iter().map(|(k, seen)| (*seen, *k)).collect();
+        by_age.sort_unstable();
+        let over = by_age.len().saturating_sub(keep);
+        for (_, k) in by_age.into_iter().take(over) {
+            self.seen.remove(&k);
+        }
+    }
+
+    /// The periods of the customer months held.
+    pub fn periods(&self) -> BTreeSet<NaiveDate> {
+        self.seen.keys().map(|(_, p)| *p).collect()
+    }
+
+    /// Forget every customer month of these periods.
+    pub fn forget(&mut self, periods: &BTreeSet<NaiveDate>) {
+        self.seen.retain(|(_, p), _| !periods.contains(p));
+    }
+
+    pub fn clear(&mut self) {
+        self.seen.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn month(m: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, m, 1).unwrap()
+    }
+
+    #[test]
+    fn settled_months_stay_within_their_capacity_forgetting_the_least_recently_seen() {
+        let mut settled = Settled::new(16, Duration::from_secs(3600));
+        let start = Instant::now();
+        for c in 0..16 {
+            settled.add(&[(c, month(9))], start + Duration::from_millis(c as u64));
+        }
+        assert_eq!(settled.len(), 16);
+        // Customer 0, the oldest, is seen again: it is now the newest.
+        assert!(settled.seen(&(0, month(9)), start + Duration::from_secs(1)));
+        settled.add(&[(16, month(9))], start + Duration::from_secs(2));
+        assert!(settled.len() <= 16);
+        assert_eq!(settled.len(), 14, "an eighth goes at once");
+        let now = start + Duration::from_secs(3);
+        assert!(settled.seen(&(0, month(9)), now));
+        assert!(settled.seen(&(16, month(9)), now));
+        assert!(
+            !settled.seen(&(1, month(9)), now),
+            "the least recently seen went"
+        );
+        assert!(!settled.seen(&(3, month(9)), now));
+        assert!(settled.seen(&(4, month(9)), now));
+    }
+
+    #[test]
+    fn settled_months_of_closed_periods_are_forgotten() {
+        let mut settled = Settled::new(100, Duration::from_secs(3600));
+        let now = Instant::now();
+        settled.add(
+            &[(1, month(8)), (1, month(9)), (2, month(9)), (2, month(10))],
+            now,
+        );
+        assert_eq!(settled.periods(), [month(8), month(9), month(10)].into());
+        settled.forget(&[month(8), month(9)].into());
+        assert_eq!(settled.periods(), [month(10)].into());
+        assert!(settled.seen(&(2, month(10)), now));
+        assert!(!settled.seen(&(1, month(9)), now));
+        let mut none = Settled::new(0, Duration::from_secs(1));
+        none.add(&[(1, month(9))], now);
+        assert!(none.is_empty());
+    }
 }

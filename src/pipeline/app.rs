@@ -102,13 +102,29 @@ impl App {
         let catalog = Arc::new(catalog);
         // The accumulators share one thread: their work per batch is small next to a commit.
         let billing_thread = Arbiter::new();
+        let memory = settings.memory;
+        info!(
+            memory_mb = memory.megabytes,
+            inflight_mb = memory.inflight_bytes >> 20,
+            prefetch_mb = memory.prefetch_kbytes >> 10,
+            subscribers = memory.subscribers,
+            numbers = memory.numbers,
+            bucket_keys = memory.bucket_keys,
+            record_ids_per_committer = memory.record_ids_per_committer,
+            settled_per_shard = memory.settled_per_shard,
+            "Memory budget shared out."
+        );
+        let known = Arc::new(crate::storage::caches::KnownBuckets::new(
+            memory.bucket_keys,
+        ));
         let accumulators: Vec<_> = (0..settings.accumulators)
             .map(|shard| {
-                let (pool, catalog, producer, metrics) = (
+                let (pool, catalog, producer, metrics, known) = (
                     pool.clone(),
                     catalog.clone(),
                     producer.clone(),
                     metrics.clone(),
+                    known.clone(),
                 );
                 let acc = accumulator::AccumulatorSettings {
                     shard: (shard, settings.accumulators),
@@ -116,13 +132,10 @@ impl App {
                 };
                 let sup = supervision.clone();
                 Supervisor::start_in_arbiter(&billing_thread.handle(), move |_| {
-                    accumulator::Accumulator::new(pool, catalog, acc, producer, metrics, sup)
+                    accumulator::Accumulator::new(pool, catalog, acc, producer, metrics, known, sup)
                 })
             })
             .collect();
-        let known = Arc::new(crate::storage::caches::KnownBuckets::new(
-            crate::storage::caches::KNOWN_BUCKETS,
-        ));
         let committers: Vec<_> = storage_threads
             .iter()
             .map(|thread| {
@@ -143,6 +156,7 @@ impl App {
                         metrics,
                         accumulators,
                         known.clone(),
+                        memory.record_ids_per_committer,
                         sup,
                     )
                 })
@@ -162,14 +176,22 @@ impl App {
             let (pool, catalog, metrics) = (pool.clone(), catalog.clone(), metrics.clone());
             let (catalog_check, sup) = (settings.catalog_check, supervision.clone());
             Supervisor::start_in_arbiter(&rating.handle(), move |_| {
-                rater::Rater::new(pool, catalog, committers, metrics, catalog_check, sup)
+                rater::Rater::new(
+                    pool,
+                    catalog,
+                    committers,
+                    metrics,
+                    catalog_check,
+                    memory.subscribers,
+                    sup,
+                )
             })
         };
         supervision.watch("rater", &rater);
         let normalizer = {
             let (metrics, sup) = (metrics.clone(), supervision.clone());
             Supervisor::start_in_arbiter(&mediation.handle(), move |_| {
-                stages::Normalizer::new(plan, rater, metrics, sup)
+                stages::Normalizer::new(plan, memory.numbers, rater, metrics, sup)
             })
         };
         supervision.watch("normalizer", &normalizer);

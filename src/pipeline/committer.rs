@@ -26,12 +26,12 @@ use crate::domain::reject::{RejectReason, Rejection};
 use crate::kafka::publisher::Publisher;
 use crate::storage::batch::{self, Written};
 use crate::storage::billing::{CustomerUsage, Posted};
-use crate::storage::caches::{KnownBuckets, RecentlyStored, RECENTLY_STORED};
+use crate::storage::caches::{KnownBuckets, RecentlyStored};
 use crate::storage::{ErrorKind, StorageError};
 use crate::telemetry::events::{
     BatchCommitted, BatchFenced, RecordsRefused, UsageLate, UsageRated,
 };
-use crate::telemetry::metrics::StageMetrics;
+use crate::telemetry::metrics::{Cache, CacheGauge, StageMetrics};
 use crate::telemetry::Metrics;
 use actix::prelude::*;
 use chrono::Utc;
@@ -58,6 +58,9 @@ pub struct Committer {
     /// What this committer committed lately; taken by the batch being committed and put
     /// back after it (batches are committed one at a time).
     recent: Option<RecentlyStored>,
+    /// How many record ids `recent` holds (`pipeline::memory`).
+    record_ids: usize,
+    cached: CacheGauge,
     /// Shared by all committers.
     known: Arc<KnownBuckets>,
     /// The epoch of each partition's last batch. A new epoch means the partition was
@@ -69,6 +72,7 @@ pub struct Committer {
 }
 
 impl Committer {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         pool: Pool,
         group: String,
@@ -76,9 +80,11 @@ impl Committer {
         metrics: Metrics,
         accumulators: Vec<Addr<Accumulator>>,
         known: Arc<KnownBuckets>,
+        record_ids: usize,
         supervision: Supervision,
     ) -> Self {
         Committer {
+            cached: metrics.cache(Cache::RecordIds),
             pool,
             group,
             publisher,
@@ -88,7 +94,8 @@ impl Committer {
             accumulators,
             handing_over: None,
             handovers: Arc::new(Semaphore::new(HANDOVERS_AHEAD)),
-            recent: Some(RecentlyStored::new(RECENTLY_STORED)),
+            recent: Some(RecentlyStored::new(record_ids)),
+            record_ids,
             known,
             epochs: std::collections::HashMap::new(),
             supervision,
@@ -163,7 +170,7 @@ impl Actor for Committer {
 impl Supervised for Committer {
     fn restarting(&mut self, _: &mut Self::Context) {
         // Nothing it remembers is trusted after a failure.
-        self.recent = Some(RecentlyStored::new(RECENTLY_STORED));
+        self.recent = Some(RecentlyStored::new(self.record_ids));
         self.epochs.clear();
         self.supervision.restarting("committer");
     }
@@ -183,7 +190,7 @@ impl Handler<Batch> for Committer {
         {
             // Dropped whole: a new epoch is rare (rebalance, fence, failure), and the
             // entries do not say their partition.
-            self.recent = Some(RecentlyStored::new(RECENTLY_STORED));
+            self.recent = Some(RecentlyStored::new(self.record_ids));
         }
         let work = batch.describe();
         let (stage, queue) = (self.stage.clone(), self.accumulator_stage.clone());
@@ -199,7 +206,7 @@ impl Handler<Batch> for Committer {
         let mut recent = self
             .recent
             .take()
-            .unwrap_or_else(|| RecentlyStored::new(RECENTLY_STORED));
+            .unwrap_or_else(|| RecentlyStored::new(self.record_ids));
         AtomicResponse::new(Box::pin(
             catch_future(async move {
                 faults::hit("committer");
@@ -238,6 +245,7 @@ impl Handler<Batch> for Committer {
             .map(move |caught, act, ctx| match caught {
                 Ok(((result, next), recent)) => {
                     act.handing_over = next;
+                    act.cached.set(recent.len());
                     act.recent = Some(recent);
                     result
                 }

@@ -17,6 +17,7 @@ mod app;
 pub mod biller;
 pub mod committer;
 pub mod faults;
+pub mod memory;
 pub mod messages;
 pub mod rater;
 pub mod reporter;
@@ -34,6 +35,8 @@ pub use source::{SourceExit, SourceSettings};
 /// Everything `cdrflow run` needs, validated before it gets here.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
+    /// Every bound of the daemon, from `--memory-mb`.
+    pub memory: memory::MemoryBudget,
     pub source: SourceSettings,
     pub http: crate::http::Settings,
     /// Where accepted events are published (None: not published).

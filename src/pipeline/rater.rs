@@ -23,10 +23,11 @@ use super::messages::{Batch, PipelineError};
 use super::stages::MAILBOX_CAPACITY;
 use super::supervision::{catch_future, Restart, Supervision};
 use crate::domain::batch::Subscriber;
+use crate::storage::caches::Subscribers;
 use crate::storage::catalog::Version;
 use crate::storage::{self, StorageError};
 use crate::telemetry::events::{CatalogLoaded, DatabaseFailed};
-use crate::telemetry::metrics::StageMetrics;
+use crate::telemetry::metrics::{Cache, CacheGauge, StageMetrics};
 use crate::telemetry::Metrics;
 use actix::prelude::*;
 use deadpool_postgres::Pool;
@@ -42,60 +43,6 @@ use tokio::sync::oneshot;
 
 /// How often the Rater asks whether customers changed.
 const CUSTOMER_CHECK: Duration = Duration::from_secs(1);
-/// Subscribers kept at most; beyond it the cache starts over (memory stays bounded
-/// whatever the number of customers).
-const SUBSCRIBER_CACHE_MAX: usize = 500_000;
-
-/// Subscribers found since customers last changed. Unknown MSISDNs are never kept: their
-/// records go to suspense, which is resolved by its own pass once the customer exists.
-#[derive(Default)]
-struct SubscriberCache {
-    found: HashMap<String, Subscriber>,
-    /// The customer change counter as last read; None before the first read or after a
-    /// failed one, when nothing is kept.
-    changes: Option<i64>,
-    /// Moves whenever the cache starts over: a lookup begun before that may have read
-    /// customers as they were before the change, and is used for its batch only.
-    generation: u64,
-}
-
-impl SubscriberCache {
-    /// The MSISDNs of `msisdns` not known: to look up.
-    fn missing(&self, msisdns: Vec<&str>) -> Vec<String> {
-        msisdns
-            .into_iter()
-            .filter(|m| !self.found.contains_key(*m))
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Keep what a lookup begun at `generation` found, unless the cache started over
-    /// since then or the change counter is not known.
-    fn keep(&mut self, found: HashMap<String, Subscriber>, generation: u64) {
-        if generation != self.generation || self.changes.is_none() {
-            return;
-        }
-        if self.found.len() + found.len() > SUBSCRIBER_CACHE_MAX {
-            self.found.clear();
-        }
-        self.found.extend(found);
-    }
-
-    /// The counter as read now (None: it could not be read): starts over if it moved.
-    /// True if it was not known before (at start, or after a failed read).
-    fn changes_read(&mut self, changes: Option<i64>) -> bool {
-        if changes.is_none() || changes != self.changes {
-            self.found.clear();
-            self.generation += 1;
-        }
-        std::mem::replace(&mut self.changes, changes).is_none()
-    }
-
-    fn get(&self, msisdn: &str) -> Option<&Subscriber> {
-        self.found.get(msisdn)
-    }
-}
-
 /// Resolves once the previous batch is queued at its committer (or was dropped).
 type Queued = Shared<oneshot::Receiver<()>>;
 
@@ -109,7 +56,8 @@ pub struct Rater {
     preloaded: Queued,
     preload_done: Option<oneshot::Sender<()>>,
     /// Shared with the batches' futures, which run on this actor's thread.
-    cache: Rc<RefCell<SubscriberCache>>,
+    cache: Rc<RefCell<Subscribers>>,
+    cached: CacheGauge,
     /// A newer catalog is being looked for: one look at a time.
     loading_catalog: bool,
     /// How often to ask whether a newer catalog was applied (`--catalog-check-secs`). A
@@ -134,6 +82,7 @@ impl Rater {
         next: Vec<Addr<Committer>>,
         metrics: Metrics,
         catalog_check: Duration,
+        subscribers: usize,
         supervision: Supervision,
     ) -> Self {
         assert!(!next.is_empty(), "at least one committer");
@@ -151,7 +100,8 @@ impl Rater {
             previous: previous.shared(),
             preloaded: preloaded.shared(),
             preload_done: Some(preload_done),
-            cache: Rc::default(),
+            cache: Rc::new(RefCell::new(Subscribers::new(subscribers))),
+            cached: metrics.cache(Cache::Subscribers),
             loading_catalog: false,
             catalog_check,
             next,
@@ -239,7 +189,8 @@ impl Supervised for Rater {
         // A look for a newer catalog in flight was dropped with the old context; the
         // subscribers are read again.
         self.loading_catalog = false;
-        *self.cache.borrow_mut() = SubscriberCache::default();
+        let capacity = self.cache.borrow().capacity();
+        *self.cache.borrow_mut() = Subscribers::new(capacity);
         self.supervision.restarting("rater");
     }
 }
@@ -258,11 +209,14 @@ impl Handler<Restart> for Rater {
 /// after a failed read; between, a change empties the cache and it fills batch by batch.
 fn preload(act: &mut Rater, ctx: &mut Context<Rater>) {
     let pool = act.pool.clone();
-    let generation = act.cache.borrow().generation;
+    let (generation, capacity) = {
+        let cache = act.cache.borrow();
+        (cache.generation(), cache.capacity())
+    };
     ctx.spawn(
         async move {
             let client = pool.get().await?;
-            storage::customers::all_subscribers(&**client, SUBSCRIBER_CACHE_MAX as i64).await
+            storage::customers::all_subscribers(&**client, capacity as i64).await
         }
         .into_actor(act)
         .map(move |read, act, _| {
@@ -292,6 +246,7 @@ fn check_customers(act: &mut Rater, ctx: &mut Context<Rater>) {
             .map(|read, act, ctx| match read {
                 Ok(changes) => {
                     let unknown = act.cache.borrow_mut().changes_read(Some(changes));
+                    act.cached.set(act.cache.borrow().len());
                     if unknown {
                         preload(act, ctx);
                     }
@@ -343,7 +298,7 @@ impl Handler<Batch> for Rater {
             let _ = preloaded.await;
             let (missing, generation) = {
                 let cache = cache.borrow();
-                (cache.missing(batch.data.subscribers()), cache.generation)
+                (cache.missing(batch.data.subscribers()), cache.generation())
             };
             let found = if missing.is_empty() {
                 Ok(HashMap::new())
@@ -395,83 +350,5 @@ impl Handler<Batch> for Rater {
             }
             answer
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sub(id: i64, plan: &str) -> Subscriber {
-        Subscriber {
-            customer_id: id,
-            plan: plan.to_string(),
-            activated_on: chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
-        }
-    }
-
-    fn found(pairs: &[(&str, i64, &str)]) -> HashMap<String, Subscriber> {
-        pairs
-            .iter()
-            .map(|(m, id, plan)| (m.to_string(), sub(*id, plan)))
-            .collect()
-    }
-
-    #[test]
-    fn keeps_subscribers_until_customers_change() {
-        let mut cache = SubscriberCache::default();
-        cache.changes_read(Some(7));
-        cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
-        assert_eq!(cache.get("+212600000001"), Some(&sub(1, "basic")));
-        assert_eq!(
-            cache.missing(vec!["+212600000001", "+212600000002"]),
-            vec!["+212600000002".to_string()]
-        );
-
-        // The same counter: nothing changed, the entry stays (and it was known: no
-        // reading every customer again).
-        assert!(!cache.changes_read(Some(7)));
-        assert_eq!(cache.get("+212600000001"), Some(&sub(1, "basic")));
-
-        // The counter moved: everything is looked up again.
-        cache.changes_read(Some(8));
-        assert_eq!(cache.get("+212600000001"), None);
-        assert_eq!(cache.missing(vec!["+212600000001"]).len(), 1);
-    }
-
-    #[test]
-    fn a_lookup_begun_before_a_change_is_not_kept() {
-        let mut cache = SubscriberCache::default();
-        cache.changes_read(Some(1));
-        let begun = cache.generation;
-        // A change commits and is seen while the lookup is on its way.
-        cache.changes_read(Some(2));
-        cache.keep(found(&[("+212600000001", 1, "basic")]), begun);
-        assert_eq!(cache.get("+212600000001"), None);
-        // A lookup begun after it is kept.
-        cache.keep(found(&[("+212600000001", 1, "student")]), cache.generation);
-        assert_eq!(cache.get("+212600000001"), Some(&sub(1, "student")));
-    }
-
-    #[test]
-    fn nothing_is_kept_while_the_counter_is_unknown() {
-        let mut cache = SubscriberCache::default();
-        // Before the first read.
-        cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
-        assert_eq!(cache.get("+212600000001"), None);
-        assert!(
-            cache.changes_read(Some(3)),
-            "the first read: every customer is read"
-        );
-        cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
-        assert!(cache.get("+212600000001").is_some());
-        // A failed read empties the cache and keeps nothing until a read succeeds.
-        cache.changes_read(None);
-        assert_eq!(cache.get("+212600000001"), None);
-        cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
-        assert_eq!(cache.get("+212600000001"), None);
-        assert!(cache.changes_read(Some(3)), "read again after a failure");
-        cache.keep(found(&[("+212600000001", 1, "basic")]), cache.generation);
-        assert!(cache.get("+212600000001").is_some());
     }
 }

@@ -1,6 +1,7 @@
 //! The KafkaSource: the only stage that pulls. It reads the raw topic, cuts per-partition
 //! batches (by size, or by linger time while fewer than 8 are in flight), sends them down
-//! the chain with `send().await` keeping at most `max_inflight` unacknowledged, and on
+//! the chain with `send().await` keeping at most `max_inflight` unacknowledged, and no
+//! more than `max_inflight_bytes` of them by weight (`pipeline::memory`), and on
 //! each answer either mirrors the committed offset to Kafka, or rewinds the partition to
 //! where Postgres says it stands (fenced, or failed and retried after back-off). It never
 //! stops polling the consumer, so rebalances and shutdown are served at once: back-pressure
@@ -18,6 +19,7 @@
 //! supervisor restarts it with a new consumer that starts from the stored offsets.
 
 use super::faults;
+use super::memory::MemoryBudget;
 use super::messages::{Batch, BatchAck, PipelineError};
 use super::stages::Validator;
 use super::supervision::{catch_future, Supervision};
@@ -38,6 +40,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -58,6 +61,11 @@ pub struct SourceSettings {
     /// Batches sent and not yet acknowledged, at most. Bounds memory when Postgres is
     /// slow: once reached, the source pauses its partitions.
     pub max_inflight: usize,
+    /// What the batches in flight may weigh at most (`pipeline::memory`): the same
+    /// bound by bytes, whatever the size of the records. One batch always goes.
+    pub max_inflight_bytes: usize,
+    /// librdkafka's queue of prefetched records, in kilobytes.
+    pub prefetch_kbytes: usize,
     /// Stop once nothing arrived for this long and everything is committed.
     pub exit_when_idle: Option<Duration>,
     /// Kafka group session timeout: how long a killed instance holds its partitions.
@@ -160,6 +168,7 @@ impl Actor for KafkaSource {
             shutdown: self.shutdown.clone(),
             inflight: self.inflight.clone(),
             failures: self.failures.clone(),
+            weight: Cell::new(0),
         };
         ctx.spawn(
             catch_future(async move {
@@ -275,7 +284,8 @@ fn one_partition(topic: &str, partition: i32) -> TopicPartitionList {
 /// always polled, so rebalances and shutdown are served at once; what must wait is paused
 /// instead: held partitions, those in back-off after a failure, those with their share of
 /// `max_inflight` in flight (so one partition's backlog cannot starve the others), and all
-/// of them once `max_inflight` is reached or the source is stopping.
+/// of them once `max_inflight` or `max_inflight_bytes` is reached or the source is
+/// stopping.
 #[derive(Default)]
 struct Flow {
     /// What librdkafka was last told, and at which rebalance (a rebalance resets it).
@@ -299,12 +309,13 @@ impl Flow {
         checks: &LogChecks,
         backoff_until: &HashMap<i32, Instant>,
         pending: usize,
+        weight: usize,
         stopping: bool,
     ) {
         let rebalances = assignment.rebalances();
         let assigned = assignment.owned();
         let now = Instant::now();
-        let full = stopping || pending >= s.max_inflight;
+        let full = stopping || pending >= s.max_inflight || weight >= s.max_inflight_bytes;
         let share = s.max_inflight.div_ceil(assigned.len().max(1)).max(1);
         let paused: BTreeSet<i32> = assigned
             .iter()
@@ -351,6 +362,8 @@ impl Flow {
 /// What comes back for a batch.
 struct Ack {
     partition: i32,
+    /// What the batch weighed against `max_inflight_bytes`.
+    weight: usize,
     epoch: u64,
     from: i64,
     to: i64,
@@ -366,9 +379,18 @@ struct SourceLoop {
     shutdown: watch::Receiver<bool>,
     inflight: Arc<InFlight>,
     failures: Arc<AtomicU32>,
+    /// What the batches in flight weigh (`pipeline::memory::MemoryBudget::weigh`).
+    weight: Cell<usize>,
 }
 
 impl SourceLoop {
+    /// Whether another batch may go while `pending` are in flight, with `limit` the count
+    /// allowed: within the count and the bytes, or none in flight at all (a batch heavier
+    /// than the whole bound still goes, alone).
+    fn room(&self, pending: usize, limit: usize) -> bool {
+        pending == 0 || (pending < limit && self.weight.get() < self.settings.max_inflight_bytes)
+    }
+
     async fn run(mut self) -> Result<SourceExit, SourceError> {
         let s = self.settings.clone();
         let assignment = Arc::new(Assignment::default());
@@ -380,13 +402,16 @@ impl SourceLoop {
             metrics: self.metrics.clone(),
         };
         let consumer: SharedConsumer = Arc::new(
-            consumer_config(&s.kafka, &s.group, s.session_timeout_ms)
+            consumer_config(&s.kafka, &s.group, s.session_timeout_ms, s.prefetch_kbytes)
                 // Statistics carry each partition's lag (cdrflow_consumer_lag).
                 .set("statistics.interval.ms", "5000")
                 .create_with_context(context)?,
         );
         consumer.subscribe(&[&s.topic])?;
         info!(topic = %s.topic, group = %s.group, "Source subscribed.");
+        self.metrics
+            .inflight_bytes_limit
+            .set(s.max_inflight_bytes as i64);
 
         let mut buffers: HashMap<i32, Buffer> = HashMap::new();
         let mut pending = FuturesUnordered::new();
@@ -417,6 +442,7 @@ impl SourceLoop {
 
         loop {
             self.metrics.inflight_batches.set(pending.len() as i64);
+            self.metrics.inflight_bytes.set(self.weight.get() as i64);
             if reflow || checks.paused_here {
                 reflow = false;
                 if std::mem::take(&mut checks.paused_here) {
@@ -429,6 +455,7 @@ impl SourceLoop {
                     &checks,
                     &backoff_until,
                     pending.len(),
+                    self.weight.get(),
                     stopping,
                 );
             }
@@ -468,6 +495,7 @@ impl SourceLoop {
                 Some(ack) = pending.next(), if !pending.is_empty() => {
                     let ack: Ack = ack;
                     reflow = true;
+                    self.weight.set(self.weight.get().saturating_sub(ack.weight));
                     if let Some(n) = checks.inflight.get_mut(&ack.partition) {
                         *n = n.saturating_sub(1);
                     }
@@ -591,7 +619,7 @@ impl SourceLoop {
                             });
                             // Beyond `max_inflight` a full buffer waits for the tick: only
                             // records fetched before the partition was paused get here.
-                            if buf.records.len() >= s.batch_size && pending.len() < s.max_inflight {
+                            if buf.records.len() >= s.batch_size && self.room(pending.len(), s.max_inflight) {
                                 if let Some(batch) = self.cut(&assignment, &mut buffers, &mut checks.inflight, p) {
                                     pending.push(batch);
                                     reflow = true;
@@ -645,7 +673,7 @@ impl SourceLoop {
                         } else {
                             s.max_inflight.min(PARTIAL_CUTS_BELOW)
                         };
-                        if pending.len() >= limit {
+                        if !self.room(pending.len(), limit) {
                             break;
                         }
                         if let Some(batch) = self.cut(&assignment, &mut buffers, &mut checks.inflight, p) {
@@ -707,6 +735,9 @@ impl SourceLoop {
         }
         faults::hit("source");
         *inflight.entry(partition).or_default() += 1;
+        let payloads: usize = buf.records.iter().map(|r| r.source.payload.len()).sum();
+        let weight = MemoryBudget::weigh(buf.records.len(), payloads);
+        self.weight.set(self.weight.get() + weight);
         let from = cursor.next_from;
         let to = buf.next_expected;
         assignment.advance(partition, cursor.epoch, to);
@@ -736,6 +767,7 @@ impl SourceLoop {
             async move {
                 Ack {
                     partition,
+                    weight,
                     epoch: cursor.epoch,
                     from,
                     to,

@@ -10,7 +10,7 @@ use super::rater::Rater;
 use super::supervision::{catch, Supervision};
 use crate::domain::batch::Verdict;
 use crate::domain::{Normalizer as DomainNormalizer, NumberPlan, Validation};
-use crate::telemetry::metrics::StageMetrics;
+use crate::telemetry::metrics::{Cache, CacheGauge, StageMetrics};
 use crate::telemetry::Metrics;
 use actix::prelude::*;
 use chrono::Utc;
@@ -116,6 +116,9 @@ impl Handler<Batch> for Validator {
 pub struct Normalizer {
     normalizer: DomainNormalizer,
     plan: NumberPlan,
+    /// Parsed numbers the normalizer keeps (`pipeline::memory`).
+    numbers: usize,
+    cached: CacheGauge,
     next: Addr<Rater>,
     stage: StageMetrics,
     next_stage: StageMetrics,
@@ -125,13 +128,16 @@ pub struct Normalizer {
 impl Normalizer {
     pub fn new(
         plan: NumberPlan,
+        numbers: usize,
         next: Addr<Rater>,
         metrics: Metrics,
         supervision: Supervision,
     ) -> Self {
         Normalizer {
-            normalizer: DomainNormalizer::new(plan.clone()),
+            normalizer: DomainNormalizer::with_capacity(plan.clone(), numbers),
             plan,
+            numbers,
+            cached: metrics.cache(Cache::Numbers),
             next,
             stage: metrics.stage("normalizer"),
             next_stage: metrics.stage("rater"),
@@ -152,7 +158,7 @@ impl Actor for Normalizer {
 impl Supervised for Normalizer {
     fn restarting(&mut self, _: &mut Self::Context) {
         // A fresh number cache: whatever state led to the stop is gone.
-        self.normalizer = DomainNormalizer::new(self.plan.clone());
+        self.normalizer = DomainNormalizer::with_capacity(self.plan.clone(), self.numbers);
         self.supervision.restarting("normalizer");
     }
 }
@@ -179,6 +185,7 @@ impl Handler<Batch> for Normalizer {
         if let Err(panic) = normalized {
             return failed(&self.supervision, "normalizer", &batch, panic, ctx);
         }
+        self.cached.set(self.normalizer.cached_numbers());
         self.stage.handled(batch.data.records.len());
         self.next_stage.enqueued();
         let forwarded = self.next.send(batch);

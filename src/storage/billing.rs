@@ -100,6 +100,17 @@ pub async fn post_usage(
     })
 }
 
+/// Which of `periods` are closed.
+pub async fn closed_among(
+    client: &impl GenericClient,
+    periods: &[NaiveDate],
+) -> Result<BTreeSet<NaiveDate>, StorageError> {
+    let rows = client
+        .query(include_str!("sql/closed_periods.sql"), &[&periods])
+        .await?;
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+}
+
 /// Lock the rows of `periods` (sorted, without repeats) in `billing_periods` until the
 /// transaction ends and return the closed ones. A period without a row is given one, so
 /// that it can be locked.
@@ -156,7 +167,10 @@ async fn write_buckets(
     let Some(known) = known else {
         return upsert_buckets(tx, &rows).await;
     };
-    let was_known = known.learn(rows.iter().map(|(c, p, k, _)| known.fingerprint(*c, *p, k)));
+    let was_known = known.learn(
+        rows.iter()
+            .map(|(c, p, k, _)| (*p, known.fingerprint(*c, k))),
+    );
     let (stored, new): (Vec<_>, Vec<_>) = rows.iter().zip(&was_known).partition(|(_, k)| **k);
     let new: Vec<BucketRow> = new.into_iter().map(|(r, _)| *r).collect();
     let copied = !new.is_empty() && known.may_copy() && {

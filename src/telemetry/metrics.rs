@@ -26,6 +26,9 @@ pub struct Metrics {
     pub commit_duration: Histogram,
     pub end_to_end_latency: Histogram,
     pub inflight_batches: IntGauge,
+    /// What the batches in flight weigh (`pipeline::memory`), and the most they may.
+    pub inflight_bytes: IntGauge,
+    pub inflight_bytes_limit: IntGauge,
     pub actor_restarts: IntCounterVec,
     pub source_backoff_seconds: IntGauge,
     pub offset_anomalies: IntCounterVec,
@@ -38,6 +41,7 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     pub rated_amount: CounterVec,
     pub db_pool_connections: IntGaugeVec,
+    pub cache_entries: IntGaugeVec,
     pub db_errors: IntCounterVec,
     pub report_refresh_seconds: Gauge,
     pub report_refreshed_at: IntGauge,
@@ -53,6 +57,58 @@ pub struct StageMetrics {
     /// None for the source, which has no mailbox.
     queued: Option<IntGauge>,
     records: IntCounter,
+}
+
+/// The daemon's bounded caches, as `cdrflow_cache_entries` labels them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    Subscribers,
+    Numbers,
+    BucketKeys,
+    RecordIds,
+    SettledMonths,
+}
+
+impl Cache {
+    pub const ALL: [Cache; 5] = [
+        Cache::Subscribers,
+        Cache::Numbers,
+        Cache::BucketKeys,
+        Cache::RecordIds,
+        Cache::SettledMonths,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cache::Subscribers => "subscribers",
+            Cache::Numbers => "numbers",
+            Cache::BucketKeys => "bucket_keys",
+            Cache::RecordIds => "record_ids",
+            Cache::SettledMonths => "settled_months",
+        }
+    }
+}
+
+/// One holder's part of a cache's gauge: several holders (committers, shards) add theirs
+/// to the same label, and a holder that goes away takes its part back.
+pub struct CacheGauge {
+    gauge: IntGauge,
+    reported: i64,
+}
+
+impl CacheGauge {
+    /// This holder now holds `entries`.
+    pub fn set(&mut self, entries: usize) {
+        let entries = entries as i64;
+        self.gauge.add(entries - self.reported);
+        self.reported = entries;
+    }
+}
+
+impl Drop for CacheGauge {
+    fn drop(&mut self) {
+        self.gauge.sub(self.reported);
+    }
 }
 
 impl StageMetrics {
@@ -187,6 +243,9 @@ const ACTORS: [&str; 9] = [
 impl Metrics {
     pub fn new(registry: Registry) -> prometheus::Result<Self> {
         let m = Self::register(registry)?;
+        for cache in Cache::ALL {
+            m.cache_entries.with_label_values(&[cache.as_str()]);
+        }
         for reason in crate::domain::RejectReason::ALL {
             m.records_rejected.with_label_values(&[reason.as_str()]);
         }
@@ -337,6 +396,16 @@ impl Metrics {
                 "cdrflow_inflight_batches",
                 "Batches sent down the pipeline and not yet acknowledged.",
             )?,
+            inflight_bytes: gauge(
+                r,
+                "cdrflow_inflight_bytes",
+                "What the batches in flight weigh: their payloads plus a measured cost per record.",
+            )?,
+            inflight_bytes_limit: gauge(
+                r,
+                "cdrflow_inflight_bytes_limit",
+                "The most the batches in flight may weigh, from --memory-mb; one batch always goes.",
+            )?,
             actor_restarts: counter_vec(
                 r,
                 "cdrflow_actor_restarts_total",
@@ -393,6 +462,12 @@ impl Metrics {
                 "The daemon's Postgres pool, sampled at each scrape: max, open, idle, waiting (tasks waiting for a connection).",
                 &["state"],
             )?,
+            cache_entries: gauge_vec(
+                r,
+                "cdrflow_cache_entries",
+                "Entries held by each of the daemon's bounded caches (their bounds come from --memory-mb).",
+                &["cache"],
+            )?,
             db_errors: counter_vec(
                 r,
                 "cdrflow_db_errors_total",
@@ -422,6 +497,14 @@ impl Metrics {
     }
 
     /// The handles of one pipeline stage.
+    /// A holder's part of `cache`'s entries gauge.
+    pub fn cache(&self, cache: Cache) -> CacheGauge {
+        CacheGauge {
+            gauge: self.cache_entries.with_label_values(&[cache.as_str()]),
+            reported: 0,
+        }
+    }
+
     pub fn stage(&self, name: &str) -> StageMetrics {
         StageMetrics {
             queued: (name != "source").then(|| self.stage_queue_depth.with_label_values(&[name])),

@@ -21,6 +21,7 @@ mod event_time;
 mod exports;
 mod grafana;
 mod kafka_security;
+mod memory;
 mod metrics;
 mod offsets;
 mod outage;

@@ -1,12 +1,17 @@
 //! The machine's limits for `scripts/bench.sh`, measured on the same records cdrflow
 //! processes: a bare consumer (read the topic, nothing else) and a bare bulk insert (the
 //! same usage rows, the same statement, the same batch size, one transaction a batch).
+//! And what the daemon's bounded structures cost per entry (`memory`), which
+//! `pipeline::memory` sizes them with.
+
+mod memory_cost;
 
 use anyhow::Context;
 use cdrflow::domain::batch::{rate_record, PartitionBatch, ProcessedRecord, SourceMeta};
 
 use cdrflow::domain::{Normalizer, NumberPlan, Validation};
 use cdrflow::generator::{AnomalyRates, Generator, GeneratorConfig};
+use cdrflow::pipeline::memory::{self, MemoryBudget};
 use cdrflow::storage;
 use chrono::{Duration, TimeZone, Utc};
 use clap::{Parser, Subcommand};
@@ -15,7 +20,7 @@ use rdkafka::message::Message;
 use std::time::Instant;
 
 /// Rating needs a catalog; an empty benchmark database gets the shipped one.
-const DEFAULT_CATALOG: &str = include_str!("../../catalog/default.toml");
+const DEFAULT_CATALOG: &str = include_str!("../../../catalog/default.toml");
 
 #[derive(Parser)]
 struct Cli {
@@ -37,6 +42,9 @@ enum Cmd {
     },
     /// Insert the accepted usage rows of a generated stream; print rows/s.
     Insert(InsertArgs),
+    /// Fill each bounded structure of the daemon as it fills it and print the bytes it
+    /// allocated per entry, beside the figure `pipeline::memory` sizes it with.
+    Memory,
 }
 
 #[derive(clap::Args)]
@@ -62,21 +70,21 @@ struct InsertArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        match cli.command {
-            Cmd::Consume {
-                kafka,
-                topic,
-                count,
-            } => consume(&kafka, &topic, count).await,
-            Cmd::Insert(args) => insert(args).await,
-        }
-    })
+    let rt = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    match Cli::parse().command {
+        Cmd::Consume {
+            kafka,
+            topic,
+            count,
+        } => rt()?.block_on(consume(&kafka, &topic, count)),
+        Cmd::Insert(args) => rt()?.block_on(insert(args)),
+        Cmd::Memory => memory_cost::print(),
+    }
 }
 
 async fn consume(
@@ -88,6 +96,8 @@ async fn consume(
         kafka,
         &format!("bench-bare-{}", std::process::id()),
         10_000,
+        // The same prefetch as a daemon with the default memory budget.
+        MemoryBudget::new(memory::DEFAULT_MEGABYTES, 2, 2).prefetch_kbytes,
     )
     .create()?;
     consumer.subscribe(&[topic])?;
