@@ -70,7 +70,7 @@ pub struct RunArgs {
     /// Milliseconds a partial batch waits for more records.
     #[arg(long, env = "CDRFLOW_BATCH_LINGER_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_linger_ms: u64,
-    /// Megabytes of memory the daemon sizes its bounds from: three eighths go to batches
+    /// Megabytes of memory the daemon sizes its bounds from: a quarter goes to batches
     /// in flight (by bytes), the rest to librdkafka's prefetch queue, each cache and
     /// what no setting sizes.
     #[arg(long, env = "CDRFLOW_MEMORY_MB", default_value_t = crate::pipeline::memory::DEFAULT_MEGABYTES,

@@ -5,7 +5,7 @@
 //! that committing a batch can be a compare-and-set on that partition's stored offset.
 
 use super::catalog::Catalog;
-use super::normalize::NormalizedCdr;
+use super::normalize::{NormalizedCdr, Normalizer};
 use super::rating::{self, Rating};
 use super::record::ValidCdr;
 use super::reject::{RejectReason, Rejection};
@@ -118,6 +118,19 @@ pub fn rate_record(
 pub struct ProcessedRecord {
     pub source: SourceMeta,
     pub verdict: Verdict,
+}
+
+impl ProcessedRecord {
+    /// Normalize a valid record's numbers; any other verdict stays as it is.
+    pub fn normalize(&mut self, normalizer: &mut Normalizer) {
+        self.verdict = match std::mem::replace(&mut self.verdict, Verdict::Received) {
+            Verdict::Valid(cdr) => match normalizer.normalize(cdr) {
+                Ok(n) => Verdict::Normalized(n),
+                Err(rejection) => Verdict::Rejected(rejection),
+            },
+            decided => decided,
+        };
+    }
 }
 
 /// One partition's contiguous range of records.

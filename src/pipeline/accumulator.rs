@@ -166,23 +166,18 @@ impl Accumulator {
         if periods.is_empty() {
             return;
         }
-        let pool = self.pool.clone();
+        let (pool, me) = (self.pool.clone(), ctx.address());
         let periods: Vec<NaiveDate> = periods.into_iter().collect();
-        ctx.spawn(
-            async move { store::closed_among(&pool.get().await?, &periods).await }
-                .into_actor(self)
-                .map(
-                    |closed: Result<BTreeSet<NaiveDate>, StorageError>, act, _| {
-                        // Not read: tried again at the next tick.
-                        let Ok(closed) = closed else { return };
-                        act.settled.forget(&closed);
-                        if act.settings.shard.0 == 0 {
-                            act.known.forget(&closed);
-                        }
-                        act.report_entries();
-                    },
-                ),
-        );
+        // A task of its own, not a future of this actor's context: that one is not polled
+        // while an evaluation runs, and would hold its connection all that time.
+        actix_rt::spawn(async move {
+            let closed = async { store::closed_among(&pool.get().await?, &periods).await };
+            // Not read: tried again at the next tick.
+            let closed: Result<BTreeSet<NaiveDate>, StorageError> = closed.await;
+            if let Ok(closed) = closed {
+                me.do_send(PeriodsClosed(closed));
+            }
+        });
     }
 
     fn report_entries(&mut self) {
@@ -271,11 +266,12 @@ impl Actor for Accumulator {
             }
         });
         ctx.run_interval(FORGET_EVERY, |act, ctx| act.forget(ctx));
-        // A newer catalog changes allowances, fees and VAT of the estimates.
+        // A newer catalog changes allowances, fees and VAT of the estimates. Looked for
+        // in a task of its own, as the closed periods are.
         ctx.run_interval(Duration::from_secs(30), |act, ctx| {
-            let (pool, have) = (act.pool.clone(), act.catalog.version);
-            ctx.spawn(
-                async move {
+            let (pool, have, me) = (act.pool.clone(), act.catalog.version, ctx.address());
+            actix_rt::spawn(async move {
+                let newer = async {
                     let client = pool.get().await.ok()?;
                     match storage::catalog::active_version(&**client).await.ok()? {
                         Some(v) if v != have => storage::catalog::load(&**client, Some(v))
@@ -284,14 +280,11 @@ impl Actor for Accumulator {
                             .flatten(),
                         _ => None,
                     }
+                };
+                if let Some(v) = newer.await {
+                    me.do_send(CatalogFound(v));
                 }
-                .into_actor(act)
-                .map(|newer, act, _| {
-                    if let Some(v) = newer {
-                        act.catalog = Arc::new(v);
-                    }
-                }),
-            );
+            });
         });
     }
 }
@@ -318,6 +311,38 @@ impl Handler<UsagePosted> for Accumulator {
             )
             .map(|_, _, _| ()),
         ))
+    }
+}
+
+/// These periods are closed: what is remembered of them goes.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct PeriodsClosed(BTreeSet<NaiveDate>);
+
+impl Handler<PeriodsClosed> for Accumulator {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeriodsClosed, _: &mut Self::Context) {
+        self.settled.forget(&msg.0);
+        if self.settings.shard.0 == 0 {
+            self.known.forget(&msg.0);
+        }
+        self.report_entries();
+    }
+}
+
+/// A newer catalog version than the one estimates are made with.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct CatalogFound(Version);
+
+impl Handler<CatalogFound> for Accumulator {
+    type Result = ();
+
+    fn handle(&mut self, msg: CatalogFound, _: &mut Self::Context) {
+        if msg.0.version != self.catalog.version {
+            self.catalog = Arc::new(msg.0);
+        }
     }
 }
 

@@ -637,7 +637,14 @@ impl SourceLoop {
                     reflow = true;
                     let now = Instant::now();
                     if !backoff_until.is_empty() {
+                        let waiting = backoff_until.len();
                         backoff_until.retain(|_, until| *until > now);
+                        if backoff_until.len() < waiting {
+                            // A partition out of its back-off is read again from its
+                            // stored offset: the idle period starts over, so that
+                            // `exit_when_idle` waits for the records read again.
+                            last_activity = now;
+                        }
                         if backoff_until.is_empty() {
                             self.metrics.source_backoff_seconds.set(0);
                         }

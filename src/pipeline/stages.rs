@@ -173,13 +173,7 @@ impl Handler<Batch> for Normalizer {
         let normalized = catch(|| {
             faults::hit("normalizer");
             for r in records.iter_mut() {
-                r.verdict = match std::mem::replace(&mut r.verdict, Verdict::Received) {
-                    Verdict::Valid(cdr) => match normalizer.normalize(cdr) {
-                        Ok(n) => Verdict::Normalized(n),
-                        Err(rejection) => Verdict::Rejected(rejection),
-                    },
-                    decided => decided,
-                };
+                r.normalize(normalizer);
             }
         });
         if let Err(panic) = normalized {

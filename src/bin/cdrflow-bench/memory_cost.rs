@@ -247,13 +247,7 @@ fn record_in_flight() -> f64 {
         }
         largest = largest.max(live() - before);
         for r in records.iter_mut() {
-            r.verdict = match std::mem::replace(&mut r.verdict, Verdict::Received) {
-                Verdict::Valid(cdr) => match normalizer.normalize(cdr) {
-                    Ok(n) => Verdict::Normalized(n),
-                    Err(rejection) => Verdict::Rejected(rejection),
-                },
-                decided => decided,
-            };
+            r.normalize(&mut normalizer);
         }
         largest = largest.max(live() - before);
         for r in records.iter_mut() {
