@@ -70,9 +70,9 @@ pub struct RunArgs {
     /// Milliseconds a partial batch waits for more records.
     #[arg(long, env = "CDRFLOW_BATCH_LINGER_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_linger_ms: u64,
-    /// Megabytes of memory the daemon sizes its bounds from: a quarter goes to batches
-    /// in flight (by bytes), the rest to librdkafka's prefetch queue, each cache and
-    /// what no setting sizes.
+    /// Megabytes of memory the daemon sizes its bounds from: 12/64 go to batches in
+    /// flight (by bytes), the rest to librdkafka's prefetch queue, each cache and what
+    /// no setting sizes.
     #[arg(long, env = "CDRFLOW_MEMORY_MB", default_value_t = crate::pipeline::memory::DEFAULT_MEGABYTES,
           value_parser = clap::value_parser!(u32).range(crate::pipeline::memory::MIN_MEGABYTES as i64..=1_048_576))]
     pub memory_mb: u32,

@@ -62,8 +62,8 @@ async fn batches_in_flight_stay_within_the_memory_budget_when_postgres_stalls() 
         .expect("the limit is exported");
     proxy.set_up(true);
 
-    // A quarter of 64 MB goes to batches in flight.
-    assert_eq!(limit, (16 << 20) as f64);
+    // Twelve 64ths of 64 MB go to batches in flight.
+    assert_eq!(limit, (12 << 20) as f64);
     let one_batch = most_bytes / most_batches.max(1.0);
     assert!(
         (2.0e6..5.0e6).contains(&one_batch),
