@@ -274,9 +274,9 @@ async fn customer_changes(pool: &Pool) -> Result<i64, StorageError> {
 
 async fn subscribers(
     pool: &Pool,
-    msisdns: Vec<String>,
+    msisdns: &[String],
 ) -> Result<HashMap<String, Subscriber>, StorageError> {
-    storage::customers::subscribers(&pool.get().await?, &msisdns).await
+    storage::customers::subscribers(&pool.get().await?, msisdns).await
 }
 
 impl Handler<Batch> for Rater {
@@ -303,10 +303,28 @@ impl Handler<Batch> for Rater {
             let found = if missing.is_empty() {
                 Ok(HashMap::new())
             } else {
-                subscribers(&pool, missing).await
+                subscribers(&pool, &missing).await
             };
             // In line: the batch before this one is at its committer first.
             let _ = previous.await;
+            // The batches before this one may have made the cache start over since
+            // `missing` was taken: what it no longer holds is looked up again, or a known
+            // subscriber's records would go to suspense.
+            let found = async {
+                let (mut found, mut asked) = (found?, missing);
+                loop {
+                    let lost = cache
+                        .borrow()
+                        .lost(batch.data.subscribers(), &found, &asked);
+                    if lost.is_empty() {
+                        return Ok::<_, StorageError>(found);
+                    }
+                    found.extend(subscribers(&pool, &lost).await?);
+                    asked.extend(lost);
+                    asked.sort_unstable();
+                }
+            }
+            .await;
             let found = match found {
                 Ok(found) => found,
                 Err(e) => {

@@ -280,11 +280,28 @@ impl Subscribers {
         self.found.is_empty()
     }
 
-    /// The MSISDNs of `msisdns` not known: to look up.
+    /// The MSISDNs of `msisdns` not known, in their order: to look up.
     pub fn missing(&self, msisdns: Vec<&str>) -> Vec<String> {
         msisdns
             .into_iter()
             .filter(|m| !self.found.contains_key(*m))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The MSISDNs of `msisdns` neither known here nor in `found` and not in `asked`
+    /// (sorted): what a batch looks up again because the cache started over (full, or
+    /// customers changed) after the batch took its [`Subscribers::missing`].
+    pub fn lost(
+        &self,
+        msisdns: Vec<&str>,
+        found: &HashMap<String, Subscriber>,
+        asked: &[String],
+    ) -> Vec<String> {
+        msisdns
+            .into_iter()
+            .filter(|m| !self.found.contains_key(*m) && !found.contains_key(*m))
+            .filter(|m| asked.binary_search_by(|a| a.as_str().cmp(m)).is_err())
             .map(str::to_string)
             .collect()
     }
@@ -426,6 +443,35 @@ mod tests {
             cache.generation(),
         );
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn a_batch_looks_up_again_what_the_cache_lost_after_it_asked() {
+        let mut cache = Subscribers::new(2);
+        cache.changes_read(Some(1));
+        cache.keep(
+            found(&[("+212600000001", 1, "basic"), ("+212600000002", 2, "basic")]),
+            cache.generation(),
+        );
+        let batch = vec!["+212600000001", "+212600000002", "+212600000003"];
+        let asked = cache.missing(batch.clone());
+        assert_eq!(asked, vec!["+212600000003".to_string()]);
+        // Nothing lost yet; an MSISDN asked and not found stays unknown, not asked again.
+        assert!(cache
+            .lost(batch.clone(), &HashMap::new(), &asked)
+            .is_empty());
+        // The batch before this one fills the cache: it starts over.
+        cache.keep(found(&[("+212600000009", 9, "basic")]), cache.generation());
+        assert_eq!(
+            cache.lost(batch.clone(), &HashMap::new(), &asked),
+            vec!["+212600000001".to_string(), "+212600000002".to_string()]
+        );
+        // What this batch's own lookups found is not lost.
+        let mine = found(&[("+212600000002", 2, "basic")]);
+        assert_eq!(
+            cache.lost(batch, &mine, &asked),
+            vec!["+212600000001".to_string()]
+        );
     }
 
     #[test]

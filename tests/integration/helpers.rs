@@ -181,8 +181,6 @@ pub fn spawn_generate(
         count.to_string(),
         "--seed".into(),
         seed.to_string(),
-        "--customers".into(),
-        "500".into(),
         "--database-url".into(),
         database_url.into(),
         "--report".into(),
@@ -192,6 +190,9 @@ pub fn spawn_generate(
         "--days".into(),
         "30".into(),
     ];
+    if !extra.iter().any(|a| a == "--customers") {
+        args.extend(["--customers".into(), "500".into()]);
+    }
     args.extend(extra);
     std::thread::spawn(move || {
         let out = Command::new(BIN)

@@ -173,3 +173,35 @@ async fn what_the_daemon_remembers_of_a_month_is_dropped_once_the_month_is_close
     );
     daemon.stop();
 }
+
+/// With more customers than the subscriber cache holds, the cache starts over while the
+/// next batches have already taken what they need from it; their known subscribers are
+/// still found, so no record of a known subscriber goes to suspense.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_known_subscriber_is_rated_when_customers_outnumber_the_subscriber_cache() {
+    let db = TestDb::new().await;
+    let topic = topic("cdr.raw.many_customers", 2).await;
+    // `--memory-mb 64` keeps 39,945 subscribers; 80,000 records from 100,000 customers
+    // name about 55,000 of them, so the cache fills and starts over during the backlog.
+    let report = generate(&topic, &db, 80_000, 13, &["--customers", "100000"]);
+    let mut daemon = Daemon::start(&DaemonConfig {
+        topic: &topic,
+        group: "many",
+        database_url: &db.url,
+        idle_secs: Some(5),
+        extra: vec![
+            "--memory-mb".into(),
+            "64".into(),
+            "--batch-size".into(),
+            BATCH.to_string(),
+        ],
+    });
+    let status = daemon.wait(Duration::from_secs(300));
+    assert!(status.success(), "{}", daemon.log_text());
+    let s = stats(&db.url, "many");
+    assert_eq!(s["totals"]["consumed"], report.sent);
+    assert_eq!(s["totals"]["accepted"], report.expected.accepted);
+    assert_eq!(s["totals"]["suspense"], report.expected.suspense);
+    assert_eq!(s["totals"]["duplicates"], report.expected.duplicates);
+    assert_eq!(s["balanced"], true);
+}
